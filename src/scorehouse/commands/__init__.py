@@ -1,0 +1,3 @@
+"""Subcommand modules; importing one registers its parsers with scorehouse.cli."""
+
+from scorehouse.commands import core  # noqa: F401

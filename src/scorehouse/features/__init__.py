@@ -1,0 +1,1 @@
+"""Point-in-time features: registry, SQL definitions, incremental daily builds."""

@@ -1,0 +1,201 @@
+"""One typed settings model: built-in defaults ← YAML file ← SCOREHOUSE_* environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENV_PREFIX = "SCOREHOUSE_"
+CONFIG_ENV = "SCOREHOUSE_CONFIG"
+# Secrets are read from the environment only; a YAML file that sets them is refused.
+SECRET_FIELDS = {("redis", "password")}
+
+
+class SettingsError(ValueError):
+    """The configuration cannot be loaded; the message names the source and the key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SparkSettings(_Model):
+    profile: Literal["local", "test", "cluster"] = "local"
+    master: str | None = None  # overrides the profile's spark.master
+    conf_dir: Path | None = None  # defaults to the repository's spark_conf/
+    conf: dict[str, str] = Field(default_factory=dict)  # extra spark.* settings
+
+
+class TableNames(_Model):
+    customers: str = "raw_customers"
+    transactions: str = "raw_transactions"
+    quarantine: str = "quarantine"
+    customer_daily: str = "customer_daily"
+    features: str = "features"
+    training_set: str = "training_set"
+    predictions: str = "predictions"
+    monitoring: str = "monitoring"
+
+
+class RedisSettings(_Model):
+    url: str = "redis://127.0.0.1:6399/0"
+    namespace: str = "sh"
+    username: str | None = None
+    password: SecretStr | None = None  # SCOREHOUSE_REDIS__PASSWORD only
+    tls: bool = False
+    tls_ca_file: Path | None = None
+    bucket_size: int = Field(default=1000, ge=1, le=65536)
+    batch_size: int = Field(default=2000, ge=1)
+    max_keys_per_second: int | None = None
+    keep_generations: int = Field(default=2, ge=1)
+    verify_sample: int = Field(default=1000, ge=0)
+
+    @field_validator("namespace")
+    @classmethod
+    def _plain_namespace(cls, value: str) -> str:
+        if not value or any(c in value for c in ":{} \t\n"):
+            raise ValueError("namespace must be non-empty plain text without ':', '{', '}' or spaces")
+        return value
+
+
+class MlflowSettings(_Model):
+    tracking_uri: str = "sqlite:///.scorehouse/mlflow/mlflow.db"
+    artifact_location: Path = Path(".scorehouse/mlflow/artifacts")
+    experiment: str = "scorehouse"
+
+
+class ModelSettings(_Model):
+    name: str = "purchase_propensity"
+    horizon_days: int = Field(default=30, ge=1, le=365)
+    num_workers: int | None = Field(default=None, ge=1)  # None: the cores Spark has
+    num_boost_round: int = Field(default=200, ge=1)
+    early_stopping_rounds: int = Field(default=20, ge=1)
+    max_depth: int = Field(default=6, ge=1)
+    learning_rate: float = Field(default=0.1, gt=0)
+    seed: int = 7
+    auc_tolerance: float = Field(default=0.002, ge=0)
+
+
+class FeatureSettings(_Model):
+    ttl_days: int = Field(default=3, ge=0)  # maximum feature age in a training row
+    on_stale: Literal["drop", "default"] = "drop"
+    sample_every_days: int = Field(default=7, ge=1)
+
+
+class IngestSettings(_Model):
+    max_reject_share: float = Field(default=0.01, ge=0, le=1)
+
+
+class MonitoringSettings(_Model):
+    psi_warn: float = Field(default=0.1, ge=0)
+    psi_critical: float = Field(default=0.2, ge=0)
+    bins: int = Field(default=10, ge=2)
+
+
+class ServingSettings(_Model):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    default_score: float = Field(default=0.0, ge=0, le=1)
+    timeout_ms: int = Field(default=50, ge=1)
+
+
+class Settings(_Model):
+    home: Path = Path(".scorehouse")
+    warehouse: Path = Path(".scorehouse/warehouse")
+    spark: SparkSettings = SparkSettings()
+    tables: TableNames = TableNames()
+    redis: RedisSettings = RedisSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    model: ModelSettings = ModelSettings()
+    features: FeatureSettings = FeatureSettings()
+    ingest: IngestSettings = IngestSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    serving: ServingSettings = ServingSettings()
+
+    def table_path(self, name: str) -> Path:
+        """Location of a warehouse table given its logical name (a field of `tables`)."""
+        return self.warehouse / getattr(self.tables, name)
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise SettingsError(f"config file {path} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == CONFIG_ENV:
+            continue
+        path = key[len(ENV_PREFIX) :].lower().split("__")
+        node = overrides
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        # YAML parsing turns "2" into 2 and "true" into True; pydantic does the rest.
+        node[path[-1]] = yaml.safe_load(value) if value else value
+    return overrides
+
+
+def _refuse_file_secrets(data: Mapping[str, Any], source: Path) -> None:
+    for section, key in SECRET_FIELDS:
+        if isinstance(data.get(section), Mapping) and key in data[section]:
+            raise SettingsError(
+                f"{source}: {section}.{key} is a secret; set it in the environment as "
+                f"{ENV_PREFIX}{section.upper()}__{key.upper()}, never in a file"
+            )
+
+
+def _format_errors(exc: ValidationError, sources: str) -> str:
+    lines = [f"invalid configuration ({sources}):"]
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"])
+        lines.append(f"  {where}: {error['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(
+    config: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Built-in defaults, then the YAML file (argument or SCOREHOUSE_CONFIG), then the environment."""
+    environ = os.environ if environ is None else environ
+    defaults_text = resources.files("scorehouse").joinpath("defaults.yaml").read_text()
+    data: dict[str, Any] = yaml.safe_load(defaults_text)
+    sources = ["built-in defaults"]
+    config = config or environ.get(CONFIG_ENV)
+    if config:
+        path = Path(config)
+        file_data = _read_yaml(path)
+        _refuse_file_secrets(file_data, path)
+        data = _deep_merge(data, file_data)
+        sources.append(str(path))
+    env_data = _env_overrides(environ)
+    if env_data:
+        data = _deep_merge(data, env_data)
+        sources.append("SCOREHOUSE_* environment")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(_format_errors(exc, ", ".join(sources))) from None
