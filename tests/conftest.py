@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from scorehouse.localstack import RedisCluster, RedisServer
 from scorehouse.settings import Settings, load_settings
 from scorehouse.spark import get_spark
 
@@ -40,3 +41,50 @@ def settings(tmp_path: Path) -> Settings:
             "SCOREHOUSE_MLFLOW__ARTIFACT_LOCATION": str(home / "mlartifacts"),
         }
     )
+
+
+# --- Redis: real servers on free loopback ports, stopped at the end of the session ---
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server (project config, no persistence, 512 MB, noeviction)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"), maxmemory="512mb")
+    with server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """URL of the session server, emptied (FLUSHALL) and reset to the project config per test."""
+    client = redis_server.client()
+    client.flushall()
+    client.config_set("maxmemory", "512mb")
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("hash-max-listpack-entries", "1024")
+    client.close()
+    yield redis_server.url
+    client = redis_server.client()
+    for user in client.acl_users():  # users a test added (e.g. the read-only reader)
+        name = user.decode() if isinstance(user, bytes) else user
+        if name != "default":
+            client.acl_deluser(name)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A local Redis Cluster of three masters on loopback."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"), masters=3)
+    with cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: RedisCluster) -> str:
+    """URL of one cluster node, every master emptied first."""
+    for server in redis_cluster.servers:
+        client = server.client()
+        client.flushall()
+        client.close()
+    return redis_cluster.url

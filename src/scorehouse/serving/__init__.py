@@ -1,0 +1,1 @@
+"""Serving predictions from Redis: key contract, loader, online client, fallback, HTTP service."""
