@@ -616,12 +616,20 @@ class Warehouse:
                 (table_dir / STAGING_DIR).rmdir()  # only when no other writer is staging
 
     def _stage(
-        self, df: DataFrame, stage: Path, partition_cols: Sequence[str], schema: StructType
+        self,
+        df: DataFrame,
+        stage: Path,
+        partition_cols: Sequence[str],
+        schema: StructType,
+        max_records_per_file: int | None = None,
     ) -> list[StagedFile]:
         """Spark writes df as Parquet under `stage`; returns the files with their footers."""
         # INT96 (Spark's default) is deprecated and not what other Delta readers expect.
         self.spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         writer = df.write.mode("errorifexists").option("compression", "zstd")
+        if max_records_per_file:
+            # A writer option, not a session conf: concurrent writers must not see it.
+            writer = writer.option("maxRecordsPerFile", str(max_records_per_file))
         if partition_cols:
             writer = writer.partitionBy(*partition_cols)
         writer.parquet(str(stage))
@@ -821,9 +829,8 @@ class Warehouse:
         # One task per partition value, so each partition ends as few files as possible.
         df = df.repartition(*[F.col(f"`{c}`") for c in part_cols]) if part_cols else df.coalesce(1)
         stage = table_dir / STAGING_DIR / uuid.uuid4().hex
-        self.spark.conf.set("spark.sql.files.maxRecordsPerFile", str(rows_per_file))
         try:
-            files = self._stage(df, stage, part_cols, schema)
+            files = self._stage(df, stage, part_cols, schema, rows_per_file)
             with commit_lock(table_dir):
                 latest = DeltaTable(uri)
                 live = {a["path"] for a in _add_actions(latest)}
@@ -833,7 +840,6 @@ class Warehouse:
                     )
                 return self._commit_rewrite(table, latest, stage, files, chosen, part_cols)
         finally:
-            self.spark.conf.unset("spark.sql.files.maxRecordsPerFile")
             shutil.rmtree(stage, ignore_errors=True)
             with contextlib.suppress(OSError):
                 (table_dir / STAGING_DIR).rmdir()

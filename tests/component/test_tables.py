@@ -12,6 +12,7 @@ from pyspark.sql.types import DateType, DoubleType, LongType, StringType, Struct
 from pyspark.testing import assertDataFrameEqual
 
 from scorehouse.errors import ValidationError
+from scorehouse.spark import has_delta_jars
 from scorehouse.tables import Warehouse
 
 D1, D2, D3 = date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 3)
@@ -30,9 +31,23 @@ def rows(spark: SparkSession, data: list[tuple], schema: StructType = SCHEMA) ->
     return spark.createDataFrame(data, schema)
 
 
+@pytest.fixture(params=["deltalake", "native"])
+def wh(request: pytest.FixtureRequest, spark: SparkSession, tmp_path: Path) -> Warehouse:
+    """The same behaviour is required of both engines; native needs delta-spark's jars."""
+    if request.param == "native" and not has_delta_jars(spark):
+        pytest.skip("delta-spark jars are not on the classpath (no Maven access here)")
+    return Warehouse(spark, tmp_path / "warehouse", engine=request.param)
+
+
 @pytest.fixture
-def wh(spark: SparkSession, tmp_path: Path) -> Warehouse:
+def dl_wh(spark: SparkSession, tmp_path: Path) -> Warehouse:
+    """The deltalake-commit engine, for checks of its own files and log entries."""
     return Warehouse(spark, tmp_path / "warehouse", engine="deltalake")
+
+
+def data_files(table_dir: str) -> set[str]:
+    """Every Parquet file under the table folder, staging included, relative to it."""
+    return {p.relative_to(table_dir).as_posix() for p in Path(table_dir).rglob("*.parquet")}
 
 
 def test_append_creates_table_and_returns_versions(spark: SparkSession, wh: Warehouse) -> None:
@@ -133,3 +148,85 @@ def test_from_settings_roots_tables_in_the_warehouse(spark: SparkSession, settin
     assert wh.uri("features") == str(Path(settings.warehouse).resolve() / "features")
     wh.append("features", rows(spark, [(1, D1, 0.1, "a")]), partition_by=["ds"])
     assert DeltaTable(wh.uri("features")).protocol().min_writer_version == 2
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def test_type_change_is_rejected_naming_table_and_column(
+    spark: SparkSession, wh: Warehouse
+) -> None:
+    original = rows(spark, [(1, D1, 0.1, "a")])
+    wh.append("preds", original, partition_by=["ds"])
+    files_before = data_files(wh.uri("preds"))
+    as_text = StructType([*SCHEMA.fields[:2], StructField("score", StringType()), SCHEMA[3]])
+    with pytest.raises(ValidationError, match=r"table preds: column 'score' has type string"):
+        wh.append("preds", rows(spark, [(2, D1, "0.2", "a")], as_text))
+    with pytest.raises(ValidationError, match=r"preds.*'score'"):
+        wh.overwrite("preds", rows(spark, [(2, D1, "0.2", "a")], as_text))
+    assert wh.version("preds") == 0
+    assert data_files(wh.uri("preds")) == files_before
+    assertDataFrameEqual(wh.read("preds"), original)
+
+
+def test_new_column_needs_opt_in_then_old_rows_read_null(
+    spark: SparkSession, wh: Warehouse
+) -> None:
+    wh.append("preds", rows(spark, [(1, D1, 0.1, "a")]), partition_by=["ds"])
+    wider = StructType([*SCHEMA.fields, StructField("segment", StringType(), True)])
+    new = rows(spark, [(2, D2, 0.2, "a", "smb")], wider)
+    with pytest.raises(ValidationError, match=r"preds.*'segment'.*allow_new_columns"):
+        wh.append("preds", new)
+    assert wh.schema("preds").names == SCHEMA.names
+    wh.append("preds", new, allow_new_columns=True)
+    assert wh.schema("preds").names == [*SCHEMA.names, "segment"]
+    assertDataFrameEqual(
+        wh.read("preds"), rows(spark, [(1, D1, 0.1, "a", None), (2, D2, 0.2, "a", "smb")], wider)
+    )
+    # The narrower frame is still accepted: the missing nullable column reads null.
+    wh.append("preds", rows(spark, [(3, D3, 0.3, "a")]))
+    assert wh.read("preds", partitions={"ds": [D3]}).first()["segment"] is None  # type: ignore[index]
+
+
+def test_nulls_in_a_not_null_column_are_rejected(spark: SparkSession, wh: Warehouse) -> None:
+    wh.append("preds", rows(spark, [(1, D1, 0.1, "a")]), partition_by=["ds"])
+    files_before = data_files(wh.uri("preds"))
+    loose = StructType([StructField("customer_id", LongType(), True), *SCHEMA.fields[1:]])
+    with pytest.raises(ValidationError, match=r"preds.*customer_id"):
+        wh.append("preds", rows(spark, [(None, D1, 0.2, "a")], loose))
+    assert wh.version("preds") == 0
+    assert data_files(wh.uri("preds")) == files_before
+    # The same nullable-typed frame without nulls is fine (nullability is not a type).
+    wh.append("preds", rows(spark, [(2, D1, 0.2, "a")], loose))
+    assert wh.read("preds").count() == 2
+
+
+def test_missing_not_null_column_and_other_partitioning_are_rejected(
+    spark: SparkSession, wh: Warehouse
+) -> None:
+    wh.append("preds", rows(spark, [(1, D1, 0.1, "a")]), partition_by=["ds"])
+    with pytest.raises(ValidationError, match=r"preds.*'customer_id'.*NOT NULL"):
+        wh.append("preds", rows(spark, [(D1, 0.1, "a")], StructType(SCHEMA.fields[1:])))
+    with pytest.raises(ValidationError, match=r"partitioned by \['ds'\]"):
+        wh.append("preds", rows(spark, [(2, D1, 0.2, "a")]), partition_by=["model"])
+    with pytest.raises(ValidationError, match=r"replace_partitions names 'model'"):
+        wh.overwrite("preds", rows(spark, []), replace_partitions={"model": ["a"]})
+    assert wh.version("preds") == 0
+
+
+# --------------------------------------------------------------------------- history
+
+
+def test_history_lists_every_commit_newest_first(spark: SparkSession, wh: Warehouse) -> None:
+    wh.append("preds", rows(spark, [(1, D1, 0.1, "a")]), partition_by=["ds"])
+    wh.append("preds", rows(spark, [(2, D2, 0.2, "a")]))
+    wh.overwrite("preds", rows(spark, [(3, D2, 0.3, "a")]), replace_partitions={"ds": [D2]})
+    history = wh.history("preds")
+    assert [h["version"] for h in history] == [2, 1, 0]
+    assert all("timestamp" in h and "operation" in h for h in history)
+    if wh.engine == "deltalake":
+        assert [h["scorehouse.operation"] for h in history] == [
+            "replace_partitions",
+            "append",
+            "append",
+        ]
