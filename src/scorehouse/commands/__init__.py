@@ -1,3 +1,4 @@
 """Subcommand modules; importing one registers its parsers with scorehouse.cli."""
 
 from scorehouse.commands import core  # noqa: F401
+from scorehouse.commands import data  # noqa: F401
