@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -13,7 +17,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from scorehouse.errors import ValidationError
 from scorehouse.spark import has_delta_jars
-from scorehouse.tables import Warehouse
+from scorehouse.tables import STAGING_DIR, Warehouse, commit_lock
 
 D1, D2, D3 = date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 3)
 
@@ -230,3 +234,144 @@ def test_history_lists_every_commit_newest_first(spark: SparkSession, wh: Wareho
             "append",
             "append",
         ]
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def test_a_commit_waits_for_the_table_lock(spark: SparkSession, dl_wh: Warehouse) -> None:
+    dl_wh.append("preds", rows(spark, [(1, D1, 0.1, "a")]), partition_by=["ds"])
+    table_dir = Path(dl_wh.uri("preds"))
+    done: list[int] = []
+    with commit_lock(table_dir):
+        writer = threading.Thread(
+            target=lambda: done.append(dl_wh.append("preds", rows(spark, [(2, D1, 0.2, "a")])))
+        )
+        writer.start()
+        deadline = time.monotonic() + 120
+        # Wait until Spark has staged the files: only the commit is left, and it must wait.
+        while not list((table_dir / STAGING_DIR).rglob("*.parquet")):
+            assert time.monotonic() < deadline and writer.is_alive()
+            time.sleep(0.1)
+        time.sleep(1.0)
+        assert writer.is_alive() and not done
+        assert dl_wh.version("preds") == 0
+    writer.join(120)
+    assert done == [1]
+    assert not (table_dir / STAGING_DIR).exists()
+
+
+def race(writes: dict[str, Callable[[], int]]) -> dict[str, int]:
+    """Start all writes at the same instant in threads; their returned versions by name."""
+    barrier = threading.Barrier(len(writes))
+    versions: dict[str, int] = {}
+    errors: list[BaseException] = []
+
+    def run(name: str, write: Callable[[], int]) -> None:
+        try:
+            barrier.wait()
+            versions[name] = write()
+        except BaseException as exc:  # re-raised in the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=item) for item in writes.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    if errors:
+        raise errors[0]
+    return versions
+
+
+def test_racing_overwrite_and_append_land_in_a_serial_order(
+    spark: SparkSession, wh: Warehouse
+) -> None:
+    initial = rows(spark, [(1, D1, 0.1, "old"), (9, D2, 0.9, "old")])
+    replacement = rows(spark, [(2, D1, 0.2, "overwrite")])
+    extra = rows(spark, [(3, D1, 0.3, "append")])
+    kept = rows(spark, [(9, D2, 0.9, "old")])
+    wh.append("preds", initial, partition_by=["ds"])
+    for _ in range(3):
+        wh.overwrite("preds", initial)
+        versions = race(
+            {
+                "overwrite": lambda: wh.overwrite(
+                    "preds", replacement, replace_partitions={"ds": [D1]}
+                ),
+                "append": lambda: wh.append("preds", extra),
+            }
+        )
+        # The commit order decides what a serial execution would have produced.
+        if versions["append"] < versions["overwrite"]:
+            expected = replacement.unionByName(kept)
+        else:
+            expected = replacement.unionByName(extra).unionByName(kept)
+        assert abs(versions["append"] - versions["overwrite"]) == 1
+        assertDataFrameEqual(wh.read("preds"), expected)
+
+
+# --------------------------------------------------------------------------- maintenance
+
+
+def _small_appends(spark: SparkSession, wh: Warehouse) -> DataFrame:
+    batches = [
+        rows(spark, [(i * 10 + 1, D1, 0.1 * i, "a"), (i * 10 + 2, D2, 0.2 * i, "b")])
+        for i in range(4)
+    ]
+    wh.append("preds", batches[0], partition_by=["ds"])
+    for batch in batches[1:]:
+        wh.append("preds", batch)
+    expected = batches[0]
+    for batch in batches[1:]:
+        expected = expected.unionByName(batch)
+    return expected
+
+
+def test_optimize_compacts_files_and_keeps_the_data(spark: SparkSession, wh: Warehouse) -> None:
+    expected = _small_appends(spark, wh)
+    before = wh.version("preds")
+    files_before = len(DeltaTable(wh.uri("preds")).file_uris())
+    assert files_before >= 8
+    version = wh.optimize("preds", partitions={"ds": [D1]})
+    assert version == before + 1
+    d2_files = DeltaTable(wh.uri("preds")).file_uris(file_pruning_predicate=[("ds", "=", D2)])
+    assert len(d2_files) >= 4  # D2 was not asked for
+    wh.optimize("preds")
+    table = DeltaTable(wh.uri("preds"))
+    assert len(table.file_uris()) == 2  # one per partition
+    assertDataFrameEqual(wh.read("preds"), expected)
+    assertDataFrameEqual(wh.read("preds", version=before), expected)
+    assert table.to_pyarrow_table().num_rows == 8
+    # Nothing left to compact: no commit.
+    assert wh.optimize("preds") == wh.version("preds")
+    if wh.engine == "deltalake":
+        log = Path(wh.uri("preds")) / "_delta_log" / f"{wh.version('preds'):020d}.json"
+        actions = [json.loads(line) for line in log.read_text().splitlines()]
+        changes = [a[k]["dataChange"] for a in actions for k in ("add", "remove") if k in a]
+        assert changes and not any(changes)  # a rewrite, not new data for streaming readers
+
+
+def test_vacuum_removes_only_unreferenced_files_after_retention(
+    spark: SparkSession, wh: Warehouse
+) -> None:
+    wh.append("preds", rows(spark, [(1, D1, 0.1, "a"), (2, D2, 0.2, "a")]), partition_by=["ds"])
+    old_files = data_files(wh.uri("preds"))
+    latest = rows(spark, [(3, D1, 0.3, "b")])
+    wh.overwrite("preds", latest)
+    live = {
+        Path(p).relative_to(wh.uri("preds")).as_posix()
+        for p in DeltaTable(wh.uri("preds")).file_uris()
+    }
+    assert old_files.isdisjoint(live)
+    # A writer's staged file is not part of the table yet: vacuum must leave it alone.
+    staged = Path(wh.uri("preds")) / STAGING_DIR / "inflight" / "ds=2026-01-09" / "part-0.parquet"
+    staged.parent.mkdir(parents=True)
+    staged.write_bytes(b"PAR1")
+    assert wh.vacuum("preds") == []  # removed just now: inside the 7-day retention
+    assert set(wh.vacuum("preds", retention_hours=0, dry_run=True)) == old_files
+    assert old_files <= data_files(wh.uri("preds"))
+    assert set(wh.vacuum("preds", retention_hours=0)) == old_files
+    assert data_files(wh.uri("preds")) == live | {staged.relative_to(wh.uri("preds")).as_posix()}
+    assert (Path(wh.uri("preds")) / "_scorehouse_commit.lock").exists()
+    assertDataFrameEqual(wh.read("preds"), latest)
