@@ -27,7 +27,9 @@ def test_integer_ids_bucket_by_integer_division(entity_id: object, bucket: str, 
     assert keys.slot_of(entity_id, 1000, 0) == keys.Slot(bucket, field)
 
 
-@pytest.mark.parametrize("entity_id", ["cust-ab", "00123", "-5", "1e3", "9223372036854775808", " 12", "é"])
+@pytest.mark.parametrize(
+    "entity_id", ["cust-ab", "00123", "-5", "1e3", "9223372036854775808", " 12", "é"]
+)
 def test_other_ids_are_string_ids_bucketed_by_crc32(entity_id: str) -> None:
     slot = keys.slot_of(entity_id, 1000, 7)
     assert slot == keys.Slot(f"x{zlib.crc32(entity_id.encode('utf-8')) % 7}", entity_id)
@@ -115,4 +117,7 @@ def test_decoding_a_vector_of_the_wrong_length_fails() -> None:
 
 
 def test_resp_command_matches_the_protocol() -> None:
-    assert keys.resp_command([b"HSET", "k", "1", 42]) == b"*4\r\n$4\r\nHSET\r\n$1\r\nk\r\n$1\r\n1\r\n$2\r\n42\r\n"
+    assert (
+        keys.resp_command([b"HSET", "k", "1", 42])
+        == b"*4\r\n$4\r\nHSET\r\n$1\r\nk\r\n$1\r\n1\r\n$2\r\n42\r\n"
+    )

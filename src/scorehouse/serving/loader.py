@@ -14,15 +14,17 @@ same id: a partial generation is wiped and loaded again, a live one is left as i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pyarrow as pa
@@ -47,7 +49,10 @@ SCORE_BYTES_ESTIMATE = 16
 # Feature buckets exceed hash-max-listpack-value and become real hash tables.
 FEATURE_OVERHEAD_ESTIMATE = 80
 HEADROOM_FACTOR = 1.2
-LOCK_TTL_MS = 6 * 3600 * 1000
+# The lock expires soon after its publisher dies (a retry can then start); a heartbeat
+# thread keeps it while the publisher lives.
+LOCK_TTL_MS = 120_000
+LOCK_RENEW_S = 20.0
 STATS_SCHEMA = T.StructType(
     [
         T.StructField("rows", T.LongType()),
@@ -62,6 +67,10 @@ if (current == false and ARGV[1] == '') or current == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2])
   return 1
 end
+return 0
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
 _UNLOCK = """
@@ -207,8 +216,10 @@ def with_slots(df: DataFrame, bucket_size: int, string_buckets: int, id_col: str
     )
     return df.withColumns(
         {
+            # Integer `div`: a double division rounds ids above 2**53.
             "bucket": F.when(
-                is_int, F.floor(as_long / F.lit(bucket_size)).cast("string")
+                is_int,
+                F.expr(f"try_cast(`{id_col}` AS BIGINT) div {int(bucket_size)}").cast("string"),
             ).otherwise(string_bucket),
             "field": F.when(is_int, (as_long % F.lit(bucket_size)).cast("string")).otherwise(text),
         }
@@ -562,11 +573,7 @@ def publish(
         len(names) * 8 + FEATURE_OVERHEAD_ESTIMATE
     )
 
-    token = uuid.uuid4().hex
-    if not client.set(keys.lock_key(ns), token, nx=True, px=LOCK_TTL_MS):
-        raise RedisLoadError(
-            f"another publish holds {keys.lock_key(ns)}; wait for it, or DEL the key if that process is gone"
-        )
+    lock = _Lock(client, keys.lock_key(ns))
     try:
         # Make room first: keep the live generation only, so load + live = two generations.
         for old in list_generations(client, ns):
@@ -599,7 +606,10 @@ def publish(
             params, ns, generation, "s", cfg.bucket_size, cfg.batch_size, per_task, cluster
         )
         t_load = time.monotonic()
-        stats = _load_frame(spark, scores, spec, string_buckets, count)
+        try:
+            stats = _load_frame(spark, scores, spec, string_buckets, count)
+        except Exception as exc:
+            _fail(client, ns, generation, live, exc)
         load_s = time.monotonic() - t_load
         if features is not None:
             fspec = LoadSpec(
@@ -613,7 +623,10 @@ def publish(
                 cluster,
                 names,
             )
-            _load_frame(spark, features, fspec, string_buckets, features_count)
+            try:
+                _load_frame(spark, features, fspec, string_buckets, features_count)
+            except Exception as exc:
+                _fail(client, ns, generation, live, exc)
         verify(
             spark,
             client,
@@ -638,7 +651,7 @@ def publish(
             client.hset(keys.meta_key(ns, live), "status", "previous")
         removed = cleanup(client, ns, cfg.keep_generations)
     finally:
-        client.eval(_UNLOCK, 1, keys.lock_key(ns), token)  # type: ignore[union-attr]
+        lock.release()
     info = read_generation(client, ns, generation)
     assert info is not None
     total_s = time.monotonic() - t0
@@ -661,6 +674,45 @@ def publish(
         params,
     )
     return GenerationInfo(**{**info.__dict__, "stats": figures})
+
+
+def _fail(client: AnyRedis, ns: str, generation: str, live: str | None, exc: Exception) -> NoReturn:
+    client.hset(keys.meta_key(ns, generation), "status", "failed")
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    raise RedisLoadError(
+        f"loading generation {generation} failed ({first_line}); readers still see {live or 'nothing'}; "
+        "run the same publish again to finish it"
+    ) from exc
+
+
+class _Lock:
+    """`{ns}:lock`: one publisher at a time, renewed by a heartbeat while this process lives."""
+
+    def __init__(self, client: AnyRedis, key: str) -> None:
+        self.client, self.key, self.token = client, key, uuid.uuid4().hex
+        try:
+            taken = client.set(key, self.token, nx=True, px=LOCK_TTL_MS)
+        except ResponseError as exc:
+            raise RedisLoadError(f"cannot take the publish lock {key}: {exc}") from exc
+        if not taken:
+            raise RedisLoadError(
+                f"another publish holds {key}; wait for it (the lock expires {LOCK_TTL_MS // 1000}s "
+                "after its publisher stops)"
+            )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="publish-lock", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(LOCK_RENEW_S):
+            with contextlib.suppress(Exception):
+                self.client.eval(_RENEW, 1, self.key, self.token, LOCK_TTL_MS)  # type: ignore[union-attr]
+
+    def release(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        with contextlib.suppress(Exception):
+            self.client.eval(_UNLOCK, 1, self.key, self.token)  # type: ignore[union-attr]
 
 
 def verify(

@@ -1,0 +1,347 @@
+"""Publishing into a real redis-server: load → verify → flip, retries, rollback, cleanup, refusals."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+import redis
+from pyspark.sql import DataFrame, SparkSession
+
+from scorehouse.errors import RedisLoadError
+from scorehouse.features.registry import feature_names, to_matrix
+from scorehouse.serving import keys, loader
+from scorehouse.settings import Settings, load_settings
+
+DS = date(2026, 1, 15)
+N = 2500
+
+
+def make_settings(url: str, **env: str) -> Settings:
+    return load_settings(
+        environ={"SCOREHOUSE_SPARK__PROFILE": "test", "SCOREHOUSE_REDIS__URL": url, **env}
+    )
+
+
+def scores_frame(spark: SparkSession, ids: list[object], scores: np.ndarray) -> DataFrame:
+    return spark.createDataFrame(pd.DataFrame({"customer_id": ids, "score": scores}))
+
+
+def features_frame(
+    spark: SparkSession, ids: list[object], seed: int = 1
+) -> tuple[DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    names = feature_names()
+    data = {name: np.round(rng.random(len(ids)) * 100, 3) for name in names}
+    pdf = pd.DataFrame({"customer_id": ids, **data})
+    pdf.loc[::5, names[-1]] = np.nan  # missing values must stay missing
+    return spark.createDataFrame(pdf), pdf
+
+
+@pytest.fixture
+def client(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture
+def cfg(redis_url: str) -> Settings:
+    return make_settings(redis_url)
+
+
+def read_all_scores(
+    client: redis.Redis, generation: str, ids: list[object], string_buckets: int = 0
+) -> list[float | None]:
+    pipe = client.pipeline(transaction=False)
+    for entity in ids:
+        slot = keys.slot_of(entity, 1000, string_buckets)
+        pipe.hget(keys.score_key("sh", generation, slot.bucket), slot.field)
+    return [None if raw is None else keys.decode_score(raw) for raw in pipe.execute()]
+
+
+def test_publish_loads_every_score_and_vector_then_flips(
+    spark: SparkSession, cfg: Settings, client: redis.Redis
+) -> None:
+    ids = list(range(N))
+    scores = np.random.default_rng(0).random(N)
+    feats, pdf = features_frame(spark, ids)
+    info = loader.publish(
+        spark,
+        cfg,
+        ds=DS,
+        scores=scores_frame(spark, ids, scores),
+        features=feats,
+        model_name="propensity",
+        model_version="3",
+    )
+    assert client.get("sh:current") == info.generation.encode()
+    assert info.generation.startswith("20260115-3-")
+    meta = {k.decode(): v.decode() for k, v in client.hgetall(f"sh:{info.generation}:meta").items()}
+    assert meta["ds"] == "2026-01-15" and meta["model_version"] == "3" and meta["status"] == "live"
+    assert int(meta["count"]) == N and int(meta["features_count"]) == N and meta["loaded_at"]
+    assert meta["features"] == ",".join(feature_names())
+    got = np.array(read_all_scores(client, info.generation, ids), dtype=float)
+    assert np.abs(got - scores).max() <= 0.5e-9 + 1e-15
+    # Every feature vector equals the batch path's float32 input bit for bit.
+    names = feature_names()
+    expected = to_matrix({n: pdf[n].to_numpy() for n in names}, names)
+    pipe = client.pipeline(transaction=False)
+    for entity in ids:
+        pipe.hget(f"sh:{info.generation}:f:{{{entity // 1000}}}", str(entity % 1000))
+    vectors = np.vstack([keys.decode_features(raw, len(names)) for raw in pipe.execute()])
+    assert np.array_equal(vectors, expected, equal_nan=True)
+    # Score buckets stay compact.
+    assert client.object("encoding", f"sh:{info.generation}:s:{{0}}") == b"listpack"
+    assert client.hlen(f"sh:{info.generation}:s:{{0}}") == 1000
+
+
+def test_string_and_integer_ids_follow_the_documented_rule(
+    spark: SparkSession, cfg: Settings, client: redis.Redis
+) -> None:
+    ids: list[object] = ["7", "1234", "cust-ab", "00123", "-5", "é-ü", "9223372036854775808", "0"]
+    scores = np.linspace(0.1, 0.8, len(ids))
+    info = loader.publish(
+        spark,
+        cfg,
+        ds=DS,
+        scores=scores_frame(spark, ids, scores),
+        model_name="m",
+        model_version="1",
+    )
+    assert info.string_buckets == 1
+    got = read_all_scores(client, info.generation, ids, info.string_buckets)
+    assert got == pytest.approx(list(scores), abs=1e-9)
+    assert client.hget(f"sh:{info.generation}:s:{{1}}", "234") is not None
+    assert client.hget(f"sh:{info.generation}:s:{{x0}}", "cust-ab") is not None
+
+
+def test_spark_bucketing_equals_the_python_rule(spark: SparkSession) -> None:
+    ids = [
+        "0",
+        "999",
+        "1000",
+        "4999123",
+        "cust-ab",
+        "00123",
+        "-5",
+        "é",
+        "9223372036854775807",
+        "9223372036854775808",
+    ]
+    rows = loader.with_slots(
+        spark.createDataFrame([(i,) for i in ids], "customer_id string"), 1000, 13
+    ).collect()
+    assert {(r.customer_id, r.bucket, r.field) for r in rows} == {
+        (i, keys.slot_of(i, 1000, 13).bucket, keys.slot_of(i, 1000, 13).field) for i in ids
+    }
+
+
+def test_republishing_the_same_content_changes_nothing(
+    spark: SparkSession, cfg: Settings, client: redis.Redis
+) -> None:
+    df = scores_frame(spark, list(range(100)), np.full(100, 0.5))
+    first = loader.publish(spark, cfg, ds=DS, scores=df, model_name="m", model_version="1")
+    again = loader.publish(spark, cfg, ds=DS, scores=df, model_name="m", model_version="1")
+    assert again.generation == first.generation
+    assert loader.list_generations(client, "sh") == [first.generation]
+
+
+def test_rollback_returns_to_the_previous_generation_and_cleanup_keeps_two(
+    spark: SparkSession, cfg: Settings, client: redis.Redis
+) -> None:
+    ids = list(range(1500))
+    gens = []
+    for day, value in ((15, 0.1), (16, 0.2), (17, 0.3)):
+        df = scores_frame(spark, ids, np.full(len(ids), value))
+        gens.append(
+            loader.publish(
+                spark, cfg, ds=date(2026, 1, day), scores=df, model_name="m", model_version="1"
+            )
+        )
+    g1, g2, g3 = (g.generation for g in gens)
+    assert gens[2].previous == g2
+    assert loader.list_generations(client, "sh") == [g2, g3]
+    assert client.keys(f"sh:{g1}:*") == []  # removed with SCAN + UNLINK
+    assert read_all_scores(client, g3, [5])[0] == pytest.approx(0.3)
+
+    back = loader.rollback(cfg)
+    assert back.generation == g2 and client.get("sh:current") == g2.encode()
+    assert client.hget(f"sh:{g3}:meta", "status") == b"rolled_back"
+    with pytest.raises(RedisLoadError, match="no previous generation"):
+        loader.rollback(cfg)
+
+
+def test_interrupted_load_leaves_readers_on_the_old_generation_and_a_retry_finishes(
+    spark: SparkSession, redis_url: str, client: redis.Redis
+) -> None:
+    ids = list(range(6000))
+    old = loader.publish(
+        spark,
+        make_settings(redis_url),
+        ds=DS,
+        scores=scores_frame(spark, ids, np.full(6000, 0.25)),
+        model_name="m",
+        model_version="1",
+    )
+    slow = make_settings(
+        redis_url, SCOREHOUSE_REDIS__MAX_KEYS_PER_SECOND="3000", SCOREHOUSE_REDIS__BATCH_SIZE="500"
+    )
+    new_df = scores_frame(spark, ids, np.full(6000, 0.75))
+
+    def run_out_of_memory_mid_load() -> None:
+        # The server fills up halfway: writes fail with OOM, as they would for real.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if client.zcard("sh:generations") == 2 and len(client.keys("sh:*:s:*")) > 6 + 1:
+                client.config_set("maxmemory", str(client.info("memory")["used_memory"]))
+                return
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=run_out_of_memory_mid_load)
+    watcher.start()
+    with pytest.raises(RedisLoadError, match="readers still see " + old.generation):
+        loader.publish(
+            spark, slow, ds=date(2026, 1, 16), scores=new_df, model_name="m", model_version="1"
+        )
+    watcher.join()
+    client.config_set("maxmemory", "512mb")
+    assert client.get("sh:current") == old.generation.encode()
+    assert set(read_all_scores(client, old.generation, ids)) == {0.25}
+
+    done = loader.publish(
+        spark,
+        make_settings(redis_url),
+        ds=date(2026, 1, 16),
+        scores=new_df,
+        model_name="m",
+        model_version="1",
+    )
+    assert client.get("sh:current") == done.generation.encode() and done.previous == old.generation
+    assert set(read_all_scores(client, done.generation, ids)) == {0.75}
+    assert loader.count_entries(client, f"sh:{done.generation}:s:*") == 6000
+
+
+def test_duplicate_ids_fail_verification_without_flipping(
+    spark: SparkSession, cfg: Settings, client: redis.Redis
+) -> None:
+    df = scores_frame(spark, [1, 2, 2, 3], np.array([0.1, 0.2, 0.3, 0.4]))
+    with pytest.raises(RedisLoadError, match="3 scores in Redis for 4 rows"):
+        loader.publish(spark, cfg, ds=DS, scores=df, model_name="m", model_version="1")
+    assert client.get("sh:current") is None
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("maxmemory-policy", "allkeys-lru", "needs 'noeviction'"),
+        ("hash-max-listpack-entries", "128", "hash-max-listpack-entries 128 < bucket size 1000"),
+        ("maxmemory", "used+200000", "not enough memory"),
+    ],
+)
+def test_unsafe_server_settings_are_refused_before_loading(
+    spark: SparkSession, cfg: Settings, client: redis.Redis, setting: str, value: str, message: str
+) -> None:
+    if value.startswith("used+"):  # room for the lock and metadata, not for 50k scores
+        value = str(client.info("memory")["used_memory"] + int(value[5:]))
+    client.config_set(setting, value)
+    df = scores_frame(spark, list(range(50_000)), np.full(50_000, 0.5))
+    with pytest.raises(RedisLoadError, match=message):
+        loader.publish(spark, cfg, ds=DS, scores=df, model_name="m", model_version="1")
+    assert client.get("sh:current") is None
+    assert client.keys("sh:*:s:*") == []
+
+
+def test_unreadable_config_warns_or_refuses_and_never_logs_the_password(
+    spark: SparkSession, redis_url: str, client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "s3cret-loader-pw"
+    client.acl_setuser(
+        "loader",
+        enabled=True,
+        passwords=[f"+{secret}"],
+        keys=["sh:*"],
+        commands=["+@all", "-config"],
+    )
+    cfg = make_settings(
+        redis_url, SCOREHOUSE_REDIS__USERNAME="loader", SCOREHOUSE_REDIS__PASSWORD=secret
+    )
+    df = scores_frame(spark, list(range(10)), np.full(10, 0.5))
+    with pytest.raises(RedisLoadError, match="cannot read hash-max-listpack-entries"):
+        loader.publish(
+            spark, cfg, ds=DS, scores=df, model_name="m", model_version="1", strict_config=True
+        )
+    with caplog.at_level(logging.DEBUG):
+        info = loader.publish(spark, cfg, ds=DS, scores=df, model_name="m", model_version="1")
+    assert info.status == "live"
+    assert "cannot read hash-max-listpack-entries" in caplog.text
+    assert secret not in caplog.text and secret not in repr(
+        loader.RedisParams.from_settings(cfg.redis)
+    )
+
+
+def _reader_loop(
+    url: str, ids: list[int], stop: threading.Event, out: Callable[[str, int], None]
+) -> None:
+    reader = redis.Redis.from_url(url)
+    while not stop.is_set():
+        generation = reader.get("sh:current")
+        if generation is None:
+            continue
+        pipe = reader.pipeline(transaction=False)
+        for entity in ids:
+            pipe.hget(f"sh:{generation.decode()}:s:{{{entity // 1000}}}", str(entity % 1000))
+        values = pipe.execute()
+        out("reads", len(values))
+        if any(v is None for v in values):
+            out("missing", sum(v is None for v in values))
+        elif len(set(values)) > 1:
+            out("mixed", 1)
+
+
+def test_flip_is_atomic_for_concurrent_readers(
+    spark: SparkSession, cfg: Settings, redis_url: str
+) -> None:
+    ids = list(range(5000))
+    loader.publish(
+        spark,
+        cfg,
+        ds=DS,
+        scores=scores_frame(spark, ids, np.full(5000, 0.25)),
+        model_name="m",
+        model_version="1",
+    )
+    counts = {"reads": 0, "missing": 0, "mixed": 0}
+    lock = threading.Lock()
+
+    def out(name: str, n: int) -> None:
+        with lock:
+            counts[name] += n
+
+    stop = threading.Event()
+    sample = ids[::97]  # ids across every bucket, read as one batch per pointer read
+    readers = [
+        threading.Thread(target=_reader_loop, args=(redis_url, sample, stop, out)) for _ in range(2)
+    ]
+    for thread in readers:
+        thread.start()
+    try:
+        for day, value in ((16, 0.75), (17, 0.5)):
+            loader.publish(
+                spark,
+                cfg,
+                ds=date(2026, 1, day),
+                scores=scores_frame(spark, ids, np.full(5000, value)),
+                model_name="m",
+                model_version="1",
+            )
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join()
+    assert counts["reads"] > 1000
+    assert counts["missing"] == 0 and counts["mixed"] == 0
