@@ -57,7 +57,9 @@ def oracle_features(customers: pd.DataFrame, transactions: pd.DataFrame, ds: dat
         if gaps:
             mean = sum(gaps) / len(gaps)
             row["interpurchase_mean_days"] = mean
-            row["interpurchase_std_days"] = math.sqrt(sum((g - mean) ** 2 for g in gaps) / len(gaps))
+            row["interpurchase_std_days"] = math.sqrt(
+                sum((g - mean) ** 2 for g in gaps) / len(gaps)
+            )
         else:
             row["interpurchase_mean_days"] = None
             row["interpurchase_std_days"] = None

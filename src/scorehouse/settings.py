@@ -86,6 +86,9 @@ class FeatureSettings(_Model):
     ttl_days: int = Field(default=3, ge=0)  # maximum feature age in a training row
     on_stale: Literal["drop", "default"] = "drop"
     sample_every_days: int = Field(default=7, ge=1)
+    # A build whose previous day exists advances day by day up to this many days;
+    # longer ranges (and first builds) are computed in one pass from the rollups.
+    chain_max_days: int = Field(default=7, ge=1)
 
 
 class IngestSettings(_Model):

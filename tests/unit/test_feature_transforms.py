@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from datetime import date, datetime, timedelta
 
-import pandas as pd
-import pytest
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
@@ -54,11 +52,17 @@ def _build_chained(customers: DataFrame, transactions: DataFrame, days: list[dat
     return transforms.features_from_state(out)
 
 
-def _assert_matches_oracle(features: DataFrame, customers: DataFrame, transactions: DataFrame, days: list[date]) -> None:
+def _assert_matches_oracle(
+    features: DataFrame, customers: DataFrame, transactions: DataFrame, days: list[date]
+) -> None:
     cust = customers.toPandas()
     tx = transactions.toPandas()
     expected = [row for ds in days for row in oracle_features(cust, tx, ds)]
-    actual = features.select("customer_id", "ds", *feature_names()).orderBy("ds", "customer_id").collect()
+    actual = (
+        features.select("customer_id", "ds", *feature_names())
+        .orderBy("ds", "customer_id")
+        .collect()
+    )
     expected.sort(key=lambda r: (r["ds"], r["customer_id"]))
     assert len(actual) == len(expected)
     mismatches = []
@@ -98,13 +102,18 @@ def test_features_match_oracle_on_a_hand_made_history(spark: SparkSession) -> No
         ],
     )
     days = transforms.day_range(START, START + timedelta(days=5))
-    _assert_matches_oracle(_build_range(customers, transactions, days), customers, transactions, days)
+    _assert_matches_oracle(
+        _build_range(customers, transactions, days), customers, transactions, days
+    )
 
 
 def test_next_day_chain_equals_range_build(spark: SparkSession) -> None:
     customers = _customers(
         spark,
-        [(c, date(2025, 1, 1), date(2025, 1, 1), "consumer", "south", c % 2 == 0) for c in range(1, 6)],
+        [
+            (c, date(2025, 1, 1), date(2025, 1, 1), "consumer", "south", c % 2 == 0)
+            for c in range(1, 6)
+        ],
     )
     rows = []
     for c in range(1, 6):
@@ -126,10 +135,28 @@ def histories(draw: st.DrawFn) -> tuple[list[tuple], list[tuple]]:
     for cid in range(1, n_customers + 1):
         signup = START - timedelta(days=draw(st.integers(-3, 500)))
         segment = draw(st.sampled_from(["consumer", "smb", "enterprise", "other"]))
-        customers.append((cid, signup, signup, segment, draw(st.sampled_from(["north", "west"])), draw(st.booleans())))
+        customers.append(
+            (
+                cid,
+                signup,
+                signup,
+                segment,
+                draw(st.sampled_from(["north", "west"])),
+                draw(st.booleans()),
+            )
+        )
         if draw(st.booleans()):  # a later attribute version
             changed = signup + timedelta(days=draw(st.integers(1, 600)))
-            customers.append((cid, changed, signup, draw(st.sampled_from(["smb", "enterprise"])), "east", draw(st.booleans())))
+            customers.append(
+                (
+                    cid,
+                    changed,
+                    signup,
+                    draw(st.sampled_from(["smb", "enterprise"])),
+                    "east",
+                    draw(st.booleans()),
+                )
+            )
     events = draw(
         st.lists(
             st.tuples(
@@ -154,9 +181,13 @@ def histories(draw: st.DrawFn) -> tuple[list[tuple], list[tuple]]:
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(history=histories(), offset=st.integers(0, 3))
-def test_every_feature_matches_brute_force_oracle(spark: SparkSession, history: tuple, offset: int) -> None:
+def test_every_feature_matches_brute_force_oracle(
+    spark: SparkSession, history: tuple, offset: int
+) -> None:
     customer_rows, tx_rows = history
     customers = _customers(spark, customer_rows)
     transactions = _transactions(spark, tx_rows)
     days = [START + timedelta(days=offset), START + timedelta(days=offset + 2)]
-    _assert_matches_oracle(_build_range(customers, transactions, days), customers, transactions, days)
+    _assert_matches_oracle(
+        _build_range(customers, transactions, days), customers, transactions, days
+    )

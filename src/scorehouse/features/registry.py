@@ -30,6 +30,8 @@ class FeatureDef:
     source: str
     description: str
     owner: str
+    min_value: float | None = 0
+    max_value: float | None = None
 
 
 @cache
@@ -46,6 +48,8 @@ def load_registry(path: Path = REGISTRY_FILE) -> tuple[FeatureDef, ...]:
             source=item["source"],
             description=item["description"],
             owner=item.get("owner", owner),
+            min_value=item.get("min", 0),
+            max_value=item.get("max"),
         )
         for item in data["features"]
     )
@@ -87,7 +91,9 @@ def to_matrix(columns: Mapping[str, Any], names: Sequence[str] | None = None) ->
     return np.column_stack(out)
 
 
-def vector_from_values(values: Mapping[str, float | None], names: Sequence[str] | None = None) -> np.ndarray:
+def vector_from_values(
+    values: Mapping[str, float | None], names: Sequence[str] | None = None
+) -> np.ndarray:
     """One row of model input from a name → value mapping (the online path)."""
     names = list(names or feature_names())
     row = [np.nan if values.get(n) is None else float(values[n]) for n in names]  # type: ignore[arg-type]

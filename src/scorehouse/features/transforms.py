@@ -38,7 +38,9 @@ def entities(customers: DataFrame, days: Sequence[date]) -> DataFrame:
     """The entity space of each day with the attribute version valid on it."""
     spark = customers.sparkSession
     return run_sql(
-        spark, "features/customer_entities", {"customers": customers, "days": days_frame(spark, days)}
+        spark,
+        "features/customer_entities",
+        {"customers": customers, "days": days_frame(spark, days)},
     )
 
 
@@ -56,7 +58,9 @@ def state_for_days(daily: DataFrame, customers: DataFrame, days: Sequence[date])
     )
 
 
-def next_day_state(previous_state: DataFrame, daily: DataFrame, customers: DataFrame, ds: date) -> DataFrame:
+def next_day_state(
+    previous_state: DataFrame, daily: DataFrame, customers: DataFrame, ds: date
+) -> DataFrame:
     """Feature state on `ds` from the state on the day before and five days of rollups."""
     spark = daily.sparkSession
     return run_sql(

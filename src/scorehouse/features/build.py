@@ -1,0 +1,153 @@
+"""Build the features table for a day or a range of days (I/O around the pure transforms).
+
+Storage: `customer_daily` holds one rollup row per customer and active day (kept for
+the whole history); `features` holds a full snapshot of every entity per `ds`,
+including the state columns the next day is advanced from.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import NumericType
+
+from scorehouse.errors import ValidationError
+from scorehouse.features import transforms
+from scorehouse.features.checks import feature_profile, feature_violations
+from scorehouse.features.registry import feature_names
+from scorehouse.settings import Settings
+from scorehouse.tables import Warehouse
+
+log = logging.getLogger(__name__)
+
+EARLIEST = date(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class FeatureBuild:
+    start: date
+    end: date
+    mode: str  # "next-day" (advanced from the previous snapshot) or "range" (from rollups)
+    rows: int
+    features_version: int
+    seconds: float
+
+
+def build_features(
+    spark: SparkSession, settings: Settings, start: date, end: date | None = None
+) -> FeatureBuild:
+    """Build (or rebuild) the features of every entity for each day from start to end.
+
+    Rerunning a day replaces exactly that day. When the day before `start` is already
+    built and the range is short, each day is advanced from the previous one (reads
+    five days of rollups); otherwise the whole range is computed from the rollups in
+    one pass. Both give the same rows (tested).
+    """
+    began = time.perf_counter()
+    end = end or start
+    days = transforms.day_range(start, end)
+    wh = Warehouse.from_settings(spark, settings)
+    tables = settings.tables
+    refresh_rollups(spark, wh, settings, days)
+    customers = wh.read(tables.customers)
+    previous = start - timedelta(days=1)
+    chain = (
+        len(days) <= settings.features.chain_max_days
+        and wh.exists(tables.features)
+        and previous in wh.partition_values(tables.features)
+    )
+    rows = 0
+    version = -1
+    if chain:
+        for ds in days:
+            previous_state = wh.read(tables.features, partitions={"ds": [ds - timedelta(days=1)]})
+            daily = wh.read(tables.customer_daily, partitions={"ds": transforms.leaving_days(ds)})
+            state = transforms.next_day_state(previous_state, daily, customers, ds)
+            count, version = _check_and_commit(
+                wh, settings, transforms.features_from_state(state), customers, [ds]
+            )
+            rows += count
+    else:
+        daily = wh.read(tables.customer_daily, ds_between=(EARLIEST, end))
+        state = transforms.state_for_days(daily, customers, days)
+        rows, version = _check_and_commit(
+            wh, settings, transforms.features_from_state(state), customers, days
+        )
+    build = FeatureBuild(
+        start, end, "next-day" if chain else "range", rows, version, time.perf_counter() - began
+    )
+    log.info(
+        "features %s..%s: %d rows in %.1fs (%s), %s version %d",
+        start,
+        end,
+        rows,
+        build.seconds,
+        build.mode,
+        tables.features,
+        version,
+    )
+    return build
+
+
+def refresh_rollups(
+    spark: SparkSession, wh: Warehouse, settings: Settings, days: list[date]
+) -> int:
+    """Recompute customer_daily for exactly these days from their raw events."""
+    tables = settings.tables
+    if not wh.exists(tables.transactions):
+        raise ValidationError(
+            f"table {tables.transactions} does not exist: generate or ingest data first"
+        )
+    transactions = wh.read(tables.transactions, ds_between=(days[0], days[-1]))
+    daily = transforms.daily_rollups(transactions, days)
+    return wh.overwrite(
+        tables.customer_daily, daily, partition_by=["ds"], replace_partitions={"ds": days}
+    )
+
+
+def _check_types(features: DataFrame) -> list[str]:
+    fields = {f.name: f.dataType for f in features.schema.fields}
+    problems = []
+    for name in feature_names():
+        if name not in fields:
+            problems.append(f"{name}: missing from the build")
+        elif not isinstance(fields[name], NumericType):
+            problems.append(f"{name}: must be numeric (is {fields[name].simpleString()})")
+    return problems
+
+
+def _check_and_commit(
+    wh: Warehouse, settings: Settings, features: DataFrame, customers: DataFrame, days: list[date]
+) -> tuple[int, int]:
+    """Validate the build, then replace its days in the features table; nothing on failure."""
+    problems = _check_types(features)
+    if problems:
+        raise ValidationError(_violation_message(settings, days, problems))
+    features = features.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        profile = feature_profile(features)
+        rows_per_ds = {r.ds: r["count"] for r in features.groupBy("ds").count().collect()}
+        entities_per_ds = {
+            r.ds: r["count"]
+            for r in transforms.entities(customers, days).groupBy("ds").count().collect()
+        }
+        problems = feature_violations(profile, rows_per_ds, entities_per_ds)
+        if problems:
+            raise ValidationError(_violation_message(settings, days, problems))
+        version = wh.overwrite(
+            settings.tables.features, features, partition_by=["ds"], replace_partitions={"ds": days}
+        )
+        return int(profile.get("rows") or 0), version
+    finally:
+        features.unpersist()
+
+
+def _violation_message(settings: Settings, days: list[date], problems: list[str]) -> str:
+    span = f"{days[0]}" if len(days) == 1 else f"{days[0]}..{days[-1]}"
+    listed = "\n  ".join(problems)
+    return f"features build {span} rejected, nothing committed to {settings.tables.features}:\n  {listed}"

@@ -1,0 +1,146 @@
+"""The point-in-time join against a brute-force oracle, and a leakage test."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import DateType, IntegerType, LongType, StructField, StructType
+
+from scorehouse.features import training_set, transforms
+from scorehouse.features.registry import feature_names
+from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
+
+BASE = date(2026, 3, 1)
+LABELS = StructType(
+    [
+        StructField("customer_id", LongType(), False),
+        StructField("as_of", DateType(), False),
+        StructField("oldest_feature_ds", DateType(), False),
+        StructField("label", IntegerType(), False),
+    ]
+)
+
+
+def _snapshots(spark: SparkSession, rows: list[tuple[int, date, float | None]]) -> DataFrame:
+    """A features table where every feature of a row holds `value` (null stays null)."""
+    base = spark.createDataFrame(rows, "customer_id long, ds date, value double")
+    return base.select(
+        "customer_id", "ds", *[F.col("value").alias(name) for name in feature_names()]
+    )
+
+
+@hyp_settings(
+    max_examples=25,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    snapshots=st.lists(
+        st.tuples(
+            st.integers(1, 3), st.integers(0, 20), st.one_of(st.none(), st.floats(-1e6, 1e6))
+        ),
+        max_size=25,
+        unique_by=lambda t: (t[0], t[1]),
+    ),
+    label_rows=st.lists(
+        st.tuples(st.integers(1, 4), st.integers(0, 22), st.integers(0, 5)), min_size=1, max_size=15
+    ),
+)
+def test_join_takes_latest_snapshot_within_ttl(
+    spark: SparkSession,
+    snapshots: list[tuple[int, int, float | None]],
+    label_rows: list[tuple[int, int, int]],
+) -> None:
+    snaps = [(c, BASE + timedelta(days=d), v) for c, d, v in snapshots]
+    label_data = [
+        (c, BASE + timedelta(days=d), BASE + timedelta(days=d - ttl), i % 2)
+        for i, (c, d, ttl) in enumerate(label_rows)
+    ]
+    label_data = list(
+        {(r[0], r[1]): r for r in label_data}.values()
+    )  # one row per (customer, as_of)
+    joined = training_set.point_in_time_join(
+        spark.createDataFrame(label_data, LABELS), _snapshots(spark, snaps)
+    )
+    got = {
+        (r.customer_id, r.as_of): (r.feature_ds, r[feature_names()[0]], r.label)
+        for r in joined.collect()
+    }
+
+    expected = {}
+    for customer, as_of, oldest, label in label_data:
+        eligible = [(ds, v) for c, ds, v in snaps if c == customer and oldest <= ds <= as_of]
+        latest = max(eligible, default=None, key=lambda s: s[0])
+        # The latest snapshot must also be the latest overall <= as_of: an older one
+        # inside the TTL never stands in for a newer one.
+        newest_any = max((ds for c, ds, _ in snaps if c == customer and ds <= as_of), default=None)
+        if latest is None or latest[0] != newest_any:
+            expected[(customer, as_of)] = (None, None, label)
+        else:
+            expected[(customer, as_of)] = (latest[0], latest[1], label)
+    assert got == expected
+
+
+def _customers(spark: SparkSession) -> DataFrame:
+    return spark.createDataFrame(
+        [(c, date(2025, 1, 1), date(2025, 1, 1), "consumer", "north", True) for c in (1, 2, 3)],
+        RAW_CUSTOMERS,
+    )
+
+
+def _transactions(spark: SparkSession, rows: list[tuple[int, date, float]]) -> DataFrame:
+    data = [
+        (f"t{i}", c, datetime(d.year, d.month, d.day, 9), 1, a, d)
+        for i, (c, d, a) in enumerate(rows)
+    ]
+    return spark.createDataFrame(data, RAW_TRANSACTIONS)
+
+
+def _training_rows(spark: SparkSession, tx: DataFrame, as_of: list[date]) -> DataFrame:
+    history = transforms.day_range(date(2025, 1, 1), date(2026, 6, 1))
+    daily = transforms.daily_rollups(tx, history)
+    customers = _customers(spark)
+    features = transforms.features_from_state(transforms.state_for_days(daily, customers, as_of))
+    labelled = training_set.labels(daily, customers, as_of, horizon_days=30, ttl_days=0)
+    return training_set.point_in_time_join(labelled, features)
+
+
+def test_events_after_as_of_change_no_feature(spark: SparkSession) -> None:
+    as_of = [date(2026, 2, 1), date(2026, 3, 1)]
+    history = [
+        (1, date(2026, 1, 5), 10.0),
+        (1, date(2026, 1, 31), 4.5),
+        (2, date(2026, 2, 1), 8.0),
+        (3, date(2025, 6, 1), 1.0),
+        (2, date(2026, 2, 20), 3.0),
+    ]
+    before = _training_rows(spark, _transactions(spark, history), as_of)
+    # Edit an event after the first as-of date and add events after each of them.
+    later = [
+        (1, date(2026, 1, 5), 10.0),
+        (1, date(2026, 1, 31), 4.5),
+        (2, date(2026, 2, 1), 8.0),
+        (3, date(2025, 6, 1), 1.0),
+        (2, date(2026, 2, 20), 300.0),
+        (1, date(2026, 2, 2), 500.0),
+        (3, date(2026, 3, 2), 7.0),
+        (2, date(2026, 4, 1), 3.0),
+    ]
+    after = _training_rows(spark, _transactions(spark, later), as_of)
+    feature_cols = ["customer_id", "as_of", "feature_ds", *feature_names()]
+    first = before.where(F.col("as_of") == as_of[0]).select(*feature_cols)
+    assert sorted(first.collect()) == sorted(
+        after.where(F.col("as_of") == as_of[0]).select(*feature_cols).collect()
+    )
+    # The label does see the future: customer 1 buys on Feb 2, inside (Feb 1, Mar 3].
+    labels_after = {(r.customer_id, r.as_of): r.label for r in after.collect()}
+    assert labels_after[(1, as_of[0])] == 1
+    assert labels_after[(3, as_of[1])] == 1
+    labels_before = {(r.customer_id, r.as_of): r.label for r in before.collect()}
+    assert labels_before[(1, as_of[0])] == 0
