@@ -1,0 +1,79 @@
+"""MLflow set-up and run lineage: tracking store, experiment, feature-definition hash, git commit."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from scorehouse.paths import REPO_ROOT, SQL_DIR
+from scorehouse.settings import Settings
+
+FEATURE_DEFS_DIR = SQL_DIR / "features"
+
+
+def configure_mlflow(settings: Settings) -> str:
+    """Point MLflow at the configured store and return the experiment id (created if new).
+
+    The experiment is created with the configured artifact location, so artifacts land
+    in a plain local folder beside the SQLite file rather than under ./mlruns.
+    """
+    uri = settings.mlflow.tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.get_experiment_by_name(settings.mlflow.experiment)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = settings.mlflow.artifact_location.resolve()
+    location.mkdir(parents=True, exist_ok=True)
+    return str(client.create_experiment(settings.mlflow.experiment, location.as_uri()))
+
+
+def client(settings: Settings) -> MlflowClient:
+    uri = settings.mlflow.tracking_uri
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def feature_definitions_hash(directory: Path = FEATURE_DEFS_DIR) -> str:
+    """sha256 over every file in sql/features/ (relative path and bytes, sorted by path).
+
+    Any change to a feature query or to the registry changes the hash, so a model can be
+    matched with the exact definitions its training set was built from.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        if "__pycache__" in path.parts:
+            continue
+        digest.update(path.relative_to(directory).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def git_commit(repo: Path = REPO_ROOT) -> tuple[str | None, bool]:
+    """(HEAD commit, whether tracked files differ from it); (None, False) outside a checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None, False
+    return head, bool(dirty)

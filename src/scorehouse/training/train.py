@@ -1,0 +1,546 @@
+"""One training run: time split → distributed XGBoost → baselines → evaluation → MLflow → gate.
+
+`train_model` takes a DataFrame plus its lineage so it can be tested without the table
+layer; `train_from_warehouse` reads the training-set table and calls it.
+
+Missing values: every feature is cast to float with nulls kept as null, and
+`missing=NaN` is pinned, so Spark's input is exactly `features.registry.to_matrix`'s
+dense float32-with-NaN matrix that batch scoring and the online fallback build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.xgboost
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from mlflow.models import infer_signature
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from xgboost.spark import SparkXGBClassifier, SparkXGBClassifierModel
+
+from scorehouse.errors import ValidationError
+from scorehouse.features.registry import feature_names, to_matrix
+from scorehouse.settings import Settings
+from scorehouse.training import metrics as m
+from scorehouse.training.heuristic import FREQUENCY, RECENCY, RecencyFrequencyHeuristic
+from scorehouse.training.registry import (
+    CHAMPION,
+    GateDecision,
+    ModelRegistryError,
+    gate,
+    load_model,
+    record_decision,
+    register,
+)
+from scorehouse.training.report import metrics_table, write_charts, write_tables
+from scorehouse.training.splits import SplitPlan, SplitSpec, plan_split, rows_per_date, split_column
+from scorehouse.training.tracking import configure_mlflow, feature_definitions_hash, git_commit
+
+log = logging.getLogger(__name__)
+
+KEYS = ("customer_id", "as_of", "label")
+
+
+@dataclass(frozen=True)
+class TrainingSource:
+    """Where the training rows came from (MLflow lineage tags)."""
+
+    table: str
+    version: int | None
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Knobs beyond settings.model; the defaults are what the nightly path uses."""
+
+    split: SplitSpec | None = None  # None: fractions 0.15/0.15, gap = horizon_days
+    # Off by default: the score is read as a probability (Redis, analysts, ECE), and
+    # reweighting positives shifts every logit by log(weight). See docs/training.md.
+    balance_classes: bool = False
+    tree_method: str = "hist"
+    max_bin: int = 256
+    num_boost_round: int | None = None  # None: settings.model.num_boost_round
+    single_node_baseline: bool = True
+    baseline_max_rows: int = 5_000_000  # sample the single-node baseline's training rows above this
+    force_repartition: bool = True
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    model_name: str
+    version: str
+    alias: str  # champion | challenger
+    decision: GateDecision
+    plan: SplitPlan
+    metrics: dict[str, float] = field(repr=False)
+    booster: xgb.Booster = field(repr=False)  # the registered one
+    spark_model: SparkXGBClassifierModel | None = field(default=None, repr=False)
+
+
+def prepare(df: DataFrame, names: list[str], as_of: date | None, horizon_days: int) -> DataFrame:
+    """Keys, label and every feature as float (nulls stay null); only labels matured by as_of."""
+    missing = [c for c in (*KEYS, *names) if c not in df.columns]
+    if missing:
+        raise ValidationError(f"training set lacks column(s) {', '.join(missing)}")
+    out = df.select(
+        F.col("customer_id"),
+        F.col("as_of"),
+        F.col("label").cast("int").alias("label"),
+        # float32 here equals to_matrix's float64→float32 rounding and halves the bytes moved.
+        *[F.col(n).cast("float").alias(n) for n in names],
+    )
+    if as_of is not None:
+        # A label is known once its whole horizon has passed.
+        out = out.where(F.col("as_of") <= F.lit(as_of - timedelta(days=horizon_days)))
+    return out
+
+
+def xgb_params(
+    settings: Settings, options: TrainOptions, scale_pos_weight: float
+) -> dict[str, Any]:
+    """Booster parameters shared by the distributed model and the single-node baseline."""
+    return {
+        "objective": "binary:logistic",
+        "eval_metric": "logloss",
+        "learning_rate": settings.model.learning_rate,
+        "max_depth": settings.model.max_depth,
+        "tree_method": options.tree_method,
+        "max_bin": options.max_bin,
+        "scale_pos_weight": scale_pos_weight,
+        "seed": settings.model.seed,
+    }
+
+
+def fit_distributed(
+    spark: SparkSession,
+    frame: DataFrame,
+    names: list[str],
+    params: dict[str, Any],
+    rounds: int,
+    early_stopping_rounds: int,
+    num_workers: int,
+    force_repartition: bool = True,
+) -> tuple[SparkXGBClassifierModel, xgb.Booster]:
+    """SparkXGBClassifier on rows of `frame` (`is_valid` marks early-stopping rows).
+
+    Returns the Spark model and its booster cut at the best iteration, so that a plain
+    `inplace_predict` gives what the Spark model's transform gives.
+    """
+    estimator = SparkXGBClassifier(
+        features_col=names,  # a list of columns: no VectorAssembler, dense float input
+        label_col="label",
+        validation_indicator_col="is_valid",
+        num_workers=num_workers,
+        # Train and validation rows arrive interleaved; a fresh round-robin split keeps
+        # every worker holding both (xgboost.spark recommends it with a validation column).
+        force_repartition=force_repartition,
+        n_estimators=rounds,
+        early_stopping_rounds=early_stopping_rounds,
+        missing=float("nan"),
+        feature_names=names,
+        verbose=False,
+        # The Spark estimator sets binary:logistic itself and refuses an explicit one.
+        **{k: v for k, v in params.items() if k != "objective"},
+    )
+    model = estimator.fit(frame)
+    return model, best_iteration_booster(model.get_booster(), names)
+
+
+def best_iteration_booster(booster: xgb.Booster, names: list[str]) -> xgb.Booster:
+    """Trees up to the early-stopping best iteration (a plain Booster predicts with all)."""
+    best = booster.attr("best_iteration")
+    if best is not None:
+        booster = booster[: int(best) + 1]
+    booster.feature_names = names
+    return booster
+
+
+def fit_single_node(
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    names: list[str],
+    params: dict[str, Any],
+    rounds: int,
+    early_stopping_rounds: int,
+    nthread: int,
+) -> xgb.Booster:
+    """The same model with `xgboost.train` on one machine, from `to_matrix` input."""
+    dtrain = xgb.QuantileDMatrix(
+        to_matrix(train, names),
+        label=train["label"].to_numpy(),
+        missing=np.nan,
+        max_bin=params["max_bin"],
+        feature_names=names,
+    )
+    dvalid = xgb.QuantileDMatrix(
+        to_matrix(valid, names),
+        label=valid["label"].to_numpy(),
+        missing=np.nan,
+        ref=dtrain,
+        feature_names=names,
+    )
+    booster = xgb.train(
+        {**params, "nthread": nthread},
+        dtrain,
+        num_boost_round=rounds,
+        evals=[(dvalid, "validation")],
+        early_stopping_rounds=early_stopping_rounds,
+        verbose_eval=False,
+    )
+    return best_iteration_booster(booster, names)
+
+
+def num_workers(spark: SparkSession, settings: Settings) -> int:
+    return settings.model.num_workers or max(1, spark.sparkContext.defaultParallelism)
+
+
+def train_model(
+    spark: SparkSession,
+    settings: Settings,
+    df: DataFrame,
+    source: TrainingSource,
+    as_of: date | None = None,
+    options: TrainOptions | None = None,
+) -> TrainResult:
+    """Train, evaluate against the baselines, log to MLflow, register, and apply the gate."""
+    options = options or TrainOptions()
+    spec = options.split or SplitSpec(gap_days=settings.model.horizon_days)
+    names = feature_names()
+    rounds = options.num_boost_round or settings.model.num_boost_round
+    data = prepare(df, names, as_of, settings.model.horizon_days)
+    plan = plan_split(rows_per_date(data), spec)
+    data = data.withColumn("split", split_column(plan)).where(F.col("split").isNotNull())
+    data = data.persist()
+    try:
+        return _train(spark, settings, data, source, as_of, options, spec, plan, names, rounds)
+    finally:
+        data.unpersist()
+
+
+def _train(
+    spark: SparkSession,
+    settings: Settings,
+    data: DataFrame,
+    source: TrainingSource,
+    as_of: date | None,
+    options: TrainOptions,
+    spec: SplitSpec,
+    plan: SplitPlan,
+    names: list[str],
+    rounds: int,
+) -> TrainResult:
+    counts = {
+        r["split"]: (int(r["rows"]), int(r["positives"]))
+        for r in data.groupBy("split")
+        .agg(F.count("*").alias("rows"), F.sum("label").alias("positives"))
+        .collect()
+    }
+    for split in ("train", "valid", "test"):
+        rows, positives = counts.get(split, (0, 0))
+        if positives in (0, rows):
+            raise ValidationError(
+                f"{source.table}: the {split} set ({rows} rows, split {plan.as_dict()}) holds a "
+                "single class; AUC is undefined"
+            )
+    train_rows, train_pos = counts["train"]
+    spw = (train_rows - train_pos) / train_pos if options.balance_classes else 1.0
+    params = xgb_params(settings, options, spw)
+    workers = num_workers(spark, settings)
+
+    started = time.perf_counter()
+    fit_frame = data.where(F.col("split").isin("train", "valid")).withColumn(
+        "is_valid", F.col("split") == "valid"
+    )
+    spark_model, booster = fit_distributed(
+        spark,
+        fit_frame,
+        names,
+        params,
+        rounds,
+        settings.model.early_stopping_rounds,
+        workers,
+        options.force_repartition,
+    )
+    fit_seconds = time.perf_counter() - started
+    log.info(
+        "distributed fit on %d workers: %.1f s, %d trees",
+        workers,
+        fit_seconds,
+        booster.num_boosted_rounds(),
+    )
+
+    # Validation and test rows are small next to training: evaluate on the driver with
+    # the same booster and the same matrix builder the serving paths use.
+    held: pd.DataFrame = (
+        data.where(F.col("split").isin("valid", "test")).select("split", "label", *names).toPandas()
+    )
+    sets = {s: held[held["split"] == s].reset_index(drop=True) for s in ("valid", "test")}
+    train_cols = (
+        ["label", *names] if options.single_node_baseline else ["label", RECENCY, FREQUENCY]
+    )
+    train_frame = data.where(F.col("split") == "train")
+    if options.single_node_baseline and train_rows > options.baseline_max_rows:
+        train_frame = train_frame.sample(
+            fraction=options.baseline_max_rows / train_rows, seed=settings.model.seed
+        )
+    train_pdf: pd.DataFrame = train_frame.select(*train_cols).toPandas()
+
+    heuristic = RecencyFrequencyHeuristic.fit(train_pdf, train_pdf["label"].to_numpy())
+    scores: dict[str, dict[str, np.ndarray]] = {s: {} for s in sets}
+    for s, pdf in sets.items():
+        scores[s]["model"] = booster.inplace_predict(to_matrix(pdf, names), missing=np.nan)
+        scores[s]["heuristic"] = heuristic.score(pdf)
+
+    single_seconds = None
+    single_booster = None
+    if options.single_node_baseline:
+        started = time.perf_counter()
+        single_booster = fit_single_node(
+            train_pdf,
+            sets["valid"],
+            names,
+            params,
+            rounds,
+            settings.model.early_stopping_rounds,
+            nthread=os.cpu_count() or 1,
+        )
+        single_seconds = time.perf_counter() - started
+        for s, pdf in sets.items():
+            scores[s]["single_node"] = single_booster.inplace_predict(
+                to_matrix(pdf, names), missing=np.nan
+            )
+
+    table_rows: dict[tuple[str, str], dict[str, float]] = {}
+    flat: dict[str, float] = {}
+    for s, pdf in sets.items():
+        y = pdf["label"].to_numpy()
+        for scorer, p in scores[s].items():
+            values = m.evaluate(y, p)
+            table_rows[(scorer, s)] = values
+            prefix = "" if scorer == "model" else f"{scorer}_"
+            flat.update({f"{prefix}{s}_{k}": v for k, v in values.items()})
+
+    # The gate: re-score the current champion on this very test set.
+    y_test = sets["test"]["label"].to_numpy()
+    champion_auc, champion_version, champion_note = _rescore_champion(
+        settings, sets["test"], y_test
+    )
+    if champion_auc is not None:
+        flat["champion_test_roc_auc"] = champion_auc
+        table_rows[(f"champion_v{champion_version}", "test")] = m.evaluate(
+            y_test, _champion_scores(settings, sets["test"])
+        )
+    decision = gate(
+        flat["test_roc_auc"],
+        flat["heuristic_test_roc_auc"],
+        champion_auc,
+        settings.model.auc_tolerance,
+        champion_version,
+    )
+    if champion_note:
+        decision = GateDecision(False, champion_note, champion_version, None)
+
+    flat.update(
+        {
+            "fit_seconds": fit_seconds,
+            "best_iteration": float(booster.num_boosted_rounds() - 1),
+            **{f"{s}_rows": float(n) for s, (n, _) in counts.items()},
+            **{f"{s}_positive_rate": p / n for s, (n, p) in counts.items()},
+        }
+    )
+    if single_seconds is not None and single_booster is not None:
+        flat["single_node_fit_seconds"] = single_seconds
+        flat["single_node_best_iteration"] = float(single_booster.num_boosted_rounds() - 1)
+
+    result = _log_run(
+        settings,
+        source,
+        as_of,
+        spec,
+        plan,
+        names,
+        params,
+        rounds,
+        workers,
+        booster,
+        sets["test"],
+        flat,
+        table_rows,
+        scores["test"],
+        y_test,
+        decision,
+    )
+    return dataclasses.replace(result, spark_model=spark_model)
+
+
+def _rescore_champion(
+    settings: Settings, test: pd.DataFrame, y: np.ndarray
+) -> tuple[float | None, str | None, str | None]:
+    """(champion AUC on this test set, its version, a note when it cannot be scored)."""
+    try:
+        champion = load_model(settings, CHAMPION)
+    except ModelRegistryError:
+        return None, None, None
+    absent = [n for n in champion.feature_names if n not in test.columns]
+    if absent:
+        return (
+            None,
+            champion.version,
+            (
+                f"champion v{champion.version} cannot be scored on this test set (features "
+                f"{', '.join(absent)} are gone); compare by hand and `scorehouse models promote`"
+            ),
+        )
+    return m.roc_auc(y, _champion_scores(settings, test)), champion.version, None
+
+
+def _champion_scores(settings: Settings, test: pd.DataFrame) -> np.ndarray:
+    champion = load_model(settings, CHAMPION)
+    return champion.predict(to_matrix(test, champion.feature_names))
+
+
+def pip_requirements() -> list[str]:
+    """Explicit requirements: auto-detection would list both xgboost and xgboost-cpu."""
+    reqs = []
+    # Both xgboost distributions install the module `xgboost`; pin only the one in use.
+    for dists in (("xgboost-cpu", "xgboost"), ("numpy",), ("pandas",), ("scipy",), ("mlflow",)):
+        for dist in dists:
+            try:
+                reqs.append(f"{dist}=={metadata.version(dist)}")
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return reqs
+
+
+def _log_run(
+    settings: Settings,
+    source: TrainingSource,
+    as_of: date | None,
+    spec: SplitSpec,
+    plan: SplitPlan,
+    names: list[str],
+    params: dict[str, Any],
+    rounds: int,
+    workers: int,
+    booster: xgb.Booster,
+    test: pd.DataFrame,
+    flat: dict[str, float],
+    table_rows: dict[tuple[str, str], dict[str, float]],
+    test_scores: dict[str, np.ndarray],
+    y_test: np.ndarray,
+    decision: GateDecision,
+) -> TrainResult:
+    experiment_id = configure_mlflow(settings)
+    commit, dirty = git_commit()
+    tags = {
+        "training_table": source.table,
+        "training_table_version": "" if source.version is None else str(source.version),
+        "feature_defs_sha256": feature_definitions_hash(),
+        "git_commit": commit or "unknown",
+        "git_dirty": str(dirty).lower(),
+        "model_name": settings.model.name,
+    }
+    run_name = f"train-{(as_of or date.today()).isoformat()}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        mlflow.set_tags(tags)
+        mlflow.log_params(
+            {
+                **params,
+                "num_boost_round": rounds,
+                "early_stopping_rounds": settings.model.early_stopping_rounds,
+                "num_workers": workers,
+                "missing": "nan",
+                "as_of": as_of.isoformat() if as_of else "",
+                "horizon_days": settings.model.horizon_days,
+                "auc_tolerance": settings.model.auc_tolerance,
+                "split_valid_fraction": spec.valid_fraction,
+                "split_test_fraction": spec.test_fraction,
+                "split_gap_days": spec.gap_days,
+                **{f"split_{k}": v for k, v in plan.as_dict().items()},
+                "n_features": len(names),
+            }
+        )
+        mlflow.log_metrics(flat)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            write_tables(metrics_table(table_rows), folder)
+            gain = {k: float(v) for k, v in booster.get_score(importance_type="gain").items()}  # type: ignore[arg-type]
+            write_charts(y_test, test_scores, gain, folder)
+            (folder / "split.json").write_text(
+                json.dumps({"spec": asdict(spec), "plan": plan.as_dict()}, default=str, indent=2)
+            )
+            (folder / "feature_names.json").write_text(json.dumps(names))
+            mlflow.log_artifacts(tmp, artifact_path="report")
+        example = test[names].head(5).astype(np.float32)
+        signature = infer_signature(
+            example, booster.inplace_predict(to_matrix(example, names), missing=np.nan)
+        )
+        info = mlflow.xgboost.log_model(
+            booster,
+            name="model",
+            signature=signature,
+            input_example=example,
+            pip_requirements=pip_requirements(),
+            model_format="ubj",
+        )
+        version = register(
+            settings,
+            info.model_uri,
+            {"test_auc": f"{flat['test_roc_auc']:.6f}", "run_id": run.info.run_id},
+        )
+        alias = record_decision(settings, version, decision)
+        mlflow.set_tags(
+            {"model_version": version, "gate_decision": alias, "gate_reason": decision.reason}
+        )
+        log.info(
+            "%s v%s (run %s): %s — %s",
+            settings.model.name,
+            version,
+            run.info.run_id,
+            alias,
+            decision.reason,
+        )
+    return TrainResult(
+        run_id=run.info.run_id,
+        model_name=settings.model.name,
+        version=version,
+        alias=alias,
+        decision=decision,
+        plan=plan,
+        metrics=flat,
+        booster=booster,
+    )
+
+
+def train_from_warehouse(
+    spark: SparkSession,
+    settings: Settings,
+    as_of: date | None = None,
+    training_version: int | None = None,
+    table: str | None = None,
+    options: TrainOptions | None = None,
+) -> TrainResult:
+    """Read the training-set table (latest or a pinned Delta version) and train on it."""
+    from scorehouse.tables import Warehouse
+
+    warehouse = Warehouse.from_settings(spark, settings)
+    table = table or settings.tables.training_set
+    version = warehouse.version(table) if training_version is None else training_version
+    df = warehouse.read(table, version=version)
+    return train_model(spark, settings, df, TrainingSource(table, version), as_of, options)
