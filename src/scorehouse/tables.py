@@ -75,6 +75,8 @@ STAGING_DIR = "_scorehouse_staging"
 LOCK_FILE = "_scorehouse_commit.lock"
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 COMMIT_RETRIES = 5
+# A staging folder this old belongs to a writer that died; vacuum removes it.
+STALE_STAGING_HOURS = 24
 # Delta truncates string statistics; longer strings get none rather than a wrong max.
 MAX_STRING_STAT = 32
 DEFAULT_TARGET_FILE_BYTES = 128 * 1024 * 1024
@@ -910,13 +912,17 @@ class Warehouse:
             raise ValueError("retention_hours must be >= 0")
         if self.engine == "native":
             return self._native_vacuum(table, retention_hours, dry_run)
-        snapshot = self._delta(table)
-        with commit_lock(Path(self.uri(table))):
-            deleted = snapshot.vacuum(
+        table_dir = Path(self.uri(table))
+        self._delta(table)  # a clear error when the table does not exist
+        with commit_lock(table_dir):
+            # Loaded under the lock: a file committed after an older snapshot was taken
+            # would look unreferenced to it and be deleted at retention 0.
+            deleted = DeltaTable(str(table_dir)).vacuum(
                 retention_hours=retention_hours,
                 dry_run=dry_run,
                 enforce_retention_duration=False,
             )
+        deleted = [*deleted, *_stale_staging(table_dir, delete=not dry_run)]
         return sorted(deleted)  # on-disk names, relative to the table
 
     # ----------------------------------------------------------------- native engine
@@ -984,6 +990,25 @@ class Warehouse:
             if not dry_run:
                 self._spark_delta_table(table).vacuum(float(retention_hours))
         return sorted(os.path.relpath(unquote(str(r[0]).removeprefix("file:")), uri) for r in rows)
+
+
+def _stale_staging(table_dir: Path, *, delete: bool) -> list[str]:
+    """Files of staging folders left by writers that died (older than STALE_STAGING_HOURS).
+
+    deltalake's vacuum skips `_` folders, so without this they would stay forever.
+    """
+    root = table_dir / STAGING_DIR
+    if not root.is_dir():
+        return []
+    cutoff = time.time() - STALE_STAGING_HOURS * 3600
+    found: list[str] = []
+    for folder in root.iterdir():
+        if folder.stat().st_mtime >= cutoff:
+            continue  # possibly a live writer
+        found.extend(p.relative_to(table_dir).as_posix() for p in folder.rglob("*") if p.is_file())
+        if delete:
+            shutil.rmtree(folder, ignore_errors=True)
+    return found
 
 
 def _add_actions(snapshot: DeltaTable) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -375,3 +376,19 @@ def test_vacuum_removes_only_unreferenced_files_after_retention(
     assert data_files(wh.uri("preds")) == live | {staged.relative_to(wh.uri("preds")).as_posix()}
     assert (Path(wh.uri("preds")) / "_scorehouse_commit.lock").exists()
     assertDataFrameEqual(wh.read("preds"), latest)
+
+
+def test_vacuum_clears_staging_left_by_a_dead_writer(spark: SparkSession, dl_wh: Warehouse) -> None:
+    dl_wh.append("preds", rows(spark, [(1, D1, 0.1, "a")]), partition_by=["ds"])
+    table_dir = Path(dl_wh.uri("preds"))
+    dead = table_dir / STAGING_DIR / "dead" / "ds=2026-01-01" / "part-0.parquet"
+    live = table_dir / STAGING_DIR / "live" / "ds=2026-01-01" / "part-0.parquet"
+    for path in (dead, live):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"PAR1")
+    two_days_ago = time.time() - 48 * 3600
+    os.utime(table_dir / STAGING_DIR / "dead", (two_days_ago, two_days_ago))
+    removed = dl_wh.vacuum("preds")
+    assert removed == [dead.relative_to(table_dir).as_posix()]
+    assert not dead.exists() and live.exists()
+    assertDataFrameEqual(dl_wh.read("preds"), rows(spark, [(1, D1, 0.1, "a")]))
