@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.exceptions import NoPermissionError
 from redis.retry import Retry
 
 from scorehouse.settings import RedisSettings
@@ -85,6 +86,8 @@ class RedisParams:
             probe = redis.Redis.from_url(self._url(), **options)
             try:
                 cluster = bool(probe.info("cluster").get("cluster_enabled"))
+            except NoPermissionError:
+                cluster = False  # a user without INFO: treat as a single server
             finally:
                 probe.close()
         if cluster:

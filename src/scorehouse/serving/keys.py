@@ -213,3 +213,27 @@ def resp_command(args: Sequence[bytes | str | int]) -> bytes:
         data = arg if isinstance(arg, bytes) else str(arg).encode("utf-8")
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
+
+
+# --- access control ----------------------------------------------------------------------
+
+READER_COMMANDS = (
+    "get", "mget", "hget", "hmget", "hgetall", "hlen", "hexists", "exists", "zrange", "ping", "info",
+    "hello", "auth", "readonly", "cluster|slots", "cluster|shards", "cluster|nodes",
+)  # fmt: skip
+
+
+def reader_acl_rules(ns: str, password: str) -> list[str]:
+    """ACL SETUSER rules for a downstream reader: read commands on `{ns}:*` keys only.
+
+    `ACL SETUSER <name> <rules...>`; docs/redis-keys.md shows the same rules for redis-cli.
+    """
+    return [
+        "reset",
+        "on",
+        f">{password}",
+        f"~{ns}:*",
+        "resetchannels",
+        "-@all",
+        *(f"+{command}" for command in READER_COMMANDS),
+    ]

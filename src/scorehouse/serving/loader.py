@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, NoReturn
 
@@ -39,6 +39,7 @@ from scorehouse.errors import RedisLoadError
 from scorehouse.features.registry import feature_names, to_matrix
 from scorehouse.serving import keys
 from scorehouse.serving.connection import AnyRedis, RedisParams, is_cluster, masters
+from scorehouse.serving.generation import GenerationInfo, _text
 from scorehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,49 +78,6 @@ _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-@dataclass(frozen=True)
-class GenerationInfo:
-    """What a generation holds, as stored in `{ns}:{G}:meta`."""
-
-    generation: str
-    ds: date
-    model_name: str
-    model_version: str
-    count: int
-    features_count: int
-    string_buckets: int
-    bucket_size: int
-    checksum: str
-    loaded_at: str
-    status: str
-    previous: str | None = None
-    feature_names: tuple[str, ...] = ()
-    stats: dict[str, float] = field(default_factory=dict, compare=False)
-
-    @classmethod
-    def from_meta(cls, generation: str, meta: dict[Any, Any]) -> GenerationInfo:
-        m = {_text(k): _text(v) for k, v in meta.items()}
-        return cls(
-            generation=generation,
-            ds=date.fromisoformat(m["ds"]),
-            model_name=m.get("model_name", ""),
-            model_version=m.get("model_version", ""),
-            count=int(m.get("count", 0)),
-            features_count=int(m.get("features_count", 0)),
-            string_buckets=int(m.get("string_buckets", 0)),
-            bucket_size=int(m.get("bucket_size", 1000)),
-            checksum=m.get("checksum", ""),
-            loaded_at=m.get("loaded_at", ""),
-            status=m.get("status", ""),
-            previous=m.get("previous") or None,
-            feature_names=tuple(n for n in m.get("features", "").split(",") if n),
-        )
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,315 @@
+"""The online Client against a real redis-server: hits, fallback with a real booster, defaults,
+the circuit breaker, and batch/online parity for 10k customers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import redis
+import xgboost as xgb
+from pyspark.sql import DataFrame, SparkSession
+
+from scorehouse.features.registry import feature_names, no_history_vector, to_matrix
+from scorehouse.localstack import RedisServer
+from scorehouse.serving import Client, StaticModel, keys, loader
+from scorehouse.settings import Settings, load_settings
+
+DS = date(2026, 1, 15)
+
+
+def make_settings(url: str, **env: str) -> Settings:
+    return load_settings(
+        environ={
+            "SCOREHOUSE_SPARK__PROFILE": "test",
+            "SCOREHOUSE_REDIS__URL": url,
+            "SCOREHOUSE_SERVING__DEFAULT_SCORE": "0.05",
+            **env,
+        }
+    )
+
+
+def feature_table(n: int, seed: int) -> pd.DataFrame:
+    """Realistic-looking features: counts as ints, amounts with many digits, missing ratios."""
+    rng = np.random.default_rng(seed)
+    data: dict[str, np.ndarray] = {}
+    for name in feature_names():
+        if name.startswith(
+            ("txn_count", "active_days", "quantity", "lifetime", "tenure", "days_since")
+        ):
+            data[name] = rng.poisson(5, n).astype(float)
+        elif name.endswith("_code"):
+            data[name] = rng.integers(-1, 4, n).astype(float)
+        else:
+            values = rng.gamma(2.0, 37.3, n)
+            values[rng.random(n) < 0.2] = np.nan
+            data[name] = values
+    return pd.DataFrame({"customer_id": np.arange(n, dtype=np.int64), **data})
+
+
+@pytest.fixture(scope="module")
+def booster() -> xgb.Booster:
+    pdf = feature_table(4000, seed=11)
+    matrix = to_matrix({n: pdf[n].to_numpy() for n in feature_names()})
+    logits = 0.3 * np.nan_to_num(matrix[:, 1]) - 0.01 * np.nan_to_num(matrix[:, 9]) + 0.5
+    label = (np.random.default_rng(2).random(len(pdf)) < 1 / (1 + np.exp(-logits))).astype(float)
+    dtrain = xgb.DMatrix(matrix, label=label, missing=np.nan, feature_names=feature_names())
+    return xgb.train(
+        {"objective": "binary:logistic", "max_depth": 4, "eta": 0.3, "nthread": 1},
+        dtrain,
+        num_boost_round=20,
+    )
+
+
+def batch_scores(spark: SparkSession, features: DataFrame, booster: xgb.Booster) -> pd.DataFrame:
+    """Batch scoring as the nightly job does it: mapInArrow, to_matrix, inplace_predict."""
+    raw = booster.save_raw("ubj")
+    names = feature_names()
+
+    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        model = xgb.Booster(model_file=bytearray(raw))
+        for batch in batches:
+            matrix = to_matrix({n: batch.column(n) for n in names}, names)
+            predicted = np.asarray(model.inplace_predict(matrix, missing=np.nan), dtype=np.float64)
+            yield pa.RecordBatch.from_pydict(
+                {"customer_id": batch.column("customer_id"), "score": pa.array(predicted)}
+            )
+
+    return (
+        features.mapInArrow(score, "customer_id long, score double")
+        .toPandas()
+        .sort_values("customer_id")
+        .reset_index(drop=True)
+    )
+
+
+@pytest.fixture(scope="module")
+def published(
+    spark: SparkSession, redis_server: RedisServer, booster: xgb.Booster
+) -> Iterator[tuple[str, pd.DataFrame, pd.DataFrame]]:
+    """Module-scoped: 10k customers, scores + features published once (tests restore what they delete)."""
+    client = redis_server.client()
+    client.flushall()
+    cfg = make_settings(redis_server.url)
+    pdf = feature_table(10_000, seed=5)
+    features = spark.createDataFrame(pdf)
+    scores = batch_scores(spark, features, booster)
+    loader.publish(
+        spark,
+        cfg,
+        ds=DS,
+        scores=spark.createDataFrame(scores),
+        features=features,
+        model_name="propensity",
+        model_version="7",
+    )
+    generation = client.get("sh:current").decode()
+    yield generation, pdf, scores
+    client.flushall()
+
+
+def test_hits_come_from_the_cache_with_version_date_and_staleness(
+    published: tuple[str, pd.DataFrame, pd.DataFrame], redis_server: RedisServer
+) -> None:
+    generation, _, scores = published
+    with Client(make_settings(redis_server.url)) as client:
+        result = client.get(1234)
+        assert result.source == "cache" and result.generation == generation
+        assert result.score == pytest.approx(scores.score[1234], abs=5e-10)
+        assert result.model_version == "7" and result.ds == DS
+        assert result.staleness_days == (date.today() - DS).days
+        assert result.staleness_s is not None and 0 <= result.staleness_s < 600
+        many = client.get_many([5, "17", 9999])
+        assert [r.entity_id for r in many] == ["5", "17", "9999"]
+        assert [r.score for r in many] == pytest.approx(
+            list(scores.score[[5, 17, 9999]]), abs=5e-10
+        )
+
+
+def test_a_miss_is_scored_from_stored_features_and_written_back(
+    published: tuple[str, pd.DataFrame, pd.DataFrame],
+    redis_server: RedisServer,
+    booster: xgb.Booster,
+) -> None:
+    generation, _, scores = published
+    raw = redis_server.client()
+    key = f"sh:{generation}:s:{{4}}"
+    saved = raw.hget(key, "321")
+    raw.hdel(key, "321")
+    try:
+        with Client(make_settings(redis_server.url), model=StaticModel("7", booster)) as client:
+            first = client.get(4321)
+            assert first.source == "fallback" and first.model_version == "7"
+            assert abs(first.score - scores.score[4321]) <= 1e-6
+            assert raw.hget(key, "321") is not None  # written back
+            assert client.get(4321).source == "cache"
+    finally:
+        raw.hset(key, "321", saved)
+
+
+def test_a_customer_without_features_gets_the_no_history_score(
+    published: tuple[str, pd.DataFrame, pd.DataFrame],
+    redis_server: RedisServer,
+    booster: xgb.Booster,
+) -> None:
+    generation, _, _ = published
+    expected = float(booster.inplace_predict(no_history_vector(), missing=np.nan)[0])
+    with Client(make_settings(redis_server.url), model=StaticModel("8", booster)) as client:
+        result = client.get(10_000_123)
+        assert result.source == "fallback" and result.score == pytest.approx(expected, abs=1e-7)
+        assert result.model_version == "8"
+    # A newer champion's score is returned but not written into version 7's generation.
+    assert redis_server.client().hget(f"sh:{generation}:s:{{10000}}", "123") is None
+
+
+def test_faults_return_the_default_score_never_an_exception(
+    published: tuple[str, pd.DataFrame, pd.DataFrame], redis_server: RedisServer
+) -> None:
+    class Broken:
+        calls = 0
+
+        def current(self) -> tuple[str, xgb.Booster]:
+            Broken.calls += 1
+            raise RuntimeError("registry unreachable")
+
+    with Client(make_settings(redis_server.url), model=Broken(), breaker_cooldown_s=60) as client:
+        for _ in range(5):
+            result = client.get(20_000_001)
+            assert result.source == "default" and result.score == 0.05
+        assert Broken.calls == 3  # the breaker opened after three failures
+        assert "circuit open" in (client.get(20_000_001).reason or "")
+        assert client.get(1).source == "cache"  # hits do not need the model
+    with Client(make_settings(redis_server.url)) as client:
+        assert client.get(20_000_001).reason == "no fallback model configured"
+    with pytest.raises(keys.InvalidEntityId):
+        Client(make_settings(redis_server.url)).get("")
+
+
+def test_fallback_matches_batch_scores_for_ten_thousand_customers(
+    published: tuple[str, pd.DataFrame, pd.DataFrame],
+    redis_server: RedisServer,
+    booster: xgb.Booster,
+) -> None:
+    generation, _, scores = published
+    raw = redis_server.client()
+    # Take the score buckets away (kept aside) so every lookup goes through the fallback.
+    dumps = {key: raw.dump(key) for key in raw.keys(f"sh:{generation}:s:*")}
+    raw.delete(*dumps)
+    try:
+        with Client(
+            make_settings(redis_server.url), model=StaticModel("7", booster), write_back=False
+        ) as client:
+            results = []
+            for start in range(0, 10_000, 1000):
+                results += client.get_many(range(start, start + 1000))
+        assert {r.source for r in results} == {"fallback"}
+        online = np.array([r.score for r in results])
+        assert np.abs(online - scores.score.to_numpy()).max() <= 1e-6
+    finally:
+        for key, payload in dumps.items():
+            raw.restore(key, 0, payload, replace=True)
+
+
+def test_a_dead_redis_costs_no_latency_once_the_breaker_opens(
+    tmp_path: Path, booster: xgb.Booster
+) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        server.client().set("sh:current", "nothing-yet")
+        cfg = make_settings(server.url, SCOREHOUSE_SERVING__TIMEOUT_MS="200")
+        client = Client(cfg, model=StaticModel("1", booster), breaker_cooldown_s=0.5)
+        assert client.get(1).reason == "redis: LookupError: generation nothing-yet has no metadata"
+        client.redis_breaker.success()
+        server.client().execute_command("CLIENT", "PAUSE", "3000", "ALL")  # a hung server: timeouts
+        slow = []
+        for _ in range(3):
+            start = time.perf_counter()
+            assert client.get(1).source == "default"
+            slow.append(time.perf_counter() - start)
+        assert min(slow) >= 0.15  # each paid the 200 ms timeout
+        start = time.perf_counter()
+        for _ in range(100):
+            result = client.get(1)
+        assert result.reason == "redis circuit open"
+        assert (time.perf_counter() - start) / 100 < 0.001
+        server.stop()  # dead: connection refused while half-open trials run
+        time.sleep(0.6)
+        assert client.get(1).source == "default"
+    finally:
+        server.stop()
+
+
+def test_the_client_recovers_when_redis_comes_back(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    port = server.port
+    server.client().set("sh:current", "G")
+    server.client().hset(
+        "sh:G:meta",
+        mapping={
+            "ds": "2026-01-15",
+            "model_version": "3",
+            "bucket_size": 1000,
+            "loaded_at": "2026-01-16T00:00:00+00:00",
+        },
+    )
+    server.client().hset("sh:G:s:{0}", "42", 500_000_000)
+    client = Client(make_settings(server.url), breaker_cooldown_s=0.2, pointer_ttl_ms=0)
+    assert client.get(42).score == 0.5
+    server.stop()
+    assert [client.get(42).source for _ in range(5)] == ["default"] * 5
+    restarted = RedisServer(tmp_path / "redis2", port=port).start()
+    try:
+        restarted.client().set("sh:current", "G")
+        restarted.client().hset(
+            "sh:G:meta", mapping={"ds": "2026-01-15", "model_version": "3", "bucket_size": 1000}
+        )
+        restarted.client().hset("sh:G:s:{0}", "42", 250_000_000)
+        time.sleep(0.3)
+        result = client.get(42)
+        assert (result.source, result.score) == ("cache", 0.25)
+        assert client.redis_breaker.state == "closed"
+    finally:
+        restarted.stop()
+
+
+def test_read_only_user_can_read_scores_but_not_write(
+    published: tuple[str, pd.DataFrame, pd.DataFrame], redis_server: RedisServer
+) -> None:
+    generation, _, scores = published
+    admin = redis_server.client()
+    admin.execute_command("ACL", "SETUSER", "reader", *keys.reader_acl_rules("sh", "reader-pw"))
+    try:
+        reader = redis.Redis(
+            host="127.0.0.1", port=redis_server.port, username="reader", password="reader-pw"
+        )
+        pointer = reader.get("sh:current").decode()
+        assert pointer == generation
+        assert reader.hget(f"sh:{pointer}:meta", "model_version") == b"7"
+        assert keys.decode_score(reader.hget(f"sh:{pointer}:s:{{1}}", "234")) == pytest.approx(
+            scores.score[1234], abs=5e-10
+        )
+        for write in (
+            lambda: reader.set("sh:current", "x"),
+            lambda: reader.hset(f"sh:{pointer}:s:{{1}}", "234", 1),
+            lambda: reader.unlink("sh:current"),
+            lambda: reader.flushall(),
+            lambda: reader.get("other:key"),
+        ):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                write()
+        client = Client(
+            make_settings(
+                redis_server.url,
+                SCOREHOUSE_REDIS__USERNAME="reader",
+                SCOREHOUSE_REDIS__PASSWORD="reader-pw",
+            )
+        )
+        assert client.get(1234).source == "cache"
+    finally:
+        admin.acl_deluser("reader")
