@@ -2,3 +2,4 @@
 
 from scorehouse.commands import core  # noqa: F401
 from scorehouse.commands import data  # noqa: F401
+from scorehouse.commands import serving  # noqa: F401

@@ -753,3 +753,39 @@ def _verify_sample(
                 problems.append(f"features of {row[ID]}: Redis {raw!r} != table")
                 break
     return problems
+
+
+def publish_date(spark: SparkSession, settings: Settings, ds: date) -> GenerationInfo:
+    """Publish the champion predictions of `ds` and that day's feature vectors from the warehouse."""
+    from scorehouse.tables import Warehouse
+
+    warehouse = Warehouse.from_settings(spark, settings)
+    tables = settings.tables
+    predictions = warehouse.read(tables.predictions, partitions={"ds": [ds]}).where(
+        F.col("model_role") == "champion"
+    )
+    models = predictions.select("model_name", "model_version").distinct().collect()
+    if not models:
+        raise RedisLoadError(f"no champion predictions for ds={ds} in table {tables.predictions}")
+    if len(models) > 1:
+        found = ", ".join(f"{m.model_name} v{m.model_version}" for m in models)
+        raise RedisLoadError(f"champion predictions for ds={ds} come from several models: {found}")
+    features = None
+    if warehouse.exists(tables.features):
+        names = feature_names()
+        frame = warehouse.read(tables.features, partitions={"ds": [ds]})
+        missing = [n for n in (ID, *names) if n not in frame.columns]
+        if missing:
+            raise RedisLoadError(f"table {tables.features} lacks feature columns {missing}")
+        features = frame.select(ID, *names)
+    else:
+        log.warning("table %s does not exist: publishing scores without features", tables.features)
+    return publish(
+        spark,
+        settings,
+        ds=ds,
+        scores=predictions.select(ID, "score"),
+        features=features,
+        model_name=models[0].model_name,
+        model_version=str(models[0].model_version),
+    )
