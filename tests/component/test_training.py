@@ -295,3 +295,67 @@ def test_split_plan_is_logged_as_an_artifact(first: TrainResult, module_settings
     )
     plan = json.loads(Path(path).read_text())["plan"]
     assert plan["test_start"] == first.plan.test_start.isoformat()
+
+
+def test_cli_and_job_train_from_the_table_then_list_rollback_promote(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    import yaml
+
+    from scorehouse.cli import main as cli
+    from scorehouse.paths import REPO_ROOT
+    from scorehouse.tables import Warehouse
+
+    home = tmp_path / "home"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "home": str(home),
+                "warehouse": str(home / "warehouse"),
+                "spark": {"profile": "test"},
+                "mlflow": {
+                    "tracking_uri": f"sqlite:///{home}/mlflow.db",
+                    "artifact_location": str(home / "mlartifacts"),
+                },
+                # A 7-day horizon makes the default purge gap fit 14 weekly dates.
+                "model": {"num_boost_round": 10, "early_stopping_rounds": 3, "horizon_days": 7},
+            }
+        )
+    )
+    settings = load_settings(config)
+    pdf = synthetic_training_pdf(customers=150, seed=3)
+    version = Warehouse.from_settings(spark, settings).overwrite(
+        settings.tables.training_set, to_spark(spark, pdf)
+    )
+
+    assert cli(["--config", str(config), "train"]) == 0
+    out = capsys.readouterr().out
+    assert "v1 -> champion" in out
+    assert registry.alias_version(settings, "champion") == "1"
+    run = MlflowClient(settings.mlflow.tracking_uri).get_run(registry.load_model(settings).run_id)
+    assert run.data.tags["training_table_version"] == str(version)
+
+    # The job retrains on the pinned version: the same rows give the same AUC, which is
+    # within the tolerance of the champion's, so it is promoted and remembers v1.
+    spec = importlib.util.spec_from_file_location("train_model", REPO_ROOT / "jobs/train_model.py")
+    assert spec and spec.loader
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    job.main(["--config", str(config), "--training-version", str(version)])
+    assert "v2 -> champion" in capsys.readouterr().out
+    assert registry.alias_version(settings, "champion") == "2"
+
+    assert cli(["--config", str(config), "models", "list"]) == 0
+    newest = capsys.readouterr().out.splitlines()[1].split()
+    assert newest[:2] == ["2", "champion"]
+
+    assert cli(["--config", str(config), "models", "rollback"]) == 0
+    assert "from v2 to v1" in capsys.readouterr().out
+    assert registry.alias_version(settings, "champion") == "1"
+    assert cli(["--config", str(config), "models", "promote", "2"]) == 0
+    assert registry.alias_version(settings, "champion") == "2"
+    assert cli(["--config", str(config), "models", "promote", "7"]) == 1
+    assert "no version 7" in capsys.readouterr().err

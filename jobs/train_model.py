@@ -1,0 +1,38 @@
+"""Train the propensity model on the training-set table, log to MLflow, register, gate.
+
+    spark-submit --properties-file spark_conf/local.conf jobs/train_model.py \
+        --as-of 2026-06-30 [--training-table training_set] [--training-version 12] \
+        [--config config.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from datetime import date
+
+from scorehouse.settings import load_settings
+from scorehouse.spark import get_spark
+from scorehouse.training.train import train_from_warehouse
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--as-of", type=date.fromisoformat, help="labels known by this day")
+    parser.add_argument("--training-table", help="default: tables.training_set")
+    parser.add_argument("--training-version", type=int, help="Delta version (default latest)")
+    parser.add_argument("--config", help="settings YAML (default: SCOREHOUSE_CONFIG or built-in)")
+    args = parser.parse_args(argv)
+    settings = load_settings(args.config)
+    result = train_from_warehouse(
+        get_spark(settings, app_name="train_model"),
+        settings,
+        as_of=args.as_of,
+        training_version=args.training_version,
+        table=args.training_table,
+    )
+    print(f"{result.model_name} v{result.version} -> {result.alias}: {result.decision.reason}")
+
+
+if __name__ == "__main__":
+    main()
