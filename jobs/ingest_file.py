@@ -1,0 +1,42 @@
+"""Validate a user's CSV/Parquet file and append it to raw_transactions or raw_customers.
+
+    spark-submit --properties-file spark_conf/local.conf jobs/ingest_file.py \
+        transactions /data/sales.csv --format csv \
+        --map customer_id=cust_no --map event_time=ts
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from scorehouse.commands.data import map_item
+from scorehouse.data.ingest import format_summary, ingest_file
+from scorehouse.settings import load_settings
+from scorehouse.spark import get_spark
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("table", choices=["transactions", "customers"])
+    parser.add_argument("path")
+    parser.add_argument("--format", choices=["csv", "parquet"])
+    parser.add_argument(
+        "--map", action="append", type=map_item, default=[], metavar="TARGET=SOURCE"
+    )
+    parser.add_argument("--config", help="settings YAML (default: SCOREHOUSE_CONFIG or built-in)")
+    args = parser.parse_args(argv)
+    settings = load_settings(args.config)
+    result = ingest_file(
+        get_spark(settings, app_name="ingest_file"),
+        settings,
+        table=args.table,
+        path=args.path,
+        fmt=args.format,
+        mapping=dict(args.map),
+    )
+    print(format_summary(result))
+
+
+if __name__ == "__main__":
+    main()
