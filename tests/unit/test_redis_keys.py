@@ -28,7 +28,7 @@ def test_integer_ids_bucket_by_integer_division(entity_id: object, bucket: str, 
 
 
 @pytest.mark.parametrize(
-    "entity_id", ["cust-ab", "00123", "-5", "1e3", "9223372036854775808", " 12", "é"]
+    "entity_id", ["cust-ab", "00123", "-5", "1e3", "9223372036854775808", "a b", "é"]
 )
 def test_other_ids_are_string_ids_bucketed_by_crc32(entity_id: str) -> None:
     slot = keys.slot_of(entity_id, 1000, 7)
@@ -50,7 +50,7 @@ def test_string_id_without_string_buckets_is_refused() -> None:
         keys.slot_of("abc", 1000, 0)
 
 
-@pytest.mark.parametrize("bad", ["", None, True, "a\nb", "x" * 257, 1.5])
+@pytest.mark.parametrize("bad", ["", None, True, "a\nb", "x" * 257, 1.5, " ", " 12"])
 def test_invalid_ids_are_rejected_with_a_reason(bad: object) -> None:
     with pytest.raises(keys.InvalidEntityId):
         keys.canonical_id(bad)

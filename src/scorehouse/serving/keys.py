@@ -114,6 +114,8 @@ def canonical_id(entity_id: object) -> str:
         raise InvalidEntityId(f"entity id is longer than {MAX_ID_LENGTH} bytes")
     if any(ord(c) < 32 or ord(c) == 127 for c in entity_id):
         raise InvalidEntityId("entity id contains control characters")
+    if entity_id != entity_id.strip():
+        raise InvalidEntityId("entity id has leading or trailing whitespace")
     return entity_id
 
 
