@@ -320,7 +320,11 @@ def _transactions(c: _Customers, counts: np.ndarray, seed: int, start: date) -> 
     cid = c.ids[rows]
     segment = c.segment_on(day, rows)
     hour_u = _uniform(seed, _S_HOUR, cid, day, nth)
-    hour = np.minimum((HOUR_CDF[segment] < hour_u[:, None]).sum(axis=1), 23)
+    hour = np.empty(total, dtype=np.int64)
+    for s in range(len(SEGMENTS)):  # per segment, not a rows x 24 matrix (memory)
+        rows_s = segment == s
+        hour[rows_s] = np.searchsorted(HOUR_CDF[s], hour_u[rows_s])
+    hour = np.minimum(hour, 23)
     second = hour * 3600 + np.floor(_uniform(seed, _S_SECOND, cid, day, nth) * 3600).astype(
         np.int64
     )
