@@ -1,0 +1,1 @@
+"""Nightly batch scoring of the full entity space, the predictions table and drift monitoring."""

@@ -1,0 +1,66 @@
+"""Output checks on a night's scores, run before anything is committed (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class OutputStats:
+    """What the checks need to know about one role's scores for one day."""
+
+    role: str
+    rows: int
+    distinct_entities: int
+    snapshot_rows: int
+    nulls: int
+    nans: int
+    min_score: float | None
+    max_score: float | None
+
+
+def score_stats(
+    role: str, scores: pa.ChunkedArray | pa.Array, distinct_entities: int, snapshot_rows: int
+) -> OutputStats:
+    """Stats of one role's collected scores (nulls counted before NaN handling)."""
+    nulls = scores.null_count
+    values = np.asarray(scores.to_numpy(zero_copy_only=False), dtype=np.float64)
+    nans = int(np.isnan(values).sum()) - nulls
+    finite = values[~np.isnan(values)]
+    return OutputStats(
+        role=role,
+        rows=len(values),
+        distinct_entities=distinct_entities,
+        snapshot_rows=snapshot_rows,
+        nulls=nulls,
+        nans=nans,
+        min_score=float(finite.min()) if len(finite) else None,
+        max_score=float(finite.max()) if len(finite) else None,
+    )
+
+
+def output_problems(stats: OutputStats) -> list[str]:
+    """Every broken rule, as text: scores in [0, 1], no nulls, one row per snapshot entity."""
+    problems = []
+    who = stats.role
+    if stats.snapshot_rows == 0:
+        problems.append(f"{who}: the features snapshot is empty")
+    if stats.rows != stats.snapshot_rows:
+        problems.append(f"{who}: {stats.rows} scores for {stats.snapshot_rows} snapshot rows")
+    if stats.distinct_entities != stats.rows:
+        problems.append(
+            f"{who}: {stats.rows} rows but {stats.distinct_entities} distinct customer_id "
+            f"({stats.rows - stats.distinct_entities} duplicates)"
+        )
+    if stats.nulls:
+        problems.append(f"{who}: {stats.nulls} null scores")
+    if stats.nans:
+        problems.append(f"{who}: {stats.nans} NaN scores")
+    if stats.min_score is not None and stats.min_score < 0.0:
+        problems.append(f"{who}: score below 0 (min {stats.min_score})")
+    if stats.max_score is not None and stats.max_score > 1.0:
+        problems.append(f"{who}: score above 1 (max {stats.max_score})")
+    return problems
