@@ -44,9 +44,15 @@ def broken(checked: DataFrame) -> DataFrame:
 
 
 def test_row_numbers_follow_input_order(spark: SparkSession) -> None:
-    df = spark.createDataFrame([(c,) for c in "abcde"], "x string").repartition(1)
+    letters = "abcdefghij"
+    df = (
+        spark.createDataFrame([(c,) for c in letters], "x string")
+        .coalesce(1)
+        .union(spark.createDataFrame([("k",), ("l",)], "x string"))
+    )
+    assert df.rdd.getNumPartitions() > 1
     expected = spark.createDataFrame(
-        [(c, i + 1) for i, c in enumerate("abcde")], "x string, _row_number long"
+        [(c, i + 1) for i, c in enumerate(letters + "kl")], "x string, _row_number long"
     )
     assertDataFrameEqual(v.with_row_numbers(df), expected, checkRowOrder=True)
 

@@ -123,9 +123,21 @@ def _col(name: str) -> Column:
 
 def with_row_numbers(df: DataFrame, column: str = ROW_NUMBER) -> DataFrame:
     """Add the 1-based position of each record in the input (file order, header excluded)."""
-    schema = StructType([*df.schema.fields, StructField(column, LongType(), False)])
-    indexed = df.rdd.zipWithIndex().map(lambda pair: (*pair[0], pair[1] + 1))
-    return df.sparkSession.createDataFrame(indexed, schema)
+    # monotonically_increasing_id is (partition << 33) + position within the partition;
+    # per-partition counts turn it into a global position without Python rows (one
+    # extra pass over the input, like zipWithIndex, but all in the JVM).
+    tagged = df.withColumn("_pid", F.spark_partition_id()).withColumn(
+        "_mid", F.monotonically_increasing_id()
+    )
+    counts = dict(tagged.groupBy("_pid").count().collect())
+    n_partitions = max(counts, default=-1) + 1
+    offsets, total = [], 0
+    for pid in range(n_partitions):
+        offsets.append(total)
+        total += counts.get(pid, 0)
+    offset = F.element_at(F.array(*[F.lit(o) for o in offsets or [0]]), F.col("_pid") + 1)
+    position = F.col("_mid") - F.shiftleft(F.col("_pid").cast("long"), 33)
+    return tagged.withColumn(column, (position + offset + 1).cast("long")).drop("_pid", "_mid")
 
 
 def prepare(
