@@ -32,6 +32,7 @@ EARLIEST = date(1970, 1, 1)
 class FeatureBuild:
     start: date
     end: date
+    days: int
     mode: str  # "next-day" (advanced from the previous snapshot) or "range" (from rollups)
     rows: int
     features_version: int
@@ -39,25 +40,35 @@ class FeatureBuild:
 
 
 def build_features(
-    spark: SparkSession, settings: Settings, start: date, end: date | None = None
+    spark: SparkSession,
+    settings: Settings,
+    start: date | None = None,
+    end: date | None = None,
+    *,
+    days: list[date] | None = None,
 ) -> FeatureBuild:
-    """Build (or rebuild) the features of every entity for each day from start to end.
+    """Build (or rebuild) the features of every entity for each day from start to end
+    (or for the given `days`, which need not be consecutive).
 
     Rerunning a day replaces exactly that day. When the day before `start` is already
     built and the range is short, each day is advanced from the previous one (reads
-    five days of rollups); otherwise the whole range is computed from the rollups in
-    one pass. Both give the same rows (tested).
+    five days of rollups); otherwise the days are computed from the rollups in one
+    pass. Both give the same rows (tested).
     """
     began = time.perf_counter()
-    end = end or start
-    days = transforms.day_range(start, end)
+    if days is None:
+        if start is None:
+            raise ValueError("give start (and optionally end) or days")
+        days = transforms.day_range(start, end or start)
+    days = sorted(set(days))
     wh = Warehouse.from_settings(spark, settings)
     tables = settings.tables
-    refresh_rollups(spark, wh, settings, days)
+    refresh_rollups(spark, wh, settings, days, missing_up_to=days[-1])
     customers = wh.read(tables.customers)
-    previous = start - timedelta(days=1)
+    previous = days[0] - timedelta(days=1)
     chain = (
-        len(days) <= settings.features.chain_max_days
+        days == transforms.day_range(days[0], days[-1])
+        and len(days) <= settings.features.chain_max_days
         and wh.exists(tables.features)
         and previous in wh.partition_values(tables.features)
     )
@@ -73,18 +84,25 @@ def build_features(
             )
             rows += count
     else:
-        daily = wh.read(tables.customer_daily, ds_between=(EARLIEST, end))
+        daily = wh.read(tables.customer_daily, ds_between=(EARLIEST, days[-1]))
         state = transforms.state_for_days(daily, customers, days)
         rows, version = _check_and_commit(
             wh, settings, transforms.features_from_state(state), customers, days
         )
     build = FeatureBuild(
-        start, end, "next-day" if chain else "range", rows, version, time.perf_counter() - began
+        days[0],
+        days[-1],
+        len(days),
+        "next-day" if chain else "range",
+        rows,
+        version,
+        time.perf_counter() - began,
     )
     log.info(
-        "features %s..%s: %d rows in %.1fs (%s), %s version %d",
-        start,
-        end,
+        "features for %d days %s..%s: %d rows in %.1fs (%s), %s version %d",
+        len(days),
+        build.start,
+        build.end,
         rows,
         build.seconds,
         build.mode,
@@ -95,18 +113,39 @@ def build_features(
 
 
 def refresh_rollups(
-    spark: SparkSession, wh: Warehouse, settings: Settings, days: list[date]
-) -> int:
-    """Recompute customer_daily for exactly these days from their raw events."""
+    spark: SparkSession,
+    wh: Warehouse,
+    settings: Settings,
+    days: list[date],
+    *,
+    missing_up_to: date | None = None,
+) -> int | None:
+    """Recompute customer_daily for `days` (and, with `missing_up_to`, for every raw day up
+    to it that has no rollup yet) from those days' raw events only."""
     tables = settings.tables
     if not wh.exists(tables.transactions):
         raise ValidationError(
             f"table {tables.transactions} does not exist: generate or ingest data first"
         )
-    transactions = wh.read(tables.transactions, ds_between=(days[0], days[-1]))
-    daily = transforms.daily_rollups(transactions, days)
+    todo = set(days)
+    if missing_up_to is not None:
+        rolled = (
+            set(wh.partition_values(tables.customer_daily))
+            if wh.exists(tables.customer_daily)
+            else set()
+        )
+        todo |= {
+            d
+            for d in wh.partition_values(tables.transactions)
+            if d <= missing_up_to and d not in rolled
+        }
+    if not todo:
+        return None
+    refresh = sorted(todo)
+    transactions = wh.read(tables.transactions, partitions={"ds": refresh})
+    daily = transforms.daily_rollups(transactions, refresh)
     return wh.overwrite(
-        tables.customer_daily, daily, partition_by=["ds"], replace_partitions={"ds": days}
+        tables.customer_daily, daily, partition_by=["ds"], replace_partitions={"ds": refresh}
     )
 
 

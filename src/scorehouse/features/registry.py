@@ -72,7 +72,7 @@ def no_history_vector() -> np.ndarray:
 
 
 def to_matrix(columns: Mapping[str, Any], names: Sequence[str] | None = None) -> np.ndarray:
-    """Dense float32 matrix (rows × features) from column arrays; None/null → NaN.
+    """Dense float32 matrix (rows x features) from column arrays; None/null → NaN.
 
     `columns` maps feature name → a 1-d array-like (numpy, pandas Series, pyarrow array).
     """

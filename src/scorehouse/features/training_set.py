@@ -13,7 +13,7 @@ from pyspark.sql.types import DateType, StructField, StructType
 
 from scorehouse.errors import ValidationError
 from scorehouse.features import transforms
-from scorehouse.features.build import refresh_rollups
+from scorehouse.features.build import build_features, refresh_rollups
 from scorehouse.features.registry import feature_names, load_registry
 from scorehouse.settings import Settings
 from scorehouse.sqlfiles import run_sql
@@ -119,15 +119,13 @@ def build_training_set(
             f"no as-of date in {start}..{end} has a complete {horizon}-day horizon "
             f"(raw events end on {raw_days[-1]})"
         )
-    missing_rollups = sorted(
-        set(transforms.day_range(dates[0], dates[-1] + timedelta(days=horizon)))
-        - set(
-            wh.partition_values(tables.customer_daily) if wh.exists(tables.customer_daily) else []
-        )
-    )
-    if missing_rollups:
-        # Label days not rolled up yet: roll them up (reads only those days of raw events).
-        refresh_rollups(spark, wh, settings, missing_rollups)
+    # Label days must be rolled up; as-of dates need a snapshot within the TTL.
+    refresh_rollups(spark, wh, settings, [], missing_up_to=dates[-1] + timedelta(days=horizon))
+    built = set(wh.partition_values(tables.features)) if wh.exists(tables.features) else set()
+    unbuilt = [d for d in dates if not any(d - timedelta(days=k) in built for k in range(ttl + 1))]
+    if unbuilt:
+        log.info("building the feature snapshots of %d as-of dates first", len(unbuilt))
+        build_features(spark, settings, days=unbuilt)
     daily = wh.read(
         tables.customer_daily, ds_between=(dates[0], dates[-1] + timedelta(days=horizon))
     )
