@@ -129,13 +129,18 @@ def with_row_numbers(df: DataFrame, column: str = ROW_NUMBER) -> DataFrame:
     tagged = df.withColumn("_pid", F.spark_partition_id()).withColumn(
         "_mid", F.monotonically_increasing_id()
     )
-    counts = dict(tagged.groupBy("_pid").count().collect())
+    counts: dict[int, int] = {
+        r["_pid"]: r["count"] for r in tagged.groupBy("_pid").count().collect()
+    }
     n_partitions = max(counts, default=-1) + 1
-    offsets, total = [], 0
+    offsets: list[int] = []
+    total = 0
     for pid in range(n_partitions):
         offsets.append(total)
         total += counts.get(pid, 0)
-    offset = F.element_at(F.array(*[F.lit(o) for o in offsets or [0]]), F.col("_pid") + 1)
+    offset = F.element_at(
+        F.array(*[F.lit(o).cast("long") for o in offsets or [0]]), F.col("_pid") + 1
+    )
     position = F.col("_mid") - F.shiftleft(F.col("_pid").cast("long"), 33)
     return tagged.withColumn(column, (position + offset + 1).cast("long")).drop("_pid", "_mid")
 
