@@ -152,7 +152,7 @@ def score_date(
     *,
     flow_run_id: str | None = None,
     fail_on: str | None = None,
-    monitor: bool = False,  # becomes True once scoring/monitoring.py lands
+    monitor: bool = True,
 ) -> ScoringRun:
     """Score every entity of the features snapshot of `ds` and replace that day's predictions.
 
@@ -237,6 +237,12 @@ def score_date(
         out = frames[0]
         for frame in frames[1:]:
             out = out.unionByName(frame)
+        if not wh.exists(tables.predictions):
+            # Created from the contract first, so the table keeps PREDICTIONS' NOT NULLs
+            # (frames built by mapInArrow are nullable everywhere).
+            wh.append(
+                tables.predictions, spark.createDataFrame([], PREDICTIONS), partition_by=["ds"]
+            )
         predictions_version = wh.overwrite(
             tables.predictions, out, partition_by=["ds"], replace_partitions={"ds": [ds]}
         )
