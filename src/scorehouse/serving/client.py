@@ -136,6 +136,7 @@ class Client:
         self.redis_breaker = CircuitBreaker(breaker_threshold, breaker_cooldown_s)
         self.model_breaker = CircuitBreaker(breaker_threshold, breaker_cooldown_s)
         self._names = tuple(feature_names())
+        self._booster: tuple[str, Any, Any] | None = None
 
     # --- public API ---------------------------------------------------------------------
 
@@ -259,7 +260,7 @@ class Client:
         try:
             if info.feature_names and info.feature_names != self._names:
                 raise ValueError("the generation's feature order differs from the registry")
-            version, booster = self.model.current()
+            version, booster = self._single_threaded(*self.model.current())
             conn = self._conn()
             pipe = conn.pipeline(transaction=False)
             for slot in slots:
@@ -281,6 +282,16 @@ class Client:
             self._score(i, float(s), "fallback", info, version)
             for i, s in zip(ids, scores, strict=True)
         ]
+
+    def _single_threaded(self, version: str, booster: Any) -> tuple[str, Any]:
+        # One-row predictions gain nothing from OpenMP threads and lose milliseconds to
+        # thread wake-ups on a busy host; keep a single-threaded copy per model version.
+        cached = self._booster
+        if cached is None or cached[0] != version or cached[1] is not booster:
+            single = booster.copy()
+            single.set_param({"nthread": 1})
+            cached = self._booster = (version, booster, single)
+        return version, cached[2]
 
     def _write_back(self, live: _Live, slots: list[keys.Slot | None], scores: Any) -> None:
         try:

@@ -221,12 +221,16 @@ def _partitions(spark: SparkSession, rows: int) -> int:
 def _load_frame(
     spark: SparkSession, df: DataFrame, spec: LoadSpec, string_buckets: int, rows: int
 ) -> dict[str, int]:
-    """Runs the load tasks; the bucket-sorted partitions make each HSET carry a whole bucket."""
-    prepared = (
-        with_slots(df, spec.bucket_size, string_buckets)
-        .repartition(_partitions(spark, rows), "bucket")
-        .sortWithinPartitions("bucket")
-    )
+    """Runs the load tasks on bucket-sorted partitions, so an HSET carries a run of a bucket.
+
+    No shuffle: sorting inside each partition is enough (a bucket split over P partitions
+    costs at most P commands), and too many small partitions are coalesced first.
+    """
+    target = _partitions(spark, rows)
+    slotted = with_slots(df, spec.bucket_size, string_buckets)
+    if slotted.rdd.getNumPartitions() > 2 * target:
+        slotted = slotted.coalesce(target)
+    prepared = slotted.sortWithinPartitions("bucket")
     columns = (
         ["bucket", "field", "score"]
         if spec.kind == "s"
