@@ -48,8 +48,10 @@ SELECT
   SUM(label) AS positives,
   AVG(label) AS positive_rate,
   AVG(score) AS mean_score,
-  (SUM(IF(label = 1, score_rank, 0)) - SUM(label) * (SUM(label) + 1) / 2.0)
-    / NULLIF(SUM(label) * (COUNT(*) - SUM(label)), 0) AS auc
+  CAST(
+    (SUM(IF(label = 1, score_rank, 0)) - SUM(label) * (SUM(label) + 1) / 2.0)
+    / NULLIF(SUM(label) * (COUNT(*) - SUM(label)), 0) AS DOUBLE
+  ) AS auc  -- NULL when the day has a single class
 FROM labelled
 GROUP BY ds, model_role, model_version
 ORDER BY ds, model_role
