@@ -6,6 +6,7 @@ sql/features/registry.yaml applied to the events whose date is <= the as-of date
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import date, timedelta
 
@@ -53,7 +54,7 @@ def oracle_features(customers: pd.DataFrame, transactions: pd.DataFrame, ds: dat
         row["lifetime_active_days"] = len(days)
         row["days_since_last_purchase"] = (ds - days[-1]).days if days else None
         row["days_since_first_purchase"] = (ds - days[0]).days if days else None
-        gaps = [(b - a).days for a, b in zip(days, days[1:], strict=False)]
+        gaps = [(b - a).days for a, b in itertools.pairwise(days)]
         if gaps:
             mean = sum(gaps) / len(gaps)
             row["interpurchase_mean_days"] = mean

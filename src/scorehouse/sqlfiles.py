@@ -36,14 +36,18 @@ def render(name: str, **params: date | str) -> str:
         elif isinstance(value, str) and _IDENTIFIER.match(value):
             values[key] = value
         else:
-            raise ValueError(f"{name}.sql: parameter {key}={value!r} is neither a date nor a table name")
+            raise ValueError(
+                f"{name}.sql: parameter {key}={value!r} is neither a date nor a table name"
+            )
     try:
         return _template(sql_path(name)).substitute(values)
     except KeyError as exc:
         raise ValueError(f"{name}.sql needs parameter {exc.args[0]}") from None
 
 
-def run_sql(spark: SparkSession, name: str, views: dict[str, DataFrame], **dates: date) -> DataFrame:
+def run_sql(
+    spark: SparkSession, name: str, views: dict[str, DataFrame], **dates: date
+) -> DataFrame:
     """Run sql/<name>.sql with each DataFrame in `views` registered under a private view name.
 
     The template refers to inputs by parameter name (`${daily}`); the view names are

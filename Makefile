@@ -1,0 +1,30 @@
+# scorehouse: run `make` for the list of targets.
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+help: ## show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: ## install Java 17, redis-server and the pinned virtualenv (.venv)
+	@bash scripts/setup.sh
+
+demo: setup ## run the whole nightly path on local defaults (10k customers, 180 days)
+	$(VENV)/bin/scorehouse demo
+
+test: setup ## run the test suite (unit, component, e2e)
+	$(PY) -m pytest
+
+lint: setup ## ruff (lint + format check) and mypy on src/
+	$(VENV)/bin/ruff check src tests jobs flows bench
+	$(VENV)/bin/ruff format --check src tests jobs flows bench
+	$(VENV)/bin/mypy src
+
+bench: setup ## run the benchmarks in bench/ (minutes; figures go to bench/results/)
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean: ## remove local state (.scorehouse) and caches
+	rm -rf .scorehouse .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help setup demo test lint bench clean

@@ -1,0 +1,38 @@
+"""Build the point-in-time training set for sampled as-of dates.
+
+    spark-submit --properties-file spark_conf/cluster.conf jobs/build_training_set.py \
+        --start 2026-05-01 --end 2026-10-31 [--horizon-days 30] [--every 7] [--config scorehouse.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from datetime import date
+
+from scorehouse.features.training_set import build_training_set
+from scorehouse.settings import load_settings
+from scorehouse.spark import get_spark
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Build the point-in-time training set.")
+    parser.add_argument("--start", type=date.fromisoformat, required=True)
+    parser.add_argument("--end", type=date.fromisoformat, required=True)
+    parser.add_argument("--horizon-days", type=int, default=None)
+    parser.add_argument("--every", type=int, default=None)
+    parser.add_argument("--config", default=None)
+    args = parser.parse_args(argv)
+    settings = load_settings(args.config)
+    build_training_set(
+        get_spark(settings, "build_training_set"),
+        settings,
+        args.start,
+        args.end,
+        horizon_days=args.horizon_days,
+        every_days=args.every,
+    )
+
+
+if __name__ == "__main__":
+    main()
