@@ -18,8 +18,9 @@ from scorehouse.serving import Client, keys
 from scorehouse.settings import Settings, load_settings
 from scorehouse.tables import Warehouse
 
-CUSTOMERS = 1000
-DAYS = 170
+CUSTOMERS = 800
+DAYS = 200
+WARM_UP = 50  # as-of dates start once customers have some history
 END = date(2026, 10, 31)
 
 
@@ -56,7 +57,7 @@ def test_nightly_path_end_to_end(
     start = END - timedelta(days=DAYS - 1)
     write_generated(spark, settings, customers=CUSTOMERS, start=start, days=DAYS, seed=3)
 
-    trained = weekly_train(as_of=END - timedelta(days=1), lookback_days=DAYS)
+    trained = weekly_train(as_of=END - timedelta(days=1), lookback_days=DAYS - WARM_UP)
     assert trained["training"]["alias"] == "champion"
     first = nightly(ds=END)
 
