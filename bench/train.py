@@ -385,13 +385,13 @@ def main(argv: list[str] | None = None) -> None:
             results.append(result)
             print(_row(result), flush=True)
 
-    single = {r["rows"]: r["seconds"] for r in results if r["variant"] == "single"}
+    single = {r["rows"]: r for r in results if r["variant"] == "single"}
     for r in results:
-        r["vs_single"] = r["seconds"] / single[r["rows"]] if r["rows"] in single else None
+        base = single.get(r["rows"])
+        r["vs_single"] = r["seconds"] / base["seconds"] if base else None
+        r["cpu_vs_single"] = r["cpu_seconds"] / base["cpu_seconds"] if base else None
     print()
-    print(
-        f"{'rows':>10} {'variant':<14} {'seconds':>8} {'x single':>8} {'peak MB':>8} {'test AUC':>8}"
-    )
+    print(HEADER)
     for r in results:
         print(_row(r))
     args.out.parent.mkdir(parents=True, exist_ok=True)
