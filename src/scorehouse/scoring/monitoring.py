@@ -49,6 +49,7 @@ from pyspark.sql.types import (
 )
 
 from scorehouse.errors import ValidationError
+from scorehouse.features.registry import feature_names
 from scorehouse.settings import MonitoringSettings, Settings
 from scorehouse.tables import Warehouse
 from scorehouse.training.registry import LoadedModel
@@ -507,7 +508,6 @@ def monitor_date(
     settings: Settings,
     ds: date,
     *,
-    features: DataFrame,
     features_version: int,
     champion: LoadedModel,
     scores: np.ndarray,
@@ -517,9 +517,7 @@ def monitor_date(
     """Compute the day's drift rows, log them, and replace that ds in the monitoring table."""
     wh = Warehouse.from_settings(spark, settings)
     tables = settings.tables
-    names = list(champion.feature_names) or [
-        c for c in features.columns if c not in ("customer_id", "ds")
-    ]
+    names = list(champion.feature_names) or feature_names()
     notes: list[str] = []
 
     reference = reference_for(spark, settings, wh, champion, names)

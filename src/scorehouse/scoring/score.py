@@ -214,7 +214,6 @@ def score_date(
                 spark,
                 settings,
                 ds,
-                features=features,
                 features_version=features_version,
                 champion=champion.model,
                 scores=sorted_by_role[CHAMPION],
