@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -38,6 +39,9 @@ def registrar(func: Callable[[argparse._SubParsersAction], None]) -> Callable[[a
 
 def main(argv: Sequence[str] | None = None) -> int:
     from scorehouse import commands  # noqa: F401  (registers the subcommands)
+
+    # Flows start an ephemeral Prefect server; it must not phone home.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
     parser = build_parser()
     args = parser.parse_args(argv)

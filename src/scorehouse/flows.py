@@ -6,17 +6,14 @@ process's SparkSession itself, so no Spark object ever crosses a task boundary.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
 from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run
 
-from scorehouse.settings import Settings, load_settings
+from scorehouse.settings import load_settings
 from scorehouse.spark import get_spark
 
 
@@ -29,17 +26,13 @@ def _as_dict(result: Any) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in data.items()}
 
 
-def _settings(config: str | None) -> Settings:
-    return load_settings(config)
-
-
 @task(name="build-features", retries=1, retry_delay_seconds=10)
 def build_features_task(
     ds: date, config: str | None = None, start: date | None = None
 ) -> dict[str, Any]:
     from scorehouse.features.build import build_features
 
-    settings = _settings(config)
+    settings = load_settings(config)
     build = build_features(get_spark(settings), settings, start or ds, ds)
     get_run_logger().info(
         "features %s..%s: %d rows, version %d (%s)",
@@ -56,7 +49,7 @@ def build_features_task(
 def score_task(ds: date, config: str | None = None, fail_on: str | None = None) -> dict[str, Any]:
     from scorehouse.scoring.score import score_date
 
-    settings = _settings(config)
+    settings = load_settings(config)
     run_id = str(flow_run.get_id() or "") or None
     result = score_date(get_spark(settings), settings, ds, flow_run_id=run_id, fail_on=fail_on)
     return _as_dict(result)
@@ -66,7 +59,7 @@ def score_task(ds: date, config: str | None = None, fail_on: str | None = None) 
 def publish_task(ds: date, config: str | None = None) -> dict[str, Any]:
     from scorehouse.serving.loader import publish_date
 
-    settings = _settings(config)
+    settings = load_settings(config)
     info = publish_date(get_spark(settings), settings, ds)
     return _as_dict(info)
 
@@ -75,7 +68,7 @@ def publish_task(ds: date, config: str | None = None) -> dict[str, Any]:
 def training_set_task(start: date, end: date, config: str | None = None) -> dict[str, Any]:
     from scorehouse.features.training_set import build_training_set
 
-    settings = _settings(config)
+    settings = load_settings(config)
     return _as_dict(build_training_set(get_spark(settings), settings, start, end))
 
 
@@ -83,7 +76,7 @@ def training_set_task(start: date, end: date, config: str | None = None) -> dict
 def train_task(as_of: date, training_version: int, config: str | None = None) -> dict[str, Any]:
     from scorehouse.training.train import train_from_warehouse
 
-    settings = _settings(config)
+    settings = load_settings(config)
     result = train_from_warehouse(
         get_spark(settings), settings, as_of=as_of, training_version=training_version
     )

@@ -354,6 +354,35 @@ class StagedFile:
     stats: dict[str, Any]
 
 
+def _move_into_table(
+    stage: Path,
+    table_dir: Path,
+    files: Sequence[StagedFile],
+    moved: list[Path],
+    *,
+    data_change: bool,
+) -> list[AddAction]:
+    """Move staged files to their place in the table; `moved` records each one for clean-up."""
+    actions = []
+    for staged in files:
+        dest = table_dir / staged.rel_path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(stage / staged.rel_path, dest)
+        moved.append(dest)
+        stat = dest.stat()
+        actions.append(
+            build_add_action(
+                staged.rel_path,
+                stat.st_size,
+                int(stat.st_mtime * 1000),
+                staged.partition_values,
+                staged.stats,
+                data_change=data_change,
+            )
+        )
+    return actions
+
+
 # --------------------------------------------------------------------------- locking
 
 
@@ -716,22 +745,7 @@ class Warehouse:
         moved: list[Path] = []
         committed = False
         try:
-            actions = []
-            for staged in files:
-                dest = table_dir / staged.rel_path
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(stage / staged.rel_path, dest)
-                moved.append(dest)
-                stat = dest.stat()
-                actions.append(
-                    build_add_action(
-                        staged.rel_path,
-                        stat.st_size,
-                        int(stat.st_mtime * 1000),
-                        staged.partition_values,
-                        staged.stats,
-                    )
-                )
+            actions = _move_into_table(stage, table_dir, files, moved, data_change=True)
             operation = "append" if mode == "append" else "overwrite"
             if replace_partitions is not None:
                 operation = "replace_partitions"
@@ -870,22 +884,7 @@ class Warehouse:
         ]
         moved: list[Path] = []
         try:
-            for staged in files:
-                dest = table_dir / staged.rel_path
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(stage / staged.rel_path, dest)
-                moved.append(dest)
-                stat = dest.stat()
-                actions.append(
-                    build_add_action(
-                        staged.rel_path,
-                        stat.st_size,
-                        int(stat.st_mtime * 1000),
-                        staged.partition_values,
-                        staged.stats,
-                        data_change=False,
-                    )
-                )
+            actions += _move_into_table(stage, table_dir, files, moved, data_change=False)
             snapshot.create_write_transaction(
                 actions,
                 "append",

@@ -7,6 +7,7 @@ import json
 from datetime import date
 
 from scorehouse.cli import registrar
+from scorehouse.errors import ScorehouseError
 from scorehouse.settings import Settings
 
 
@@ -68,7 +69,7 @@ def _features(args: argparse.Namespace, settings: Settings) -> int:
             )
         return 0
     if args.start is None:
-        raise SystemExit("features: --start is required to build")
+        raise ScorehouseError("features: --start is required to build (see --help)")
     from scorehouse.features.build import build_features
     from scorehouse.spark import get_spark
 
