@@ -9,7 +9,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     SCOREHOUSE_DELTA_JARS=1 \
-    SCOREHOUSE_REPO=/opt/scorehouse/app
+    SCOREHOUSE_REPO=/opt/scorehouse/app \
+    SCOREHOUSE_SERVING__HOST=0.0.0.0
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jre-headless curl ca-certificates \
