@@ -108,6 +108,16 @@ class ServingSettings(_Model):
     timeout_ms: int = Field(default=50, ge=1)
 
 
+class StackSettings(_Model):
+    """Where `scorehouse up` runs the Prefect and MLflow servers (loopback only by default)."""
+
+    host: str = "127.0.0.1"
+    prefect_port: int = Field(default=4200, ge=1, le=65535)
+    mlflow_port: int = Field(default=5000, ge=1, le=65535)
+    # Seconds to wait for a server or worker to answer; a cold start on a busy laptop is slow.
+    startup_timeout_s: float = Field(default=120, gt=0)
+
+
 class Settings(_Model):
     home: Path = Path(".scorehouse")
     warehouse: Path = Path(".scorehouse/warehouse")
@@ -120,6 +130,7 @@ class Settings(_Model):
     ingest: IngestSettings = IngestSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     serving: ServingSettings = ServingSettings()
+    stack: StackSettings = StackSettings()
 
     def table_path(self, name: str) -> Path:
         """Location of a warehouse table given its logical name (a field of `tables`)."""
