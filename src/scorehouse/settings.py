@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 ENV_PREFIX = "SCOREHOUSE_"
 CONFIG_ENV = "SCOREHOUSE_CONFIG"
 # Secrets are read from the environment only; a YAML file that sets them is refused.
-SECRET_FIELDS = {("redis", "password")}
+SECRET_FIELDS = {("redis", "password"), ("orchestration", "webhook_url")}
 
 
 class SettingsError(ValueError):
@@ -41,6 +41,7 @@ class TableNames(_Model):
     training_set: str = "training_set"
     predictions: str = "predictions"
     monitoring: str = "monitoring"
+    step_runs: str = "step_runs"  # what each flow step committed, from which inputs
 
 
 class RedisSettings(_Model):
@@ -118,6 +119,22 @@ class StackSettings(_Model):
     startup_timeout_s: float = Field(default=120, gt=0)
 
 
+class OrchestrationSettings(_Model):
+    """How flow steps run their jobs: in the flow's process, or through spark-submit."""
+
+    runner: Literal["in_process", "spark_submit"] = "in_process"
+    spark_submit: Path | None = None  # None: pyspark's own bin/spark-submit
+    profile: Literal["local", "test", "cluster"] | None = None  # None: spark.profile
+    submit_args: tuple[str, ...] = ()  # e.g. ["--master", "yarn", "--deploy-mode", "client"]
+    jobs_dir: Path | None = None  # None: the repository's jobs/
+    step_timeout_s: float = Field(default=3600, gt=0)  # the spark-submit process group is killed
+    retries: int = Field(default=2, ge=0)
+    retry_delay_s: float = Field(default=10, ge=0)  # doubled on every further retry
+    # Webhook URLs embed tokens: SCOREHOUSE_ORCHESTRATION__WEBHOOK_URL only, never a file.
+    webhook_url: SecretStr | None = None
+    webhook_timeout_s: float = Field(default=10, gt=0)
+
+
 class Settings(_Model):
     home: Path = Path(".scorehouse")
     warehouse: Path = Path(".scorehouse/warehouse")
@@ -131,6 +148,7 @@ class Settings(_Model):
     monitoring: MonitoringSettings = MonitoringSettings()
     serving: ServingSettings = ServingSettings()
     stack: StackSettings = StackSettings()
+    orchestration: OrchestrationSettings = OrchestrationSettings()
 
     def table_path(self, name: str) -> Path:
         """Location of a warehouse table given its logical name (a field of `tables`)."""
