@@ -6,4 +6,5 @@ from scorehouse.commands import (
     models,  # noqa: F401
     scoring,  # noqa: F401
     serving,  # noqa: F401
+    stack,  # noqa: F401
 )
