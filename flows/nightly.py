@@ -1,4 +1,4 @@
-"""Nightly flow entry point: features → score → publish for one date.
+"""Nightly flow entry point: features → checks → score → publish → verify → clean-up for one date.
 
 Run once:     python flows/nightly.py --date 2026-11-22
 Deployments:  prefect.yaml (cron 02:00 UTC) points at `scorehouse.flows:nightly`.
@@ -20,8 +20,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--config", default=None)
     parser.add_argument("--fail-on", choices=["warn", "critical"], default=None)
+    parser.add_argument("--force", action="store_true", help="redo steps already current")
     args = parser.parse_args(argv)
-    nightly(ds=args.date, config=args.config, fail_on=args.fail_on)
+    nightly(ds=args.date, config=args.config, fail_on=args.fail_on, force=args.force)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
 """Build feature snapshots for a range of as-of dates.
 
     spark-submit --properties-file spark_conf/cluster.conf jobs/build_features.py \
-        --start 2026-11-01 --end 2026-11-22 [--config scorehouse.yaml]
+        --start 2026-11-01 --end 2026-11-22 [--force] [--config scorehouse.yaml] \
+        [--result-json result.json]
+
+Days already built from the same raw table versions are skipped (see step_runs) unless
+--force is given.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ import argparse
 from collections.abc import Sequence
 from datetime import date
 
-from scorehouse.features.build import build_features
+from scorehouse.orchestration import steps
+from scorehouse.orchestration.results import job_result
 from scorehouse.settings import load_settings
 from scorehouse.spark import get_spark
 
@@ -19,10 +24,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Build feature snapshots for each day.")
     parser.add_argument("--start", type=date.fromisoformat, required=True)
     parser.add_argument("--end", type=date.fromisoformat, default=None)
+    parser.add_argument("--force", action="store_true", help="rebuild days already current")
+    parser.add_argument("--flow-run-id", help="recorded in step_runs")
     parser.add_argument("--config", default=None)
+    parser.add_argument("--result-json", help="write the result here as JSON")
     args = parser.parse_args(argv)
-    settings = load_settings(args.config)
-    build_features(get_spark(settings, "build_features"), settings, args.start, args.end)
+    with job_result(args.result_json) as result:
+        settings = load_settings(args.config)
+        result.update(
+            steps.features(
+                get_spark(settings, "build_features"),
+                settings,
+                args.start,
+                args.end,
+                force=args.force,
+                flow_run_id=args.flow_run_id,
+            )
+        )
+    print(f"features {result['start']}..{result['end']}: {result['rows']} rows ({result['mode']})")
 
 
 if __name__ == "__main__":

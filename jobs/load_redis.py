@@ -1,6 +1,9 @@
 """Publish a day's champion predictions and feature vectors into a new Redis generation.
 
-spark-submit --properties-file spark_conf/local.conf jobs/load_redis.py --date 2026-01-15
+spark-submit --properties-file spark_conf/local.conf jobs/load_redis.py --date 2026-01-15 \
+    [--force] [--result-json result.json]
+
+Nothing is loaded when the live generation already holds these very predictions, unless --force.
 """
 
 from __future__ import annotations
@@ -9,7 +12,8 @@ import argparse
 from collections.abc import Sequence
 from datetime import date
 
-from scorehouse.serving.loader import publish_date
+from scorehouse.orchestration import steps
+from scorehouse.orchestration.results import job_result
 from scorehouse.settings import load_settings
 from scorehouse.spark import get_spark
 
@@ -19,11 +23,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--date", type=date.fromisoformat, required=True, help="the predictions' ds"
     )
+    parser.add_argument("--force", action="store_true", help="load even if already live")
+    parser.add_argument("--flow-run-id", help="recorded in step_runs")
     parser.add_argument("--config", help="settings YAML (default: SCOREHOUSE_CONFIG or built-in)")
+    parser.add_argument("--result-json", help="write the result here as JSON")
     args = parser.parse_args(argv)
-    settings = load_settings(args.config)
-    info = publish_date(get_spark(settings, app_name="load_redis"), settings, args.date)
-    print(f"{info.generation}: {info.count} scores, {info.features_count} feature vectors")
+    with job_result(args.result_json) as result:
+        settings = load_settings(args.config)
+        result.update(
+            steps.publish(
+                get_spark(settings, app_name="load_redis"),
+                settings,
+                args.date,
+                force=args.force,
+                flow_run_id=args.flow_run_id,
+            )
+        )
+    print(
+        f"{result['generation']}: {result['count']} scores, "
+        f"{result['features_count']} feature vectors"
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     spark-submit --properties-file spark_conf/local.conf jobs/train_model.py \
         --as-of 2026-06-30 [--training-table training_set] [--training-version 12] \
-        [--config config.yaml]
+        [--config config.yaml] [--result-json result.json]
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import argparse
 from collections.abc import Sequence
 from datetime import date
 
+from scorehouse.orchestration import steps
+from scorehouse.orchestration.results import job_result
 from scorehouse.settings import load_settings
 from scorehouse.spark import get_spark
-from scorehouse.training.train import train_from_warehouse
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -22,16 +23,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--training-table", help="default: tables.training_set")
     parser.add_argument("--training-version", type=int, help="Delta version (default latest)")
     parser.add_argument("--config", help="settings YAML (default: SCOREHOUSE_CONFIG or built-in)")
+    parser.add_argument("--result-json", help="write the result here as JSON")
     args = parser.parse_args(argv)
-    settings = load_settings(args.config)
-    result = train_from_warehouse(
-        get_spark(settings, app_name="train_model"),
-        settings,
-        as_of=args.as_of,
-        training_version=args.training_version,
-        table=args.training_table,
-    )
-    print(f"{result.model_name} v{result.version} -> {result.alias}: {result.decision.reason}")
+    with job_result(args.result_json) as result:
+        settings = load_settings(args.config)
+        result.update(
+            steps.train(
+                get_spark(settings, app_name="train_model"),
+                settings,
+                as_of=args.as_of,
+                training_version=args.training_version,
+                table=args.training_table,
+            )
+        )
+    print(f"{result['model_name']} v{result['version']} -> {result['alias']}: {result['reason']}")
 
 
 if __name__ == "__main__":

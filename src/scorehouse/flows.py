@@ -1,120 +1,380 @@
-"""Prefect flows: nightly (features → score → publish) and weekly_train (training set → train → gate).
+"""Prefect flows: nightly, weekly_train and backfill, one task run per step.
 
-Tasks exchange dates, table names and Delta versions only: each task gets the
-process's SparkSession itself, so no Spark object ever crosses a task boundary.
+A step that needs Spark runs its job of jobs/ (in this process or through spark-submit,
+`orchestration.runner`) and gets the job's result dict back; verify and clean-up only
+talk to Redis. Tasks exchange dates, table names, the config path and Delta versions,
+never Spark objects. Steps are idempotent and skip work already done for the same inputs
+(see scorehouse.orchestration.ledger), so a rerun after a failure resumes where it stopped.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, is_dataclass
+import time
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, TypeVar
 
-from prefect import flow, get_run_logger, task
-from prefect.runtime import flow_run
+from prefect import Flow, Task, flow, get_run_logger, runtime, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.client.schemas.objects import FlowRun, TaskRun
+from prefect.states import State
 
-from scorehouse.settings import load_settings
-from scorehouse.spark import get_spark
+from scorehouse.errors import RedisLoadError, ValidationError
+from scorehouse.orchestration import report
+from scorehouse.orchestration.alerts import alert_payload, send_alert
+from scorehouse.orchestration.runner import StepFailed, run_job
+from scorehouse.settings import Settings, load_settings
+
+R = TypeVar("R")
+# Per flow run (this process): the date and the step under way, for the failure hook.
+_RUNS: dict[str, dict[str, str]] = {}
 
 
 def yesterday_utc() -> date:
     return datetime.now(tz=UTC).date() - timedelta(days=1)
 
 
-def _as_dict(result: Any) -> dict[str, Any]:
-    data = asdict(result) if is_dataclass(result) and not isinstance(result, type) else dict(result)
-    return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in data.items()}
+def _run_id() -> str | None:
+    value = runtime.flow_run.get_id()
+    return str(value) if value else None
 
 
-@task(name="build-features", retries=1, retry_delay_seconds=10)
-def build_features_task(
-    ds: date, config: str | None = None, start: date | None = None
+def _worth_retrying(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry crashes and timeouts, not data that broke a rule: it fails the same way again."""
+    try:
+        state.result()
+    except ValidationError:
+        return False
+    except StepFailed as exc:
+        return not exc.data_error
+    except Exception:
+        return True
+    return True
+
+
+def _job(job: str, params: dict[str, Any], config: str | None) -> dict[str, Any]:
+    """Run one job and log its row count and duration."""
+    settings = load_settings(config)
+    logger = get_run_logger()
+    began = time.perf_counter()
+    result = run_job(settings, job, params, logger)
+    seconds = time.perf_counter() - began
+    rows = result.get("rows", result.get("count"))
+    if result.get("skipped"):
+        logger.info("%s: skipped (%s); %s rows", job, result.get("skip_reason"), rows)
+    else:
+        logger.info("%s: %s rows in %.1f s (%s)", job, rows, seconds, settings.orchestration.runner)
+    return result
+
+
+# --------------------------------------------------------------------------- steps
+
+
+@task(name="features", task_run_name="features-{start}-{end}")
+def features_task(
+    start: date, end: date, config: str | None = None, force: bool = False
 ) -> dict[str, Any]:
-    from scorehouse.features.build import build_features
+    params = {"start": start, "end": end, "force": force, "flow_run_id": _run_id()}
+    return _job("build_features", {**params, "config": config}, config)
+
+
+@task(name="checks", task_run_name="checks-{ds}")
+def checks_task(ds: date, config: str | None = None) -> dict[str, Any]:
+    return _job("check_features", {"date": ds, "config": config}, config)
+
+
+@task(name="score", task_run_name="score-{ds}")
+def score_task(
+    ds: date, config: str | None = None, fail_on: str | None = None, force: bool = False
+) -> dict[str, Any]:
+    params = {"date": ds, "fail_on": fail_on, "force": force, "flow_run_id": _run_id()}
+    return _job("score_entities", {**params, "config": config}, config)
+
+
+@task(name="publish", task_run_name="publish-{ds}")
+def publish_task(ds: date, config: str | None = None, force: bool = False) -> dict[str, Any]:
+    params = {"date": ds, "force": force, "flow_run_id": _run_id()}
+    return _job("load_redis", {**params, "config": config}, config)
+
+
+@task(name="verify", task_run_name="verify-{ds}")
+def verify_task(ds: date, generation: str, rows: int, config: str | None = None) -> dict[str, Any]:
+    """What readers follow now: the pointer names this day's generation, complete and live."""
+    from scorehouse.serving import keys
+    from scorehouse.serving.connection import RedisParams
+    from scorehouse.serving.loader import count_entries, current_generation, read_generation
 
     settings = load_settings(config)
-    build = build_features(get_spark(settings), settings, start or ds, ds)
-    get_run_logger().info(
-        "features %s..%s: %d rows, version %d (%s)",
-        build.start,
-        build.end,
-        build.rows,
-        build.features_version,
-        build.mode,
-    )
-    return _as_dict(build)
+    ns = settings.redis.namespace
+    began = time.perf_counter()
+    client = RedisParams.from_settings(settings.redis).connect()
+    try:
+        live = current_generation(client, ns)
+        info = read_generation(client, ns, live) if live else None
+        entries = count_entries(client, keys.score_pattern(ns, live)) if live else 0
+    finally:
+        client.close()
+    problems = []
+    if live != generation:
+        problems.append(f"{keys.pointer_key(ns)} names {live}, not {generation}")
+    if info is None or info.ds != ds or info.status != "live":
+        problems.append(f"generation {live} meta: {info}")
+    if entries != rows:
+        problems.append(f"{entries} scores in Redis for {rows} predictions")
+    if problems:
+        raise RedisLoadError(f"verify {ds}: " + "; ".join(problems))
+    seconds = time.perf_counter() - began
+    get_run_logger().info("verify %s: %s live with %d scores (%.1f s)", ds, live, entries, seconds)
+    return {"generation": live, "rows": entries, "seconds": seconds}
 
 
-@task(name="score", retries=1, retry_delay_seconds=10)
-def score_task(ds: date, config: str | None = None, fail_on: str | None = None) -> dict[str, Any]:
-    from scorehouse.scoring.score import score_date
+@task(name="cleanup", task_run_name="cleanup-{ds}")
+def cleanup_task(ds: date, config: str | None = None) -> dict[str, Any]:
+    """Remove generations beyond redis.keep_generations (loads that failed or were replaced)."""
+    from scorehouse.serving.connection import RedisParams
+    from scorehouse.serving.loader import cleanup
 
     settings = load_settings(config)
-    run_id = str(flow_run.get_id() or "") or None
-    result = score_date(get_spark(settings), settings, ds, flow_run_id=run_id, fail_on=fail_on)
-    return _as_dict(result)
+    began = time.perf_counter()
+    client = RedisParams.from_settings(settings.redis).connect()
+    try:
+        removed = cleanup(client, settings.redis.namespace, settings.redis.keep_generations)
+    finally:
+        client.close()
+    seconds = time.perf_counter() - began
+    get_run_logger().info("cleanup %s: removed %d generations (%.1f s)", ds, len(removed), seconds)
+    return {"removed": removed, "rows": len(removed), "seconds": seconds}
 
 
-@task(name="publish", retries=2, retry_delay_seconds=5)
-def publish_task(ds: date, config: str | None = None) -> dict[str, Any]:
-    from scorehouse.serving.loader import publish_date
-
-    settings = load_settings(config)
-    info = publish_date(get_spark(settings), settings, ds)
-    return _as_dict(info)
-
-
-@task(name="build-training-set", retries=1, retry_delay_seconds=10)
+@task(name="training-set", task_run_name="training-set-{start}-{end}")
 def training_set_task(start: date, end: date, config: str | None = None) -> dict[str, Any]:
-    from scorehouse.features.training_set import build_training_set
-
-    settings = load_settings(config)
-    return _as_dict(build_training_set(get_spark(settings), settings, start, end))
+    return _job("build_training_set", {"start": start, "end": end, "config": config}, config)
 
 
-@task(name="train-and-gate")
+@task(name="train", task_run_name="train-{as_of}")
 def train_task(as_of: date, training_version: int, config: str | None = None) -> dict[str, Any]:
-    from scorehouse.training.train import train_from_warehouse
+    params = {"as_of": as_of, "training_version": training_version, "config": config}
+    return _job("train_model", params, config)
+
+
+@task(name="gate", task_run_name="gate-{version}")
+def gate_task(
+    version: str, promoted: bool, reason: str, config: str | None = None
+) -> dict[str, Any]:
+    """The champion gate's decision, checked against the registry's aliases now."""
+    from scorehouse.training.registry import CHALLENGER, CHAMPION, alias_version
 
     settings = load_settings(config)
-    result = train_from_warehouse(
-        get_spark(settings), settings, as_of=as_of, training_version=training_version
-    )
+    champion = alias_version(settings, CHAMPION)
+    challenger = alias_version(settings, CHALLENGER)
+    expected = CHAMPION if promoted else CHALLENGER
+    holder = champion if promoted else challenger
+    if holder != version:
+        raise ValidationError(
+            f"gate: v{version} should hold the {expected} alias, but it is on v{holder}"
+        )
     get_run_logger().info(
-        "model %s v%s → %s: %s",
-        result.model_name,
-        result.version,
-        result.alias,
-        result.decision.reason,
+        "gate: v%s %s: %s (champion v%s)",
+        version,
+        "PROMOTED to champion" if promoted else "kept as challenger",
+        reason,
+        champion,
     )
-    return {
-        "run_id": result.run_id,
-        "model_name": result.model_name,
-        "version": result.version,
-        "alias": result.alias,
-        "reason": result.decision.reason,
-        "test_roc_auc": result.metrics.get("test_roc_auc"),
-    }
+    return {"version": version, "promoted": promoted, "reason": reason, "champion": champion}
 
 
-@flow(name="nightly", log_prints=True)
+# --------------------------------------------------------------------------- running steps
+
+
+def _configured(step: Task[..., R], settings: Settings) -> Task[..., R]:
+    """Retries with exponential back-off, from settings (a deployment overrides them)."""
+    orch = settings.orchestration
+    return step.with_options(
+        retries=orch.retries,
+        retry_delay_seconds=[orch.retry_delay_s * 2**i for i in range(orch.retries)] or 0,
+        retry_condition_fn=_worth_retrying,
+    )
+
+
+class _Steps:
+    """Runs steps in order, keeping each result and wall time, and noting the step under
+    way for the failure hook."""
+
+    def __init__(self, settings: Settings, ds: date | None) -> None:
+        self.settings = settings
+        self.results: dict[str, dict[str, Any]] = {}
+        self.timings: dict[str, float] = {}
+        self.run_id = _run_id() or "local"
+        _RUNS[self.run_id] = {"ds": ds.isoformat() if ds else ""}
+
+    def run(self, name: str, step: Task[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+        _RUNS[self.run_id]["step"] = name
+        began = time.perf_counter()
+        result = _configured(step, self.settings)(*args)
+        self.timings[name] = round(time.perf_counter() - began, 3)
+        self.results[name] = result
+        return result
+
+    def done(self) -> None:
+        _RUNS.pop(self.run_id, None)
+
+
+def _alert_on_failure(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
+    """on_failure hook: an ERROR log line and, when configured, a webhook POST."""
+    context = _RUNS.pop(str(flow_run.id), {})
+    params = flow_run.parameters or {}
+    ds = context.get("ds") or (str(params["ds"]) if params.get("ds") else None)
+    try:
+        settings = load_settings(params.get("config"))
+    except Exception:  # the alert must go out even when the config is what broke
+        settings = load_settings(environ={})
+    payload = alert_payload(
+        flow.name, str(flow_run.id), context.get("step"), state.message or "failed", ds
+    )
+    send_alert(settings, payload)
+
+
+def _publish_and_verify(
+    steps: _Steps, ds: date, rows: int, config: str | None, force: bool
+) -> None:
+    published = steps.run("publish", publish_task, ds, config, force)
+    steps.run("verify", verify_task, ds, published["generation"], rows, config)
+    steps.run("cleanup", cleanup_task, ds, config)
+
+
+# --------------------------------------------------------------------------- flows
+
+
+@flow(name="nightly", log_prints=True, on_failure=[_alert_on_failure])
 def nightly(
-    ds: date | None = None, config: str | None = None, fail_on: str | None = None
+    ds: date | None = None,
+    config: str | None = None,
+    fail_on: Literal["warn", "critical"] | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Features for ds → score every entity → publish the champion scores to Redis."""
+    """Features for ds → checks → score (with drift monitoring) → publish → verify → clean-up.
+
+    Any failed step stops the run before publishing, so Redis keeps serving the previous
+    generation; a rerun skips the steps whose output is already current.
+    """
     ds = ds or yesterday_utc()
-    features = build_features_task(ds, config)
-    scoring = score_task(ds, config, fail_on)
-    published = publish_task(ds, config)
-    return {"ds": ds.isoformat(), "features": features, "scoring": scoring, "publish": published}
+    settings = load_settings(config)
+    steps = _Steps(settings, ds)
+    steps.run("features", features_task, ds, ds, config, force)
+    steps.run("checks", checks_task, ds, config)
+    scoring = steps.run("score", score_task, ds, config, fail_on, force)
+    _publish_and_verify(steps, ds, int(scoring["rows"]), config, force)
+    steps.done()
+    result: dict[str, Any] = {
+        "ds": ds.isoformat(),
+        "features": steps.results["features"],
+        "scoring": scoring,
+        "publish": steps.results["publish"],
+        "steps": steps.results,
+        "timings": steps.timings,
+        "artifact_key": f"nightly-{ds.isoformat()}",
+    }
+    create_markdown_artifact(
+        markdown=report.nightly_markdown(result),
+        key=result["artifact_key"],
+        description=f"nightly {ds}: counts, timings, model, drift",
+    )
+    return result
 
 
-@flow(name="weekly_train", log_prints=True)
+@flow(name="weekly_train", log_prints=True, on_failure=[_alert_on_failure])
 def weekly_train(
     as_of: date | None = None, lookback_days: int = 180, config: str | None = None
 ) -> dict[str, Any]:
     """Point-in-time training set over the lookback window → train → champion gate."""
     as_of = as_of or yesterday_utc()
-    training_set = training_set_task(as_of - timedelta(days=lookback_days), as_of, config)
-    trained = train_task(as_of, training_set["table_version"], config)
-    return {"as_of": as_of.isoformat(), "training_set": training_set, "training": trained}
+    settings = load_settings(config)
+    steps = _Steps(settings, as_of)
+    built = steps.run(
+        "training-set", training_set_task, as_of - timedelta(days=lookback_days), as_of, config
+    )
+    trained = steps.run("train", train_task, as_of, built["table_version"], config)
+    gate = steps.run(
+        "gate", gate_task, trained["version"], trained["promoted"], trained["reason"], config
+    )
+    steps.done()
+    result: dict[str, Any] = {
+        "as_of": as_of.isoformat(),
+        "training_set": built,
+        "training": trained,
+        "gate": gate,
+        "steps": steps.results,
+        "timings": steps.timings,
+        "artifact_key": f"weekly-train-{as_of.isoformat()}",
+    }
+    create_markdown_artifact(
+        markdown=report.generic_markdown(
+            f"weekly_train {as_of}",
+            result,
+            [
+                f"model {trained['model_name']} v{trained['version']} → **{trained['alias']}**: "
+                f"{trained['reason']}",
+                f"test AUC {trained.get('test_roc_auc')}",
+                f"training set: {built['rows']} rows, Delta version {built['table_version']}",
+                "MLflow: "
+                + report.mlflow_link(
+                    trained.get("tracking_uri"), trained.get("experiment_id"), trained["run_id"]
+                ),
+            ],
+        ),
+        key=result["artifact_key"],
+        description=f"weekly_train {as_of}: gate decision",
+    )
+    return result
+
+
+@flow(name="backfill", log_prints=True, on_failure=[_alert_on_failure])
+def backfill(
+    start: date,
+    end: date | None = None,
+    what: Literal["features", "predictions", "both"] = "both",
+    publish_last: bool = False,
+    config: str | None = None,
+    fail_on: Literal["warn", "critical"] | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Features and/or predictions for every day of start..end with the nightly's steps
+    (features in one range build; checks and score per day); optionally publish the last day."""
+    end = end or start
+    if end < start:
+        raise ValueError(f"end {end} is before start {start}")
+    settings = load_settings(config)
+    steps = _Steps(settings, end)
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    if what in ("features", "both"):
+        steps.run("features", features_task, start, end, config, force)
+    rows: dict[str, int] = {}
+    if what in ("predictions", "both"):
+        for day in days:
+            steps.run(f"checks-{day}", checks_task, day, config)
+            scored = steps.run(f"score-{day}", score_task, day, config, fail_on, force)
+            rows[day.isoformat()] = int(scored["rows"])
+    if publish_last:
+        last = rows.get(end.isoformat())
+        if last is None:
+            raise ValidationError("backfill: publish_last needs the predictions of the last day")
+        _publish_and_verify(steps, end, last, config, force)
+    steps.done()
+    result: dict[str, Any] = {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "what": what,
+        "rows": rows,
+        "steps": steps.results,
+        "timings": steps.timings,
+        "artifact_key": f"backfill-{start.isoformat()}-{end.isoformat()}",
+    }
+    create_markdown_artifact(
+        markdown=report.generic_markdown(
+            f"backfill {start}..{end} ({what})",
+            result,
+            [f"{len(days)} days", f"predictions per day: {rows or 'none'}"],
+        ),
+        key=result["artifact_key"],
+        description=f"backfill {start}..{end}",
+    )
+    return result

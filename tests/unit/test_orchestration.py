@@ -1,0 +1,133 @@
+"""Pure parts of orchestration: job arguments, the spark-submit command, results, reports."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from scorehouse.errors import ValidationError
+from scorehouse.orchestration.alerts import alert_payload, safe_url
+from scorehouse.orchestration.report import mlflow_link, nightly_markdown
+from scorehouse.orchestration.results import job_result, jsonable, read_result
+from scorehouse.orchestration.runner import job_argv, spark_submit_path, submit_command
+from scorehouse.settings import SettingsError, load_settings
+
+
+def test_job_argv_turns_parameters_into_flags() -> None:
+    argv = job_argv(
+        {"date": date(2026, 10, 31), "fail_on": None, "force": True, "dry_run": False, "every": 7}
+    )
+    assert argv == ["--date", "2026-10-31", "--force", "--every", "7"]
+
+
+def test_submit_command_uses_the_profile_file_and_the_job_script() -> None:
+    settings = load_settings(
+        environ={
+            "SCOREHOUSE_SPARK__PROFILE": "test",
+            "SCOREHOUSE_ORCHESTRATION__PROFILE": "local",
+            "SCOREHOUSE_ORCHESTRATION__SUBMIT_ARGS": "[--master, 'local[1]']",
+        }
+    )
+    command = submit_command(settings, "score_entities", ["--date", "2026-10-31"], "/tmp/r.json")
+    assert command[0] == str(spark_submit_path(settings))
+    assert command[0].endswith("pyspark/bin/spark-submit")
+    assert command[1] == "--properties-file"
+    assert Path(command[2]).name == "local.conf" and Path(command[2]).is_file()
+    assert command[3:5] == ["--master", "local[1]"]
+    assert Path(command[5]).name == "score_entities.py" and Path(command[5]).is_file()
+    assert command[6:] == ["--date", "2026-10-31", "--result-json", "/tmp/r.json"]
+
+
+def test_job_result_writes_the_result_or_the_failure(tmp_path: Path) -> None:
+    ok = tmp_path / "ok.json"
+    with job_result(str(ok)) as result:
+        result.update({"ds": date(2026, 1, 2), "rows": 3, "drift_warn": ("a", "b")})
+    assert read_result(ok) == {"ds": "2026-01-02", "rows": 3, "drift_warn": ["a", "b"]}
+
+    bad = tmp_path / "bad.json"
+    with pytest.raises(ValidationError), job_result(str(bad)):
+        raise ValidationError("features: must be >= 0")
+    failure = read_result(bad)
+    assert failure["error"] == "ValidationError: features: must be >= 0"
+    assert failure["data_error"] is True
+
+    crash = tmp_path / "crash.json"
+    with pytest.raises(OSError), job_result(str(crash)):
+        raise OSError("disk gone")
+    assert read_result(crash)["data_error"] is False
+
+
+def test_jsonable_is_plain_json() -> None:
+    value = jsonable({"d": date(2026, 1, 1), "t": (1, 2), "n": {"x": None}})
+    assert json.loads(json.dumps(value)) == {"d": "2026-01-01", "t": [1, 2], "n": {"x": None}}
+
+
+def test_safe_url_hides_path_query_and_credentials() -> None:
+    url = "https://user:pw@hooks.example.com:8443/services/T0KEN/s3cret?key=abc"
+    assert safe_url(url) == "https://hooks.example.com:8443/…"
+
+
+def test_webhook_url_is_a_secret_refused_in_files(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("orchestration:\n  webhook_url: https://hooks.example.com/T0KEN\n")
+    with pytest.raises(SettingsError, match="SCOREHOUSE_ORCHESTRATION__WEBHOOK_URL"):
+        load_settings(config, environ={})
+    settings = load_settings(
+        environ={"SCOREHOUSE_ORCHESTRATION__WEBHOOK_URL": "https://hooks.example.com/T0KEN"}
+    )
+    assert settings.orchestration.webhook_url is not None
+    assert "T0KEN" not in repr(settings)
+
+
+def test_alert_payload_names_flow_run_step_and_day() -> None:
+    assert alert_payload("nightly", "r1", "score", "DriftError: x", "2026-10-31") == {
+        "flow": "nightly",
+        "flow_run_id": "r1",
+        "failed_step": "score",
+        "error": "DriftError: x",
+        "ds": "2026-10-31",
+    }
+
+
+def test_mlflow_link_points_at_the_run_when_served_over_http() -> None:
+    assert mlflow_link("http://127.0.0.1:5000", "3", "abc") == (
+        "[abc](http://127.0.0.1:5000/#/experiments/3/runs/abc)"
+    )
+    assert mlflow_link("sqlite:///m.db", "3", "abc") == (
+        "run `abc` in experiment `3` of `sqlite:///m.db`"
+    )
+
+
+def test_nightly_markdown_lists_steps_model_and_drift() -> None:
+    result = {
+        "ds": "2026-10-31",
+        "steps": {
+            "features": {"rows": 800, "skipped": True},
+            "score": {
+                "rows": 800,
+                "model_name": "m",
+                "model_version": "2",
+                "run_id": "abc",
+                "experiment_id": "1",
+                "tracking_uri": "http://mlflow:5000",
+                "drift_level": "warn",
+                "drift_warn": ["recency vs training"],
+                "drift_critical": [],
+                "max_feature_psi": 0.12,
+                "score_psi": 0.01,
+            },
+            "publish": {"generation": "g1", "count": 800, "features_count": 800},
+        },
+        "timings": {"features": 1.5, "score": 2.25, "publish": 1.0},
+    }
+    markdown = nightly_markdown(result)
+    assert "| features | skipped (already done) | 800 | 1.500 |" in markdown
+    assert "| score | done | 800 | 2.250 |" in markdown
+    assert "- model: m v2" in markdown
+    assert "(http://mlflow:5000/#/experiments/1/runs/abc)" in markdown
+    assert "- level: **warn**" in markdown
+    assert "- at warn: recency vs training" in markdown
+    assert "- total: 4.750 s" in markdown
