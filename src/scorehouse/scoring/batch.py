@@ -8,7 +8,7 @@ tested without Spark; `BatchScorer` / `BatchRanker` are the picklable wrappers t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,6 +123,11 @@ class BatchScorer:
                 (s.role, load_booster(s.raw, self.nthread), s.names) for s in specs
             ]
         return _BOOSTER_CACHE[key]
+
+    def batch_fn(self) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
+        """score_batch bound to this worker's boosters (for reader.SliceMapper)."""
+        models = self._boosters()
+        return lambda batch: score_batch(batch, models)
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         models = self._boosters()

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Literal
 
 import numpy as np
+import pyarrow.compute as pc
+from deltalake import DeltaTable
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from scorehouse.errors import ValidationError
 from scorehouse.features.registry import feature_names
@@ -33,8 +38,15 @@ from scorehouse.scoring.batch import (
     scored_schema,
 )
 from scorehouse.scoring.checks import output_problems, score_stats
+from scorehouse.scoring.reader import (
+    SliceMapper,
+    SnapshotPlan,
+    arrow_types,
+    plan_snapshot,
+    slices_frame,
+)
 from scorehouse.settings import Settings
-from scorehouse.tables import Warehouse
+from scorehouse.tables import Warehouse, spark_schema
 from scorehouse.training.registry import (
     CHALLENGER,
     CHAMPION,
@@ -71,6 +83,10 @@ class ScoringRun:
     max_feature_psi: float | None = None
     score_psi: float | None = None
     monitoring_version: int | None = None
+    reader: str = "spark"  # how the snapshot was read: arrow | spark
+    # Seconds per part: pin_models, plan, score (read + predict + collect), checks,
+    # monitoring, write (percentile + Parquet write + Delta commit).
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -99,15 +115,10 @@ def _input_names(model: LoadedModel) -> tuple[str, ...]:
 def score_frame(spark: SparkSession, features: DataFrame, models: list[PinnedModel]) -> DataFrame:
     """customer_id plus score_<role> (float32) for every row of `features` (lazy)."""
     needed = sorted({n for m in models for n in m.names})
-    absent = [n for n in (ENTITY, *needed) if n not in features.columns]
-    if absent:
-        raise ValidationError(
-            f"the features snapshot lacks column(s) {', '.join(absent)} that the model(s) "
-            f"{', '.join(f'{m.role} v{m.model.version}' for m in models)} need"
-        )
+    _require_columns(features.columns, needed, models, "features")
     specs = [ModelSpec(m.role, bytes(m.model.booster.save_raw("ubj")), m.names) for m in models]
     broadcast = spark.sparkContext.broadcast(specs)
-    nthread = int(spark.conf.get("spark.task.cpus", "1") or 1)
+    nthread = _task_threads(spark)
     return features.select(ENTITY, *needed).mapInArrow(
         BatchScorer(broadcast, nthread), scored_schema([m.role for m in models])
     )
@@ -145,6 +156,57 @@ def predictions_rows(
     return ranked.withColumns(constants).select(*PREDICTIONS.names)
 
 
+Reader = Literal["auto", "arrow", "spark"]
+READER_CHOICES: tuple[str, ...] = ("auto", "arrow", "spark")
+
+
+@contextmanager
+def _timed(timings: dict[str, float], part: str) -> Iterator[None]:
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[part] = timings.get(part, 0.0) + time.perf_counter() - began
+
+
+def score_snapshot(
+    spark: SparkSession, plan: SnapshotPlan, schema: StructType, models: list[PinnedModel]
+) -> DataFrame:
+    """customer_id plus score_<role> for every row of a planned snapshot (lazy, arrow reader)."""
+    needed = sorted({n for m in models for n in m.names})
+    _require_columns(schema.names, needed, models, f"{plan.table} version {plan.version}")
+    specs = [ModelSpec(m.role, bytes(m.model.booster.save_raw("ubj")), m.names) for m in models]
+    scorer = BatchScorer(spark.sparkContext.broadcast(specs), _task_threads(spark))
+    columns = [ENTITY, *needed]
+    mapper = SliceMapper(columns, arrow_types(schema, columns), scorer.batch_fn)
+    return slices_frame(spark, plan).mapInArrow(mapper, scored_schema([m.role for m in models]))
+
+
+def _task_threads(spark: SparkSession) -> int:
+    return int(spark.conf.get("spark.task.cpus", "1") or 1)
+
+
+def _require_columns(
+    present: list[str], needed: list[str], models: list[PinnedModel], where: str
+) -> None:
+    absent = [n for n in (ENTITY, *needed) if n not in present]
+    if absent:
+        raise ValidationError(
+            f"{where}: the features snapshot lacks column(s) {', '.join(absent)} that the "
+            f"model(s) {', '.join(f'{m.role} v{m.model.version}' for m in models)} need"
+        )
+
+
+def _choose_reader(reader: str, wh: Warehouse) -> str:
+    if reader not in READER_CHOICES:
+        raise ValueError(f"reader must be one of {READER_CHOICES}, not {reader!r}")
+    if reader != "auto":
+        return reader
+    # With delta-spark jars the table may use features a plain file reader would ignore
+    # (deletion vectors, column mapping): let Spark's Delta reader read it.
+    return "spark" if wh.engine == "native" else "arrow"
+
+
 def score_date(
     spark: SparkSession,
     settings: Settings,
@@ -153,53 +215,76 @@ def score_date(
     flow_run_id: str | None = None,
     fail_on: str | None = None,
     monitor: bool = True,
+    reader: str = "auto",
 ) -> ScoringRun:
     """Score every entity of the features snapshot of `ds` and replace that day's predictions.
 
     `fail_on` ("warn" or "critical") stops the run before the predictions commit when drift
     reaches that level; the monitoring rows are committed anyway, for diagnosis.
+    `reader`: "arrow" (Parquet row groups decoded by pyarrow in the tasks), "spark"
+    (Spark's Parquet reader), or "auto" (arrow unless delta-spark jars are in use).
     Raises ValidationError (nothing committed) when an output check fails.
     """
     if fail_on is not None and fail_on not in FAIL_ON_CHOICES:
         raise ValueError(f"fail_on must be one of {FAIL_ON_CHOICES} or None, not {fail_on!r}")
     began = time.perf_counter()
+    timings: dict[str, float] = {}
     scored_at = datetime.now(tz=UTC)
     wh = Warehouse.from_settings(spark, settings)
+    reader = _choose_reader(reader, wh)
     tables = settings.tables
-    models = pin_models(settings)
+    with _timed(timings, "pin_models"):
+        models = pin_models(settings)
     champion = models[0]
     log.info(
-        "scoring %s with %s",
+        "scoring %s with %s (%s reader)",
         ds,
         ", ".join(f"{m.role} {m.model.name} v{m.model.version}" for m in models),
+        reader,
     )
 
-    if not wh.exists(tables.features):
-        raise ValidationError(f"table {tables.features} does not exist: build features first")
-    features_version = wh.version(tables.features)
-    if ds not in wh.partition_values(tables.features, version=features_version):
-        raise ValidationError(
-            f"no features snapshot for {ds} in {tables.features} (version {features_version}): "
-            f"run `scorehouse features --date {ds}` first"
-        )
-    features = wh.read(tables.features, version=features_version, partitions={"ds": [ds]})
+    with _timed(timings, "plan"):
+        if not wh.exists(tables.features):
+            raise ValidationError(f"table {tables.features} does not exist: build features first")
+        features_version = wh.version(tables.features)
+        if ds not in wh.partition_values(tables.features, version=features_version):
+            raise ValidationError(
+                f"no features snapshot for {ds} in {tables.features} (version "
+                f"{features_version}): run `scorehouse features --date {ds}` first"
+            )
+        if reader == "arrow":
+            plan = plan_snapshot(
+                wh.uri(tables.features),
+                tables.features,
+                features_version,
+                ds,
+                spark.sparkContext.defaultParallelism,
+            )
+            schema = spark_schema(DeltaTable(wh.uri(tables.features), version=features_version))
+            scored = score_snapshot(spark, plan, schema, models)
+            snapshot_rows = plan.rows  # from the Parquet footers: no pass over the data
+        else:
+            features = wh.read(tables.features, version=features_version, partitions={"ds": [ds]})
+            scored = score_frame(spark, features, models)
+            snapshot_rows = features.count()
 
-    scored = score_frame(spark, features, models).persist(StorageLevel.MEMORY_AND_DISK)
+    scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        # One pass scores everything into the cache and counts entities.
-        agg = scored.agg(
-            F.count(F.lit(1)).alias("rows"), F.count_distinct(ENTITY).alias("entities")
-        ).first()
-        assert agg is not None
-        distinct = int(agg["entities"])
-        snapshot_rows = features.count()
-        sorted_by_role: dict[str, np.ndarray] = {}
-        problems: list[str] = []
-        for m in models:
-            column = scored.select(score_column(m.role)).toArrow().column(0)
-            problems += output_problems(score_stats(m.role, column, distinct, snapshot_rows))
-            values = column.to_numpy(zero_copy_only=False)
-            sorted_by_role[m.role] = np.sort(values.astype(np.float32, copy=False))
+        # Pass 1: read → predict → cache, and the ids and scores (12 bytes per entity and
+        # role) to the driver, where the checks and percentiles need no second pass and
+        # no shuffle (count_distinct would cost one).
+        with _timed(timings, "score"):
+            collected = scored.toArrow()
+        with _timed(timings, "checks"):
+            distinct = int(pc.count_distinct(collected.column(ENTITY), mode="all").as_py())
+            problems: list[str] = []
+            sorted_by_role: dict[str, np.ndarray] = {}
+            for m in models:
+                column = collected.column(score_column(m.role))
+                problems += output_problems(score_stats(m.role, column, distinct, snapshot_rows))
+                values = column.to_numpy(zero_copy_only=False)
+                sorted_by_role[m.role] = np.sort(values.astype(np.float32, copy=False))
+            del collected
         if problems:
             raise ValidationError(
                 f"scores of {ds} rejected, nothing committed to {tables.predictions}:\n  "
@@ -210,41 +295,46 @@ def score_date(
         if monitor:
             from scorehouse.scoring.monitoring import monitor_date
 
-            drift = monitor_date(
-                spark,
-                settings,
-                ds,
-                features_version=features_version,
-                champion=champion.model,
-                scores=sorted_by_role[CHAMPION],
-                flow_run_id=flow_run_id,
-                computed_at=scored_at,
-            )
+            with _timed(timings, "monitoring"):
+                drift = monitor_date(
+                    spark,
+                    settings,
+                    ds,
+                    features_version=features_version,
+                    champion=champion.model,
+                    scores=sorted_by_role[CHAMPION],
+                    flow_run_id=flow_run_id,
+                    computed_at=scored_at,
+                )
             drift.raise_if(fail_on)
 
-        frames = [
-            predictions_rows(
-                rank_frame(spark, scored, m.role, sorted_by_role[m.role]),
-                ds,
-                m,
-                features_version,
-                scored_at,
-                flow_run_id,
+        with _timed(timings, "write"):
+            # Pass 2 over the cache: percentile, Parquet write, one Delta commit.
+            frames = [
+                predictions_rows(
+                    rank_frame(spark, scored, m.role, sorted_by_role[m.role]),
+                    ds,
+                    m,
+                    features_version,
+                    scored_at,
+                    flow_run_id,
+                )
+                for m in models
+            ]
+            out = frames[0]
+            for frame in frames[1:]:
+                out = out.unionByName(frame)
+            if not wh.exists(tables.predictions):
+                # Created from the contract first, so the table keeps PREDICTIONS' NOT NULLs
+                # (frames built by mapInArrow are nullable everywhere).
+                wh.append(
+                    tables.predictions,
+                    spark.createDataFrame([], PREDICTIONS),
+                    partition_by=["ds"],
+                )
+            predictions_version = wh.overwrite(
+                tables.predictions, out, partition_by=["ds"], replace_partitions={"ds": [ds]}
             )
-            for m in models
-        ]
-        out = frames[0]
-        for frame in frames[1:]:
-            out = out.unionByName(frame)
-        if not wh.exists(tables.predictions):
-            # Created from the contract first, so the table keeps PREDICTIONS' NOT NULLs
-            # (frames built by mapInArrow are nullable everywhere).
-            wh.append(
-                tables.predictions, spark.createDataFrame([], PREDICTIONS), partition_by=["ds"]
-            )
-        predictions_version = wh.overwrite(
-            tables.predictions, out, partition_by=["ds"], replace_partitions={"ds": [ds]}
-        )
     finally:
         scored.unpersist()
 
@@ -261,6 +351,8 @@ def score_date(
         seconds=time.perf_counter() - began,
         challenger_run_id=challenger.model.run_id if challenger else None,
         **(drift.summary_fields() if drift is not None else {}),
+        reader=reader,
+        timings={k: round(v, 3) for k, v in timings.items()},
     )
     log.info(
         "scored %s: %d entities with %s v%s%s in %.1f s → %s version %d",
