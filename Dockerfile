@@ -3,8 +3,6 @@
 # (No Docker engine runs on the development machines: this file is linted, not built, there.)
 FROM python:3.11-slim-bookworm
 
-ARG DELTA_VERSION=4.0.0
-ARG SCALA_VERSION=2.13
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
@@ -13,7 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SCOREHOUSE_SERVING__HOST=0.0.0.0
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends openjdk-17-jre-headless curl ca-certificates \
+ && apt-get install -y --no-install-recommends openjdk-17-jre-headless ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/scorehouse/app
@@ -24,21 +22,22 @@ RUN python -m venv /opt/scorehouse/venv \
 ENV PATH=/opt/scorehouse/venv/bin:$PATH
 
 # Delta jars into pyspark's jar folder, so format("delta") works without Maven at run time.
-RUN jars="$(python -c 'import pyspark, os; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')" \
- && curl -fsSL -o "$jars/delta-spark_${SCALA_VERSION}-${DELTA_VERSION}.jar" \
-      "https://repo1.maven.org/maven2/io/delta/delta-spark_${SCALA_VERSION}/${DELTA_VERSION}/delta-spark_${SCALA_VERSION}-${DELTA_VERSION}.jar" \
- && curl -fsSL -o "$jars/delta-storage-${DELTA_VERSION}.jar" \
-      "https://repo1.maven.org/maven2/io/delta/delta-storage/${DELTA_VERSION}/delta-storage-${DELTA_VERSION}.jar"
+# The artifact follows the installed pair (pyspark 4.2 + delta-spark 4.4.1 from
+# constraints.txt): io.delta:delta-spark_4.2_2.13:4.4.1 and io.delta:delta-storage:4.4.1.
+COPY scripts/fetch_delta_jars.py /tmp/fetch_delta_jars.py
+RUN python /tmp/fetch_delta_jars.py && rm /tmp/fetch_delta_jars.py
 
 COPY sql ./sql
 COPY spark_conf ./spark_conf
 COPY jobs ./jobs
 COPY flows ./flows
+COPY prefect.yaml ./
 
 RUN useradd --create-home --uid 10001 scorehouse && mkdir -p /data && chown scorehouse /data
-USER scorehouse
+USER 10001
 WORKDIR /data
 EXPOSE 8080
+# Exec form, no curl in the image: urlopen raises (exit 1) unless /healthz answers 200.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s \
-  CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
 CMD ["scorehouse", "serve"]

@@ -16,10 +16,11 @@ demo: setup ## run the whole nightly path on local defaults (10k customers, 180 
 test: setup ## run the test suite (unit, component, e2e)
 	$(PY) -m pytest
 
-lint: setup ## ruff (lint + format check) and mypy on src/
+lint: setup ## ruff (lint + format check), mypy on src/, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check src tests jobs flows bench
 	$(VENV)/bin/ruff format --check src tests jobs flows bench
 	$(VENV)/bin/mypy src
+	$(VENV)/bin/hadolint --config .hadolint.yaml Dockerfile
 
 bench: setup ## run the benchmarks in bench/ (minutes; figures go to bench/results/)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

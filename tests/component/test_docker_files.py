@@ -1,0 +1,202 @@
+"""Dockerfile and docker-compose.yml, checked without a Docker engine (none runs here).
+
+hadolint lints the Dockerfile; the compose file must name the five services, give each
+a healthcheck, and every command it runs must exist with the options it passes (checked
+against the installed CLIs' --help and a real redis-server started with the same flags).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import yaml
+
+from scorehouse import commands  # noqa: F401  (registers the subcommands)
+from scorehouse.cli import build_parser
+from scorehouse.localstack import HASH_MAX_LISTPACK_ENTRIES, find_binary, free_port
+from scorehouse.paths import REPO_ROOT
+from scorehouse.settings import load_settings
+
+BIN = Path(sys.executable).parent
+SERVICES = {"redis", "prefect-server", "mlflow", "worker", "lookup"}
+IMAGE_SERVICES = SERVICES - {"redis"}
+
+
+def _tool(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        found = shutil.which(name)
+        assert found, f"{name} is not installed (make setup installs the dev extra)"
+        return found
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_hadolint_passes_on_the_dockerfile() -> None:
+    done = subprocess.run(
+        [_tool("hadolint"), "--config", str(REPO_ROOT / ".hadolint.yaml"), "Dockerfile"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_hadolint_reports_a_broken_dockerfile(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python\nRUN cd /tmp && pip install scorehouse\nCMD scorehouse serve\n")
+    done = subprocess.run(
+        [_tool("hadolint"), "--config", str(REPO_ROOT / ".hadolint.yaml"), str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert {"DL3006", "DL3003", "DL3013", "DL3042", "DL3025"} <= set(
+        re.findall(r"DL\d{4}", done.stdout)
+    )
+
+
+def test_dockerfile_copies_only_files_that_exist() -> None:
+    sources = []
+    for line in (REPO_ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            sources += line.split()[1:-1]
+    assert sources
+    assert [s for s in sources if not (REPO_ROOT / s).exists()] == []
+
+
+def test_delta_jars_fetched_for_the_image_match_the_pinned_pair() -> None:
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    try:
+        import fetch_delta_jars
+    finally:
+        sys.path.remove(str(REPO_ROOT / "scripts"))
+    pins = dict(
+        line.split("==")
+        for line in (REPO_ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    )
+    assert pins["delta-spark"] == "4.4.1"
+    urls = [
+        fetch_delta_jars.jar_url(fetch_delta_jars.MAVEN_CENTRAL, *c)
+        for c in fetch_delta_jars.jar_coordinates(pins["pyspark"], pins["delta-spark"])
+    ]
+    assert urls == [
+        "https://repo1.maven.org/maven2/io/delta/delta-spark_4.2_2.13/4.4.1/delta-spark_4.2_2.13-4.4.1.jar",
+        "https://repo1.maven.org/maven2/io/delta/delta-storage/4.4.1/delta-storage-4.4.1.jar",
+    ]
+
+
+def test_compose_has_the_stack_with_healthchecks(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == SERVICES
+    for name, service in services.items():
+        test = service["healthcheck"]["test"]
+        assert test[0] == "CMD", name
+        if test[1] == "python":
+            compile(test[3], f"{name} healthcheck", "exec")  # valid Python
+    for name in IMAGE_SERVICES:
+        build = services[name]["build"]
+        assert (REPO_ROOT / build["context"] / build["dockerfile"]).is_file()
+        assert services[name]["image"] == services["lookup"]["image"]
+    # Services wait for what they need, by name.
+    for name, service in services.items():
+        assert set(service.get("depends_on", {})) <= SERVICES - {name}
+
+
+def test_compose_settings_load_into_the_settings_model(compose: dict[str, Any]) -> None:
+    for name in ("worker", "lookup"):
+        env = {k: str(v) for k, v in compose["services"][name]["environment"].items()}
+        settings = load_settings(environ=env)  # a misspelt key would be an error
+        assert settings.redis.url == "redis://redis:6379/0"
+        assert settings.mlflow.tracking_uri == "http://mlflow:5000"
+        assert str(settings.warehouse) == "/data/warehouse"
+        assert env["PREFECT_API_URL"] == "http://prefect-server:4200/api"
+    mlflow_env = compose["services"]["mlflow"]["environment"]
+    assert mlflow_env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+
+
+def test_worker_polls_the_pool_of_prefect_yaml(compose: dict[str, Any]) -> None:
+    deployments = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"]
+    pools = {d["work_pool"]["name"] for d in deployments}
+    command = compose["services"]["worker"]["command"]
+    assert pools == {command[command.index("--pool") + 1]}
+
+
+def test_compose_commands_exist_with_their_options(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    # scorehouse: parsed by the real CLI parser.
+    command = services["lookup"]["command"]
+    assert command[0] == "scorehouse"
+    args = build_parser().parse_args(command[1:])
+    assert (args.command, args.host, args.port) == ("serve", "0.0.0.0", 8080)
+    # prefect and mlflow: every option is listed by the installed CLI's help.
+    for name in ("prefect-server", "mlflow", "worker"):
+        command = services[name]["command"]
+        words = [w for w in command if not w.startswith("-")]
+        subcommand = words[: 3 if command[0] == "prefect" else 2]
+        help_text = subprocess.run(
+            [_tool(subcommand[0]), *subcommand[1:], "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PATH": str(BIN), "COLUMNS": "200"},
+        )
+        assert help_text.returncode == 0, (name, help_text.stderr)
+        missing = [o for o in command if o.startswith("--") and o not in help_text.stdout]
+        assert missing == [], name
+
+
+def test_redis_accepts_the_compose_flags_and_applies_the_project_config(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    command = compose["services"]["redis"]["command"]
+    assert command[0] == "redis-server"
+    port = free_port()
+    proc = subprocess.Popen(
+        [find_binary(), *command[1:], "--port", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not answer in 10 s"
+                time.sleep(0.1)
+        config = {
+            k: client.config_get(k)[k]
+            for k in ("hash-max-listpack-entries", "maxmemory-policy", "save", "appendonly")
+        }
+        assert config == {
+            "hash-max-listpack-entries": str(HASH_MAX_LISTPACK_ENTRIES),
+            "maxmemory-policy": "noeviction",
+            "save": "",
+            "appendonly": "no",
+        }
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=10)
