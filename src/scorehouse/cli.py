@@ -15,7 +15,9 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML settings file (default: SCOREHOUSE_CONFIG or built-in)")
+    parser.add_argument(
+        "--config", help="YAML settings file (default: SCOREHOUSE_CONFIG or built-in)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
-def registrar(func: Callable[[argparse._SubParsersAction], None]) -> Callable[[argparse._SubParsersAction], None]:
+def registrar(
+    func: Callable[[argparse._SubParsersAction], None],
+) -> Callable[[argparse._SubParsersAction], None]:
     _REGISTRARS.append(func)
     return func
 
@@ -57,11 +61,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     handler: Handler = args.handler
+    from scorehouse.progress import step
+
     try:
-        return handler(args, settings)
+        # Every subcommand logs its duration (and row counts it records); a progress bar
+        # of the Spark tasks is drawn while it runs when stderr is a terminal.
+        with step(f"scorehouse {_step_name(args)}"):
+            return handler(args, settings)
     except ScorehouseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+
+
+def _step_name(args: argparse.Namespace) -> str:
+    action = getattr(args, "action", None) or getattr(args, "models_command", None)
+    return f"{args.command} {action}" if action else str(args.command)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import time
 from datetime import date
 
 from scorehouse.cli import registrar
+from scorehouse.progress import record_rows, rows_of
 from scorehouse.settings import Settings
 
 
@@ -71,6 +72,8 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         partitions=args.partitions,
     )
     elapsed = time.perf_counter() - began
+    record_rows(result.customers_table, result.customer_rows)
+    record_rows(result.transactions_table, result.transaction_rows)
     print(
         f"generated {args.customers} customers, {result.start} .. {result.end} (seed {args.seed}) "
         f"in {elapsed:.1f} s\n"
@@ -92,5 +95,6 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     result = ingest_file(
         spark, settings, table=args.table, path=args.path, fmt=args.format, mapping=mapping
     )
+    rows_of(result, "rows_read", "rows_appended", "rows_already_loaded", "rows_rejected")
     print(format_summary(result))
     return 0

@@ -6,6 +6,7 @@ import argparse
 from datetime import date
 
 from scorehouse.cli import registrar
+from scorehouse.progress import rows_of
 from scorehouse.settings import Settings
 
 
@@ -44,6 +45,7 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
 
     spark = get_spark(settings, app_name="scorehouse-score")
     run = score_date(spark, settings, args.date, flow_run_id=args.flow_run_id, fail_on=args.fail_on)
+    rows_of(run, "rows")
     challenger = f", challenger v{run.challenger_version}" if run.challenger_version else ""
     print(
         f"{run.ds}: {run.rows} entities scored by {run.model_name} v{run.model_version}"

@@ -7,6 +7,7 @@ import json
 from datetime import date
 
 from scorehouse.cli import registrar
+from scorehouse.progress import rows_of
 from scorehouse.settings import Settings
 
 
@@ -52,6 +53,7 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
     from scorehouse.spark import get_spark
 
     info = loader.publish_date(get_spark(settings, app_name="publish"), settings, args.date)
+    rows_of(info, "count", "features_count")
     print(
         f"published {info.count} scores and {info.features_count} feature vectors as generation "
         f"{info.generation} (model {info.model_name} v{info.model_version}); "
