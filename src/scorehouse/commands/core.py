@@ -8,6 +8,7 @@ from datetime import date
 
 from scorehouse.cli import registrar
 from scorehouse.errors import ScorehouseError
+from scorehouse.progress import rows_of
 from scorehouse.settings import Settings
 
 
@@ -74,6 +75,7 @@ def _features(args: argparse.Namespace, settings: Settings) -> int:
     from scorehouse.spark import get_spark
 
     build = build_features(get_spark(settings), settings, args.start, args.end)
+    rows_of(build, "rows")
     print(json.dumps({k: str(v) for k, v in build.__dict__.items()}, indent=2))
     return 0
 
@@ -90,6 +92,7 @@ def _training_set(args: argparse.Namespace, settings: Settings) -> int:
         horizon_days=args.horizon_days,
         every_days=args.every,
     )
+    rows_of(build, "rows", "positives", "stale_rows")
     print(json.dumps({k: str(v) for k, v in build.__dict__.items()}, indent=2))
     return 0
 
