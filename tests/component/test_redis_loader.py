@@ -6,10 +6,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import redis
 from pyspark.sql import DataFrame, SparkSession
@@ -345,3 +347,76 @@ def test_flip_is_atomic_for_concurrent_readers(
             thread.join()
     assert counts["reads"] > 1000
     assert counts["missing"] == 0 and counts["mixed"] == 0
+
+
+def _spec(url: str, generation: str, **overrides: object) -> loader.LoadSpec:
+    base = loader.LoadSpec(loader.RedisParams(url), "sh", generation, "s", 1000, 2000, None, False)
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def test_writer_sends_short_commands_across_arrow_batches_and_every_value_lands(
+    redis_url: str, client: redis.Redis
+) -> None:
+    # Ids 500..3499 sorted, cut into Arrow batches of 700 rows: buckets 1 and 2 span batches.
+    ids = np.arange(500, 3500, dtype=np.int64)
+    scores = np.random.default_rng(4).random(len(ids))
+    table = pa.table({"customer_id": ids, "score": scores})
+    stats = next(
+        loader.load_batches(
+            iter(table.to_batches(max_chunksize=700)),
+            _spec(redis_url, "G1", integer_ids=True, command_fields=300),
+        )
+    )
+    # Per batch of 700 ids (500-1199 | 1200-1899 | 1900-2599 | 2600-3299 | 3300-3499), one
+    # command per bucket run and per 300 fields: 2+1 | 3 | 1+2 | 2+1 | 1.
+    assert stats.to_pydict()["rows"] == [3000] and stats.to_pydict()["commands"] == [13]
+    assert read_all_scores(client, "G1", ids.tolist()) == pytest.approx(
+        keys.encode_scores(scores) / keys.SCORE_SCALE, abs=0
+    )
+    assert [client.hlen(f"sh:G1:s:{{{b}}}") for b in range(5)] == [500, 1000, 1000, 500, 0]
+
+
+def test_writer_with_spark_computed_slots_stores_string_ids(
+    spark: SparkSession, redis_url: str, client: redis.Redis
+) -> None:
+    ids = ["cust-ab", "7", "é-ü", "00123", "-5"]
+    frame = loader.with_slots(scores_frame(spark, ids, np.linspace(0.1, 0.5, 5)), 1000, 3)
+    pdf = frame.orderBy("bucket").select("bucket", "field", "score").toPandas()
+    batches = pa.Table.from_pandas(pdf, preserve_index=False).to_batches(max_chunksize=2)
+    next(loader.load_batches(iter(batches), _spec(redis_url, "G2", command_fields=2)))
+    assert read_all_scores(client, "G2", ids, string_buckets=3) == pytest.approx(
+        list(np.linspace(0.1, 0.5, 5)), abs=1e-9
+    )
+
+
+def test_an_error_reply_fails_the_load_and_the_pointer_stays(
+    spark: SparkSession, cfg: Settings, client: redis.Redis
+) -> None:
+    ids = list(range(3000))
+    old = loader.publish(
+        spark, cfg, ds=DS, scores=scores_frame(spark, ids, np.full(3000, 0.25)),
+        model_name="m", model_version="1",
+    )  # fmt: skip
+    generation = keys.generation_id(date(2026, 1, 16), "1", "clash")
+    client.set(keys.score_key("sh", generation, "1"), "not a hash")  # HSET answers WRONGTYPE
+    with pytest.raises(RedisLoadError, match="WRONGTYPE.*readers still see " + old.generation):
+        loader.publish(
+            spark,
+            cfg,
+            ds=date(2026, 1, 16),
+            scores=scores_frame(spark, ids, np.full(3000, 0.75)),
+            model_name="m",
+            model_version="1",
+            attempt="clash",
+        )
+    assert client.get("sh:current") == old.generation.encode()
+    assert client.hget(keys.meta_key("sh", generation), "status") == b"failed"
+    # The error is read back even when it is not in the last batch of a task.
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        next(
+            loader.load_batches(
+                iter(pa.table({"customer_id": np.arange(3000), "score": np.full(3000, 0.5)})
+                     .to_batches(max_chunksize=500)),
+                _spec(cfg.redis.url, generation, integer_ids=True, batch_size=100),
+            )
+        )  # fmt: skip

@@ -7,6 +7,7 @@ import zlib
 from datetime import date
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from scorehouse.serving import keys
@@ -121,3 +122,58 @@ def test_resp_command_matches_the_protocol() -> None:
         keys.resp_command([b"HSET", "k", "1", 42])
         == b"*4\r\n$4\r\nHSET\r\n$1\r\nk\r\n$1\r\n1\r\n$2\r\n42\r\n"
     )
+
+
+def test_commands_start_at_every_bucket_change_and_every_max_fields_rows() -> None:
+    # Buckets a a a a a | b | c c c (sorted); at most 2 fields per command.
+    changes = np.array([False, False, False, False, True, True, False, False])
+    assert keys.command_starts(changes, 2).tolist() == [0, 2, 4, 5, 6, 8]
+    assert keys.command_starts(changes, 1000).tolist() == [0, 5, 6]
+    assert keys.command_starts(np.array([], dtype=bool), 3).tolist() == [0]
+
+
+def test_vectorised_hsets_equal_one_resp_command_each() -> None:
+    fields = ["0", "17", "é-ü", "cust\r\nab", "999"]
+    values = ["873128944", "", "1,2,,3.5", "0", "12"]
+    commands = keys.resp_hsets(
+        [b"sh:G:s:{0}", b"sh:G:s:{x3}", b"sh:G:s:{1}"],
+        np.array([0, 2, 4]),
+        pa.array(fields),
+        pa.array(values),
+    )
+    assert commands == [
+        keys.resp_command([b"HSET", b"sh:G:s:{0}", "0", "873128944", "17", ""]),
+        keys.resp_command([b"HSET", b"sh:G:s:{x3}", "é-ü", "1,2,,3.5", "cust\r\nab", "0"]),
+        keys.resp_command([b"HSET", b"sh:G:s:{1}", "999", "12"]),
+    ]
+
+
+def test_vectorised_hsets_accept_sliced_arrays_and_integer_values() -> None:
+    ids = np.arange(2995, 3010)
+    fields = pa.array(ids % 1000).cast(pa.string()).slice(3)
+    values = pa.array(keys.encode_scores(np.linspace(0, 1, 15))).slice(3)
+    buckets = ids[3:] // 1000
+    starts = keys.command_starts(buckets[1:] != buckets[:-1], 1000)
+    got = keys.resp_hsets([b"k2", b"k3"], starts, fields, values)
+    expected = []
+    for key, bucket in ((b"k2", 2), (b"k3", 3)):
+        args: list[bytes | str | int] = [b"HSET", key]
+        for i, entity in enumerate(ids[3:].tolist()):
+            if entity // 1000 == bucket:
+                args += [entity % 1000, int(values[i].as_py())]
+        expected.append(keys.resp_command(args))
+    assert got == expected
+
+
+def test_vectorised_hsets_refuse_nulls_and_bad_starts() -> None:
+    with pytest.raises(ValueError, match="must not be null"):
+        keys.resp_hsets([b"k"], np.array([0]), pa.array(["1"]), pa.array([None], pa.string()))
+    with pytest.raises(ValueError, match="begin at 0 and increase"):
+        keys.resp_hsets([b"k", b"j"], np.array([0, 0]), pa.array(["1"]), pa.array(["2"]))
+
+
+def test_feature_array_equals_the_list_encoding() -> None:
+    matrix = np.array([[1, np.nan], [0.5, 2]], dtype=np.float32)
+    assert keys.encode_feature_array(matrix).to_pylist() == ["1,", "0.5,2"]
+    assert keys.encode_feature_array(matrix[:, :1]).to_pylist() == ["1", "0.5"]
+    assert keys.encode_feature_array(np.array([[np.nan]])).to_pylist() == [""]

@@ -178,21 +178,23 @@ def encode_feature_matrix(matrix: np.ndarray) -> list[str]:
     """One text per row: float32 values in registry order, shortest round-trip decimal,
     comma-separated, empty for missing (NaN). Parsing a value as a double and rounding it to
     float32 gives back the exact float32, so online input equals batch input bit for bit."""
+    return [str(value) for value in encode_feature_array(matrix).to_pylist()]
+
+
+def encode_feature_array(matrix: np.ndarray) -> pa.StringArray:
+    """`encode_feature_matrix` as an Arrow string array (no Python object per row)."""
     matrix = np.asarray(matrix, dtype=np.float32)
     if matrix.ndim != 2:
         raise ValueError("feature matrix must be 2-d (rows x features)")
-    if matrix.shape[0] == 0:
-        return []
+    if matrix.shape[0] == 0 or matrix.shape[1] == 0:
+        return pa.array([""] * matrix.shape[0], type=pa.string())
     columns = [
         pa.array(matrix[:, j], type=pa.float32(), from_pandas=True).cast(pa.string())
         for j in range(matrix.shape[1])
     ]
     if len(columns) == 1:
-        return [value or "" for value in columns[0].to_pylist()]
-    joined = pc.binary_join_element_wise(
-        *columns, ",", null_handling="replace", null_replacement=""
-    )
-    return [str(value) for value in joined.to_pylist()]
+        return pc.fill_null(columns[0], "")
+    return pc.binary_join_element_wise(*columns, ",", null_handling="replace", null_replacement="")
 
 
 def decode_features(raw: bytes | str, n_features: int) -> np.ndarray:
@@ -215,6 +217,64 @@ def resp_command(args: Sequence[bytes | str | int]) -> bytes:
         data = arg if isinstance(arg, bytes) else str(arg).encode("utf-8")
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
+
+
+def command_starts(bucket_changes: np.ndarray, max_fields: int) -> np.ndarray:
+    """First row of each HSET over bucket-sorted rows: a new command where the bucket changes
+    (`bucket_changes[i]`: row i+1 is in another bucket than row i) and every `max_fields` rows
+    within one bucket (short commands keep other clients' latency low: an HSET into a listpack
+    costs time linear in the listpack's length per field)."""
+    if max_fields < 1:
+        raise ValueError("max_fields must be >= 1")
+    n = len(bucket_changes) + 1
+    run_starts = np.concatenate(([0], np.flatnonzero(bucket_changes) + 1))
+    run_lengths = np.diff(np.append(run_starts, n))
+    position = np.arange(n) - np.repeat(run_starts, run_lengths)
+    return np.flatnonzero(position % max_fields == 0)
+
+
+def resp_hsets(
+    hash_keys: Sequence[bytes], starts: np.ndarray, fields: pa.Array, values: pa.Array
+) -> list[bytes]:
+    """`HSET key f v f v ...` commands in RESP2, command i over rows starts[i]..starts[i+1]-1.
+
+    Equal to `resp_command` per command, but the per-row part ("$<n>\r\n<field>\r\n$<n>\r\n
+    <value>\r\n") is built by Arrow kernels in one pass and sliced out of the result's data
+    buffer: no Python object per row (the loader's cost was in that per-row Python).
+    """
+    if len(hash_keys) != len(starts):
+        raise ValueError(f"{len(hash_keys)} keys for {len(starts)} commands")
+    if len(fields) != len(values):
+        raise ValueError(f"{len(fields)} fields for {len(values)} values")
+    if len(hash_keys) == 0:
+        return []
+    fields = fields.cast(pa.string())
+    values = values.cast(pa.string())
+    if fields.null_count or values.null_count:
+        raise ValueError("HSET fields and values must not be null")
+    rows = pc.binary_join_element_wise(
+        "$",
+        pc.binary_length(fields).cast(pa.string()),
+        "\r\n",
+        fields,
+        "\r\n$",
+        pc.binary_length(values).cast(pa.string()),
+        "\r\n",
+        values,
+        "\r\n",
+        "",
+    )
+    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32)[rows.offset :]
+    data = memoryview(rows.buffers()[2])
+    bounds = np.append(np.asarray(starts, dtype=np.int64), len(rows))
+    if bounds[0] != 0 or (np.diff(bounds) <= 0).any():
+        raise ValueError("command starts must begin at 0 and increase")
+    cuts = offsets[bounds].tolist()
+    counts = (2 + 2 * np.diff(bounds)).tolist()
+    return [
+        b"*%d\r\n$4\r\nHSET\r\n$%d\r\n%s\r\n" % (count, len(key), key) + data[start:stop]
+        for key, count, start, stop in zip(hash_keys, counts, cuts[:-1], cuts[1:], strict=True)
+    ]
 
 
 # --- access control ----------------------------------------------------------------------

@@ -18,16 +18,19 @@ import contextlib
 import hashlib
 import logging
 import math
+import re
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any, NoReturn
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -50,6 +53,14 @@ SCORE_BYTES_ESTIMATE = 16
 # Feature buckets exceed hash-max-listpack-value and become real hash tables.
 FEATURE_OVERHEAD_ESTIMATE = 80
 HEADROOM_FACTOR = 1.2
+# At most this many fields per HSET. Redis inserts into a listpack in time linear in its
+# length, so one 1000-field HSET runs ~3 ms and every other client waits behind it; 100-field
+# commands run ~0.3 ms and cost the server the same in total (measured, docs/benchmarks.md).
+COMMAND_FIELDS = 100
+# Batches sent but not yet answered, per connection: the server applies one while the task
+# builds the next.
+INFLIGHT_BATCHES = 1
+SEND_RETRIES = 2
 # The lock expires soon after its publisher dies (a retry can then start); a heartbeat
 # thread keeps it while the publisher lives.
 LOCK_TTL_MS = 120_000
@@ -93,6 +104,8 @@ class LoadSpec:
     keys_per_second_per_task: float | None
     cluster: bool
     feature_columns: tuple[str, ...] = ()
+    integer_ids: bool = False  # every id is an integer id: rows carry the id, not bucket/field
+    command_fields: int = COMMAND_FIELDS
 
 
 # --- preflight ---------------------------------------------------------------------------
@@ -224,20 +237,27 @@ def _load_frame(
     """Runs the load tasks on bucket-sorted partitions, so an HSET carries a run of a bucket.
 
     No shuffle: sorting inside each partition is enough (a bucket split over P partitions
-    costs at most P commands), and too many small partitions are coalesced first.
+    costs at most P commands), and too many small partitions are coalesced first. When every
+    id is an integer id (`string_buckets == 0`) the rows go as (id BIGINT, values) sorted by
+    id, and the tasks compute bucket and field themselves: sorting and shipping two strings
+    per row cost more than the rest of the load.
     """
     target = _partitions(spark, rows)
-    slotted = with_slots(df, spec.bucket_size, string_buckets)
-    if slotted.rdd.getNumPartitions() > 2 * target:
-        slotted = slotted.coalesce(target)
-    prepared = slotted.sortWithinPartitions("bucket")
-    columns = (
-        ["bucket", "field", "score"]
-        if spec.kind == "s"
-        else ["bucket", "field", *spec.feature_columns]
-    )
-    result = prepared.select(*columns).mapInArrow(
-        lambda batches: load_batches(batches, spec), STATS_SCHEMA
+    values = ["score"] if spec.kind == "s" else list(spec.feature_columns)
+    if string_buckets == 0:
+        spec = replace(spec, integer_ids=True)
+        prepared = df.select(F.col(ID).cast("long").alias(ID), *values)
+        order, columns = ID, [ID, *values]
+    else:
+        spec = replace(spec, integer_ids=False)
+        prepared = with_slots(df, spec.bucket_size, string_buckets)
+        order, columns = "bucket", ["bucket", "field", *values]
+    if prepared.rdd.getNumPartitions() > 2 * target:
+        prepared = prepared.coalesce(target)
+    result = (
+        prepared.sortWithinPartitions(order)
+        .select(*columns)
+        .mapInArrow(lambda batches: load_batches(batches, spec), STATS_SCHEMA)
     )
     total = result.agg(
         F.sum("rows").alias("rows"),
@@ -251,60 +271,111 @@ def _load_frame(
 # --- executor side ------------------------------------------------------------------------
 
 
+@dataclass
+class _Node:
+    """One master's connection, the commands not yet sent and the batches not yet answered."""
+
+    connection: Any
+    pool: Any
+    buffer: list[bytes] = field(default_factory=list)
+    fields: int = 0
+    inflight: deque[tuple[bytes, int]] = field(default_factory=deque)
+
+
 class _Writer:
-    """Buffers RESP commands per node and flushes them as one write + N replies."""
+    """Sends HSETs per master in batches of about `batch_size` fields over one connection.
+
+    Pipelined: a batch is sent before the previous one's replies are read, so the server
+    applies one batch while the task builds the next (a send-then-wait loop left the server
+    idle half of the time). Every reply is read and an error reply fails the load. On a
+    dropped connection the unanswered batches are sent again (HSET is idempotent).
+    """
 
     def __init__(self, spec: LoadSpec) -> None:
         self.spec = spec
         self.client = spec.params.connect(cluster=spec.cluster)
-        self.buffers: dict[Any, list[bytes]] = {}
-        self.fields: dict[Any, int] = {}
+        self.nodes: dict[str, _Node] = {}
+        self.routes: dict[bytes, _Node] = {}
         self.commands = 0
         self.bytes = 0
         self.started = time.monotonic()
         self.written = 0
 
-    def _node_client(self, key: str) -> Any:
-        if not self.spec.cluster:
-            return self.client
-        from redis.crc import key_slot
+    def _node(self, key: bytes) -> _Node:
+        node = self.routes.get(key)
+        if node is not None:
+            return node
+        server: Any
+        if self.spec.cluster:
+            from redis.crc import key_slot
 
-        node = self.client.nodes_manager.get_node_from_slot(key_slot(key.encode()))  # type: ignore[union-attr,arg-type]
-        return node.redis_connection
+            target = self.client.nodes_manager.get_node_from_slot(key_slot(key))  # type: ignore[union-attr,arg-type]
+            name, server = target.name, target.redis_connection
+        else:
+            name, server = "", self.client
+        node = self.nodes.get(name)
+        if node is None:
+            pool = server.connection_pool
+            node = self.nodes[name] = _Node(pool.get_connection(), pool)
+        if len(self.routes) > 100_000:
+            self.routes.clear()
+        self.routes[key] = node
+        return node
 
-    def add(self, key: str, args: list[bytes | str | int]) -> None:
-        node = self._node_client(key)
-        payload = keys.resp_command([b"HSET", key, *args])
-        self.buffers.setdefault(node, []).append(payload)
-        self.fields[node] = self.fields.get(node, 0) + len(args) // 2
-        if self.fields[node] >= self.spec.batch_size:
-            self.flush(node)
+    def add(
+        self, hash_keys: Sequence[bytes], commands: Sequence[bytes], sizes: Sequence[int]
+    ) -> None:
+        """Queue commands (`sizes`: fields of each) and send every batch that is full."""
+        for key, command, size in zip(hash_keys, commands, sizes, strict=True):
+            node = self._node(key)
+            node.buffer.append(command)
+            node.fields += size
+            if node.fields >= self.spec.batch_size:
+                self._send(node)
 
-    def flush(self, node: Any) -> None:
-        payloads = self.buffers.pop(node, [])
-        entries = self.fields.pop(node, 0)
-        if not payloads:
+    def _send(self, node: _Node) -> None:
+        if not node.buffer:
             return
+        data, count, entries = b"".join(node.buffer), len(node.buffer), node.fields
+        node.buffer, node.fields = [], 0
         self._throttle(entries)
-        data = b"".join(payloads)
-        for attempt in range(3):
-            try:
-                connection = node.connection_pool.get_connection()
-                try:
-                    connection.send_packed_command([data], check_health=False)
-                    for _ in payloads:
-                        connection.read_response()  # raises ResponseError on an error reply
-                finally:
-                    node.connection_pool.release(connection)
-                break
-            except (RedisConnectionError, RedisTimeoutError):
-                # HSET is idempotent: resending the whole batch is safe.
-                if attempt == 2:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
-        self.commands += len(payloads)
+        node.inflight.append((data, count))
+        try:
+            node.connection.send_packed_command([data], check_health=False)
+        except (RedisConnectionError, RedisTimeoutError):
+            self._reconnect(node)
+        self.commands += count
         self.bytes += len(data)
         self.written += entries
+        while len(node.inflight) > INFLIGHT_BATCHES:
+            self._ack(node)
+
+    def _ack(self, node: _Node) -> None:
+        """Read the replies of the oldest unanswered batch; an error reply raises."""
+        for attempt in range(SEND_RETRIES + 1):
+            try:
+                for _ in range(node.inflight[0][1]):
+                    node.connection.read_response()  # raises ResponseError on an error reply
+                break
+            except (RedisConnectionError, RedisTimeoutError):
+                if attempt == SEND_RETRIES:
+                    raise
+                self._reconnect(node)
+        node.inflight.popleft()
+
+    def _reconnect(self, node: _Node) -> None:
+        """New connection; send every unanswered batch again (their replies were lost)."""
+        for attempt in range(SEND_RETRIES):
+            time.sleep(0.2 * (attempt + 1))
+            node.connection.disconnect()
+            try:
+                node.connection.connect()
+                for data, _ in node.inflight:
+                    node.connection.send_packed_command([data], check_health=False)
+                return
+            except (RedisConnectionError, RedisTimeoutError):
+                if attempt == SEND_RETRIES - 1:
+                    raise
 
     def _throttle(self, entries: int) -> None:
         rate = self.spec.keys_per_second_per_task
@@ -314,51 +385,78 @@ class _Writer:
         if due > 0:
             time.sleep(due)
 
+    def finish(self) -> None:
+        """Send what is buffered and read every outstanding reply."""
+        for node in self.nodes.values():
+            self._send(node)
+        for node in self.nodes.values():
+            while node.inflight:
+                self._ack(node)
+
     def close(self) -> None:
-        for node in list(self.buffers):
-            self.flush(node)
+        for node in self.nodes.values():
+            if node.inflight or node.buffer:
+                node.connection.disconnect()  # unread replies: never hand it back half-read
+            node.pool.release(node.connection)
         self.client.close()
+
+
+def _commands(
+    batch: pa.RecordBatch, spec: LoadSpec, key_cache: dict[str, bytes]
+) -> tuple[list[bytes], list[bytes], list[int]]:
+    """Keys, RESP bytes and field counts of the HSETs for one bucket-sorted Arrow batch.
+
+    Integer ids arrive as int64 (bucket and field are computed here, vectorised); otherwise
+    Spark has computed `bucket` and `field` (with_slots) and the rows come sorted by bucket.
+    """
+    if spec.integer_ids:
+        ids = batch.column(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        bucket_ids = ids // spec.bucket_size
+        fields: pa.Array = pa.array(ids % spec.bucket_size).cast(pa.string())
+        starts = keys.command_starts(bucket_ids[1:] != bucket_ids[:-1], spec.command_fields)
+        labels = [str(b) for b in bucket_ids[starts].tolist()]
+        first_value = 1
+    else:
+        buckets = batch.column(0)
+        fields = batch.column(1)
+        changes = pc.not_equal(buckets[1:], buckets[:-1]).to_numpy(zero_copy_only=False)
+        starts = keys.command_starts(changes, spec.command_fields)
+        labels = buckets.take(pa.array(starts)).to_pylist()
+        first_value = 2
+    if spec.kind == "s":
+        scores = batch.column(first_value).to_numpy(zero_copy_only=False)
+        values: pa.Array = pa.array(keys.encode_scores(scores))
+    else:
+        matrix = to_matrix(
+            {name: batch.column(i + first_value) for i, name in enumerate(spec.feature_columns)},
+            spec.feature_columns,
+        )
+        values = keys.encode_feature_array(matrix)
+    key_fn = keys.score_key if spec.kind == "s" else keys.features_key
+    hash_keys = []
+    for label in labels:
+        key = key_cache.get(label)
+        if key is None:
+            key = key_cache[label] = key_fn(spec.namespace, spec.generation, label).encode()
+        hash_keys.append(key)
+    if len(key_cache) > 100_000:
+        key_cache.clear()
+    sizes = np.diff(np.append(starts, batch.num_rows)).tolist()
+    return hash_keys, keys.resp_hsets(hash_keys, starts, fields, values), sizes
 
 
 def load_batches(batches: Iterator[pa.RecordBatch], spec: LoadSpec) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: HSET every row of bucket-sorted batches into the generation."""
     writer = _Writer(spec)
     rows = 0
-    key_fn = keys.score_key if spec.kind == "s" else keys.features_key
-    key_cache: dict[str, str] = {}
+    key_cache: dict[str, bytes] = {}
     try:
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            buckets = batch.column(0).to_pylist()
-            fields = batch.column(1).to_pylist()
-            if spec.kind == "s":
-                values: Sequence[Any] = keys.encode_scores(
-                    batch.column(2).to_numpy(zero_copy_only=False)
-                ).tolist()
-            else:
-                matrix = to_matrix(
-                    {name: batch.column(i + 2) for i, name in enumerate(spec.feature_columns)},
-                    spec.feature_columns,
-                )
-                values = keys.encode_feature_matrix(matrix)
-            current: str | None = None
-            args: list[bytes | str | int] = []
-            for bucket, field_, value in zip(buckets, fields, values, strict=True):
-                if bucket != current or len(args) >= 2 * spec.bucket_size:
-                    if args and current is not None:
-                        writer.add(key_cache[current], args)
-                    current = bucket
-                    if bucket not in key_cache:
-                        key_cache[bucket] = key_fn(spec.namespace, spec.generation, bucket)
-                    args = []
-                args.append(field_)
-                args.append(value)
-            if args and current is not None:
-                writer.add(key_cache[current], args)
+            writer.add(*_commands(batch, spec, key_cache))
             rows += batch.num_rows
-            if len(key_cache) > 100_000:
-                key_cache.clear()
+        writer.finish()
     finally:
         writer.close()
     yield pa.RecordBatch.from_pydict(
@@ -640,11 +738,25 @@ def publish(
 
 def _fail(client: AnyRedis, ns: str, generation: str, live: str | None, exc: Exception) -> NoReturn:
     client.hset(keys.meta_key(ns, generation), "status", "failed")
-    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     raise RedisLoadError(
-        f"loading generation {generation} failed ({first_line}); readers still see {live or 'nothing'}; "
+        f"loading generation {generation} failed ({_reason(exc)}); readers still see {live or 'nothing'}; "
         "run the same publish again to finish it"
     ) from exc
+
+
+# The last line of a Python traceback ("redis.exceptions.ResponseError: WRONGTYPE ..."); a
+# task failure reaches the driver wrapped in a Spark exception whose first line says nothing.
+_PY_ERROR = re.compile(
+    r"^(?!(?:org|java|scala|py4j)\.)(?:[a-z_]\w*\.)*[A-Z]\w*(?:Error|Exception): .+$"
+)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    found = [line.strip() for line in text.splitlines() if _PY_ERROR.match(line.strip())]
+    if found:
+        return found[-1]
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class _Lock:
