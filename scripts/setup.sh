@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up what scorehouse needs on a fresh machine: Java 17+, redis-server, and a
-# virtualenv (.venv) with the pinned dependencies. Safe to rerun.
+# Set up what scorehouse needs on a fresh machine: Java 17+, redis-server, chromium
+# (for the UI test) and a virtualenv (.venv) with the pinned dependencies. Safe to rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +24,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
   apt_install redis-server || { echo "setup: install redis-server 7 (apt-get install redis-server) and rerun" >&2; exit 1; }
   # The package starts a system service on 6379; the project runs its own servers.
   (as_root systemctl disable --now redis-server >/dev/null 2>&1 || as_root service redis-server stop >/dev/null 2>&1) || true
+fi
+
+# Headless Chromium renders the Prefect UI in tests/e2e/test_prefect_deployments.py.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing chromium (Debian package; the deployment e2e test screenshots the Prefect UI)"
+  apt_install chromium || echo "setup: could not install chromium (apt-get install chromium); the Prefect UI e2e test needs it" >&2
 fi
 
 if [ ! -x .venv/bin/python ]; then
