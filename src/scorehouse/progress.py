@@ -78,6 +78,7 @@ class _SparkBar(threading.Thread):
 
         self.every_s = every_s
         self._stop_event = threading.Event()
+        self._moved: list[tuple[logging.Handler, Any]] = []
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.description}"),
@@ -90,22 +91,35 @@ class _SparkBar(threading.Thread):
         )
         self.task = self.progress.add_task(name, total=None, stages="")
 
+    def start(self) -> None:
+        # Rich swaps sys.stderr for a proxy that prints above the bar; log handlers that
+        # hold the real stderr are pointed at it too, so log lines do not cut the bar.
+        self.progress.start()
+        for handler in logging.getLogger().handlers:
+            stream = getattr(handler, "stream", None)
+            if stream is sys.__stderr__ and sys.stderr is not stream:
+                self._moved.append((handler, stream))
+                handler.setStream(sys.stderr)  # type: ignore[attr-defined]
+        super().start()
+
     def run(self) -> None:
-        with self.progress:
-            while not self._stop_event.wait(self.every_s):
-                try:
-                    counts = spark_task_counts()
-                except Exception:  # the context is stopping; the next poll will tell
-                    counts = None
-                if counts is None:
-                    continue
-                done, total, stages = counts
-                label = f"tasks of {stages} active stage{'s' * (stages != 1)}" if stages else ""
-                self.progress.update(self.task, completed=done, total=total or None, stages=label)
+        while not self._stop_event.wait(self.every_s):
+            try:
+                counts = spark_task_counts()
+            except Exception:  # the context is stopping; the next poll will tell
+                counts = None
+            if counts is None:
+                continue
+            done, total, stages = counts
+            label = f"tasks of {stages} active stage{'s' * (stages != 1)}" if stages else ""
+            self.progress.update(self.task, completed=done, total=total or None, stages=label)
 
     def stop(self) -> None:
         self._stop_event.set()
         self.join(timeout=5)
+        for handler, stream in self._moved:
+            handler.setStream(stream)  # type: ignore[attr-defined]
+        self.progress.stop()
 
 
 @contextmanager
