@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +16,10 @@ import redis
 import xgboost as xgb
 from pyspark.sql import DataFrame, SparkSession
 
+from scorehouse.features import transforms
 from scorehouse.features.registry import feature_names, no_history_vector, to_matrix
 from scorehouse.localstack import RedisServer
+from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
 from scorehouse.serving import Client, StaticModel, keys, loader
 from scorehouse.settings import Settings, load_settings
 
@@ -166,6 +168,69 @@ def test_a_customer_without_features_gets_the_no_history_score(
         assert result.model_version == "8"
     # A newer champion's score is returned but not written into version 7's generation.
     assert redis_server.client().hget(f"sh:{generation}:s:{{10000}}", "123") is None
+
+
+def test_an_unknown_customer_scores_like_a_batch_customer_with_no_events(
+    spark: SparkSession,
+    published: tuple[str, pd.DataFrame, pd.DataFrame],
+    redis_server: RedisServer,
+) -> None:
+    """The no-history vector is what the feature SQL gives a customer who signed up on ds,
+    bought nothing and has no known attributes, so the fallback scores an unknown id exactly
+    as the nightly batch scores that customer."""
+    customers = spark.createDataFrame(
+        [
+            (1, DS, DS, None, None, None),  # new today, nothing known, no events
+            (2, date(2025, 3, 1), date(2025, 3, 1), "smb", "west", True),  # buys
+            (3, date(2025, 6, 1), date(2025, 6, 1), "consumer", "north", False),  # never bought
+        ],
+        RAW_CUSTOMERS,
+    )
+    transactions = spark.createDataFrame(
+        [("t1", 2, datetime(2026, 1, 10, 9), 2, 30.5, date(2026, 1, 10))], RAW_TRANSACTIONS
+    )
+    daily = transforms.daily_rollups(transactions, transforms.day_range(date(2025, 1, 1), DS))
+    features = transforms.features_from_state(transforms.state_for_days(daily, customers, [DS]))
+    rows = features.select("customer_id", *feature_names()).toPandas().set_index("customer_id")
+    names = feature_names()
+    as_matrix = to_matrix({n: rows[n].to_numpy() for n in names}, names)
+    assert np.array_equal(
+        as_matrix[rows.index.get_loc(1)][None, :], no_history_vector(), equal_nan=True
+    )
+    # What an unknown id cannot know, compared with a long-standing customer who never bought.
+    never = as_matrix[rows.index.get_loc(3)]
+    default = no_history_vector()[0]
+    differ = [
+        n for i, n in enumerate(names) if not np.isclose(never[i], default[i], equal_nan=True)
+    ]
+    assert differ == ["tenure_days", "segment_code", "region_code"]
+
+    # A model that uses exactly the features the no-history vector sets (tenure, codes,
+    # recency missing or not), so a wrong default changes the score.
+    train = feature_table(4000, seed=3)
+    train.loc[train.index % 3 == 0, "days_since_last_purchase"] = np.nan
+    train.loc[train.index % 5 == 0, ["segment_code", "region_code"]] = -1
+    matrix = to_matrix({n: train[n].to_numpy() for n in names}, names)
+    col = {n: i for i, n in enumerate(names)}
+    logits = (
+        1.0
+        - 0.3 * matrix[:, col["tenure_days"]]
+        + 0.8 * matrix[:, col["segment_code"]]
+        + 1.5 * np.isnan(matrix[:, col["days_since_last_purchase"]])
+    )
+    label = (np.random.default_rng(9).random(len(train)) < 1 / (1 + np.exp(-logits))).astype(float)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 4, "eta": 0.3, "nthread": 1},
+        xgb.DMatrix(matrix, label=label, missing=np.nan, feature_names=names),
+        num_boost_round=30,
+    )
+    batch = batch_scores(spark, features, booster).set_index("customer_id").score
+    assert len(set(batch.round(6))) == 3  # the three customers score differently
+
+    with Client(make_settings(redis_server.url), model=StaticModel("8", booster)) as client:
+        result = client.get(10_000_777)  # in no generation, no stored features
+    assert result.source == "fallback"
+    assert abs(result.score - batch[1]) <= 1e-6
 
 
 def test_faults_return_the_default_score_never_an_exception(
