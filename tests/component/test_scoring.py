@@ -169,8 +169,11 @@ def test_monitoring_rows_against_training_and_previous_night(spark, settings, fi
     previous = features[features.baseline == "previous_day"]
     assert sorted(previous.name) == sorted(names)
     assert (previous.baseline_ds == D1).all()
-    score = rows[rows.kind == "score"]
-    assert len(score) == 1 and score.iloc[0].baseline_ds == D1
+    score = rows[rows.kind == "score"].set_index("baseline")
+    assert sorted(score.index) == ["previous_day", "training"]
+    assert score.loc["previous_day", "baseline_ds"] == D1
+    # The champion's scores on its training rows: the reference built (and saved) on D1.
+    assert score.loc["training", "baseline_rows"] == 600
     # The planted shift moves recency and frequency far beyond the critical level.
     by_name = features[features.baseline == "training"].set_index("name")
     assert by_name.loc["txn_count_30d", "level"] == "critical"
@@ -178,7 +181,8 @@ def test_monitoring_rows_against_training_and_previous_night(spark, settings, fi
     run = first_runs[D2]
     assert run.drift_level == "critical"
     assert "txn_count_30d vs training" in run.drift_critical
-    assert run.score_psi == pytest.approx(score.iloc[0].psi)
+    assert run.score_psi == pytest.approx(score.loc["previous_day", "psi"])
+    assert run.score_psi_training == pytest.approx(score.loc["training", "psi"])
     assert run.monitoring_version == wh.version("monitoring")
     # The first night has no previous snapshot: training rows only, no score row.
     first = wh.read("monitoring", partitions={"ds": [D1]}).toPandas()

@@ -111,6 +111,18 @@ def test_report_level_summary_and_fail_on():
 def test_reference_json_round_trip():
     reference = FeatureReference({"x": FeatureBins((0.5, 2.0), (1, 2, 3, 4))}, "t@3", 10)
     assert FeatureReference.from_json(reference.to_json()) == reference
+    with_score = FeatureReference(
+        {"x": FeatureBins((0.5,), (0, 1, 1))}, "t@4", 2, score=FeatureBins((0.3,), (0, 5, 6))
+    )
+    assert FeatureReference.from_json(with_score.to_json()) == with_score
+
+
+def test_summary_keeps_score_psi_per_baseline():
+    night = compare("score", "score", "previous_day", date(2025, 1, 1), [50, 50], [70, 30], LEVELS)
+    training = compare("score", "score", "training", None, [50, 50], [50, 50], LEVELS)
+    fields = DriftReport(date(2025, 1, 2), (training, night)).summary_fields()
+    assert fields["score_psi"] == pytest.approx(night.psi)
+    assert fields["score_psi_training"] == 0.0
 
 
 def test_histogram_batch_groups_by_day():

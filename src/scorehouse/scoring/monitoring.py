@@ -13,11 +13,13 @@ PSI = sum over bins of (a - e) * ln(a / e), shares floored at EPSILON so an empt
 gives a large but finite value. Levels: ok < warn (settings.monitoring.psi_warn) <=
 critical (psi_critical).
 
-The training reference (edges and counts per feature) is stored as the JSON artifact
-`monitoring/feature_reference.json` of the model's MLflow run. When a run lacks it
-(the trainer does not write one today), the first scoring run builds it from the
-training-set table version recorded in the run's tags and logs it to that run, so
-every later night reuses the very same bins.
+The training reference (edges and counts per feature, and of the model's own scores on
+the training rows) is stored as the JSON artifact `monitoring/feature_reference.json` of
+the model's MLflow run; the trainer writes it (`save_reference`). Tonight's champion
+scores are compared with it too (score vs training). When an older run lacks it, the
+first scoring run builds it from the training-set table version recorded in the run's
+tags and logs it to that run (a WARNING says so), so every later night reuses the very
+same bins.
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from mlflow.exceptions import MlflowException
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     DateType,
     DoubleType,
+    FloatType,
     IntegerType,
     LongType,
     StringType,
@@ -49,7 +53,7 @@ from pyspark.sql.types import (
 )
 
 from scorehouse.errors import ValidationError
-from scorehouse.features.registry import feature_names
+from scorehouse.features.registry import feature_names, to_matrix
 from scorehouse.settings import MonitoringSettings, Settings
 from scorehouse.tables import Warehouse
 from scorehouse.training.registry import LoadedModel
@@ -161,37 +165,40 @@ class FeatureBins:
 
 @dataclass(frozen=True)
 class FeatureReference:
-    """Training distribution of every model input: the bins today's data is compared on."""
+    """Training distribution of every model input (and of the model's scores on those rows):
+    the bins today's data is compared on."""
 
     features: dict[str, FeatureBins]
     source: str  # e.g. "training_set@12"
     bins: int
+    score: FeatureBins | None = None  # None in references built before scores were kept
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "source": self.source,
-                "bins": self.bins,
-                "features": {
-                    n: {"edges": list(b.edges), "counts": list(b.counts)}
-                    for n, b in self.features.items()
-                },
-            },
-            indent=1,
-        )
+        def bins(b: FeatureBins) -> dict[str, list[Any]]:
+            return {"edges": list(b.edges), "counts": list(b.counts)}
+
+        data: dict[str, Any] = {
+            "source": self.source,
+            "bins": self.bins,
+            "features": {n: bins(b) for n, b in self.features.items()},
+        }
+        if self.score is not None:
+            data["score"] = bins(self.score)
+        return json.dumps(data, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> FeatureReference:
+        def bins(v: dict[str, Any]) -> FeatureBins:
+            return FeatureBins(
+                tuple(float(x) for x in v["edges"]), tuple(int(x) for x in v["counts"])
+            )
+
         data = json.loads(text)
         return cls(
-            features={
-                n: FeatureBins(
-                    tuple(float(x) for x in v["edges"]), tuple(int(x) for x in v["counts"])
-                )
-                for n, v in data["features"].items()
-            },
+            features={n: bins(v) for n, v in data["features"].items()},
             source=str(data["source"]),
             bins=int(data["bins"]),
+            score=bins(data["score"]) if data.get("score") else None,
         )
 
 
@@ -262,13 +269,14 @@ class DriftReport:
     def summary_fields(self) -> dict[str, Any]:
         """The drift fields of ScoringRun."""
         feature_psi = [r.psi for r in self.rows if r.kind == "feature"]
-        score_psi = [r.psi for r in self.rows if r.kind == SCORE]
+        score_psi = {r.baseline: r.psi for r in self.rows if r.kind == SCORE}
         return {
             "drift_level": self.level,
             "drift_warn": tuple(r.label for r in self.at("warn")),
             "drift_critical": tuple(r.label for r in self.at("critical")),
             "max_feature_psi": max(feature_psi) if feature_psi else None,
-            "score_psi": score_psi[0] if score_psi else None,
+            "score_psi": score_psi.get(PREVIOUS_DAY),
+            "score_psi_training": score_psi.get(TRAINING),
             "monitoring_version": self.monitoring_version,
         }
 
@@ -370,26 +378,77 @@ def histograms(
     return out
 
 
+SCORE_COLUMN = "__reference_score__"  # cannot collide with a registry feature name
+
+
+class _AppendScore:
+    """mapInArrow function: the batch's feature columns plus the booster's score."""
+
+    def __init__(self, raw: bytes, names: Sequence[str]) -> None:
+        self.raw = raw
+        self.names = tuple(names)
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from scorehouse.scoring.batch import load_booster
+
+        booster = load_booster(self.raw, 1)
+        for batch in batches:
+            # The input scoring builds: to_matrix, NaN for missing.
+            x = to_matrix({n: batch.column(n) for n in self.names}, self.names)
+            scores = np.asarray(booster.inplace_predict(x, missing=np.nan), dtype=np.float32)
+            yield batch.append_column(SCORE_COLUMN, pa.array(scores))
+
+
 def build_reference(
-    df: DataFrame, names: Sequence[str], bins: int, source: str
+    df: DataFrame,
+    names: Sequence[str],
+    bins: int,
+    source: str,
+    booster: Any | None = None,
 ) -> FeatureReference:
-    """Quantile edges (approxQuantile, one pass) and bin counts (one pass) of every feature."""
-    probs = [i / bins for i in range(1, bins)]
-    quantiles = df.select(*[F.col(n).cast("double").alias(n) for n in names]).approxQuantile(
-        list(names), probs, 0.001
-    )
-    edges = {
-        n: np.unique(np.asarray(q, dtype=np.float64)) for n, q in zip(names, quantiles, strict=True)
-    }
-    counts = histograms(df, edges).get("", {})
-    features = {
-        n: FeatureBins(
+    """Quantile edges (approxQuantile, one pass) and bin counts (one pass) of every feature.
+
+    With `booster` (an xgboost.Booster taking `names`), the same is kept for its scores on
+    these rows (scored once, cached between the two passes).
+    """
+    frame = df.select(*[F.col(n).cast("double").alias(n) for n in names])
+    series = list(names)
+    if booster is not None:
+        schema = StructType([*frame.schema.fields, StructField(SCORE_COLUMN, FloatType(), True)])
+        frame = frame.mapInArrow(_AppendScore(bytes(booster.save_raw("ubj")), names), schema)
+        series.append(SCORE_COLUMN)
+    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        probs = [i / bins for i in range(1, bins)]
+        quantiles = frame.approxQuantile(series, probs, 0.001)
+        edges = {
+            n: np.unique(np.asarray(q, dtype=np.float64))
+            for n, q in zip(series, quantiles, strict=True)
+        }
+        counts = histograms(frame, edges).get("", {})
+    finally:
+        frame.unpersist()
+
+    def bins_of(n: str) -> FeatureBins:
+        return FeatureBins(
             tuple(float(x) for x in edges[n]),
             tuple(int(x) for x in counts.get(n, np.zeros(len(edges[n]) + 2, dtype=np.int64))),
         )
-        for n in names
-    }
-    return FeatureReference(features=features, source=source, bins=bins)
+
+    return FeatureReference(
+        features={n: bins_of(n) for n in names},
+        source=source,
+        bins=bins,
+        score=bins_of(SCORE_COLUMN) if booster is not None else None,
+    )
+
+
+def save_reference(settings: Settings, run_id: str, reference: FeatureReference) -> None:
+    """Log `reference` as the run's monitoring/feature_reference.json artifact."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / REFERENCE_FILE
+        local.write_text(reference.to_json())
+        client(settings).log_artifact(run_id, str(local), REFERENCE_ARTIFACT_DIR)
 
 
 def reference_for(
@@ -407,7 +466,13 @@ def reference_for(
             )
             return FeatureReference.from_json(Path(path).read_text())
     except (MlflowException, OSError):
-        pass  # not saved yet: build it below
+        # Models trained before the trainer saved references: build it once, below.
+        log.warning(
+            "%s v%s has no saved training reference (run %s): building it from its training set",
+            model.name,
+            model.version,
+            model.run_id,
+        )
     tags = c.get_run(model.run_id).data.tags
     table = tags.get("training_table")
     version_text = tags.get("training_table_version") or ""
@@ -431,11 +496,10 @@ def reference_for(
         log.warning("no training reference: %s lacks %s", table, ", ".join(absent))
         return None
     source = f"{table}@{'latest' if version is None else version}"
-    reference = build_reference(training, names, settings.monitoring.bins, source)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / REFERENCE_FILE
-        local.write_text(reference.to_json())
-        c.log_artifact(model.run_id, str(local), REFERENCE_ARTIFACT_DIR)
+    reference = build_reference(
+        training, names, settings.monitoring.bins, source, booster=model.booster
+    )
+    save_reference(settings, model.run_id, reference)
     log.info(
         "training reference of %s v%s built from %s and logged to run %s",
         model.name,
@@ -558,6 +622,18 @@ def monitor_date(
         settings.monitoring,
     )
 
+    if reference is not None and reference.score is not None:
+        rows.append(
+            compare(
+                SCORE,
+                SCORE,
+                TRAINING,
+                None,
+                reference.score.counts,
+                bin_counts(scores, np.asarray(reference.score.edges)),
+                settings.monitoring,
+            )
+        )
     previous_scores_ds = _previous_partition(wh, tables.predictions, ds)
     if previous_scores_ds is not None:
         prev = (

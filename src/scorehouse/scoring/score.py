@@ -81,7 +81,8 @@ class ScoringRun:
     drift_warn: tuple[str, ...] = field(default_factory=tuple)
     drift_critical: tuple[str, ...] = field(default_factory=tuple)
     max_feature_psi: float | None = None
-    score_psi: float | None = None
+    score_psi: float | None = None  # champion scores vs the previous night's
+    score_psi_training: float | None = None  # vs its scores on the training reference rows
     monitoring_version: int | None = None
     reader: str = "spark"  # how the snapshot was read: arrow | spark
     # Seconds per part: pin_models, plan, score (read + predict + collect), checks,

@@ -227,9 +227,25 @@ def train_model(
     data = data.withColumn("split", split_column(plan)).where(F.col("split").isNotNull())
     data = data.persist()
     try:
-        return _train(spark, settings, data, source, as_of, options, spec, plan, names, rounds)
+        result = _train(spark, settings, data, source, as_of, options, spec, plan, names, rounds)
     finally:
         data.unpersist()
+    # The drift reference scoring compares every night with, saved to the run. Built from
+    # the matured rows in their own types: scoring bins doubles, and prepare()'s float32
+    # would move point masses (prices like 9.99) across bin edges.
+    from scorehouse.scoring.monitoring import build_reference, save_reference
+
+    matured = (
+        df
+        if as_of is None
+        else df.where(F.col("as_of") <= F.lit(as_of - timedelta(days=settings.model.horizon_days)))
+    )
+    label = "latest" if source.version is None else source.version
+    reference = build_reference(
+        matured, names, settings.monitoring.bins, f"{source.table}@{label}", booster=result.booster
+    )
+    save_reference(settings, result.run_id, reference)
+    return result
 
 
 def _train(
