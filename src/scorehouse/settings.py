@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "SCOREHOUSE_"
 CONFIG_ENV = "SCOREHOUSE_CONFIG"
@@ -61,7 +69,9 @@ class RedisSettings(_Model):
     @classmethod
     def _plain_namespace(cls, value: str) -> str:
         if not value or any(c in value for c in ":{} \t\n"):
-            raise ValueError("namespace must be non-empty plain text without ':', '{', '}' or spaces")
+            raise ValueError(
+                "namespace must be non-empty plain text without ':', '{', '}' or spaces"
+            )
         return value
 
 
@@ -90,6 +100,23 @@ class FeatureSettings(_Model):
     # A build whose previous day exists advances day by day up to this many days;
     # longer ranges (and first builds) are computed in one pass from the rollups.
     chain_max_days: int = Field(default=7, ge=1)
+    # Snapshot retention: `features prune` keeps the newest retention_days days of
+    # snapshots. Training sets read snapshots as old as lookback + ttl, so a shorter
+    # retention is refused.
+    training_lookback_days: int = Field(default=180, ge=0)
+    retention_days: int = Field(default=200, ge=1)
+    vacuum_retention_hours: int = Field(default=168, ge=0)  # Delta's default: time travel
+
+    @model_validator(mode="after")
+    def _retention_covers_training(self) -> FeatureSettings:
+        needed = self.training_lookback_days + self.ttl_days + 1
+        if self.retention_days < needed:
+            raise ValueError(
+                f"retention_days {self.retention_days} is shorter than the training lookback: "
+                f"training_lookback_days {self.training_lookback_days} + ttl_days "
+                f"{self.ttl_days} + 1 = {needed}"
+            )
+        return self
 
 
 class IngestSettings(_Model):

@@ -17,10 +17,25 @@ def _register(sub: argparse._SubParsersAction) -> None:
     config = sub.add_parser("config", help="print the effective settings (secrets masked)")
     config.set_defaults(handler=_show_config)
 
-    features = sub.add_parser("features", help="build feature snapshots, or `features list`")
-    features.add_argument("action", nargs="?", choices=["build", "list"], default="build")
+    features = sub.add_parser(
+        "features", help="build feature snapshots, `features list`, or `features prune`"
+    )
+    features.add_argument("action", nargs="?", choices=["build", "list", "prune"], default="build")
     features.add_argument("--start", type=date.fromisoformat, help="first as-of date (YYYY-MM-DD)")
     features.add_argument("--end", type=date.fromisoformat, help="last as-of date (default: start)")
+    features.add_argument(
+        "--keep-days",
+        type=int,
+        default=None,
+        help="prune: snapshots to keep (default: features.retention_days)",
+    )
+    features.add_argument(
+        "--as-of",
+        type=date.fromisoformat,
+        default=None,
+        help="prune: newest day kept (default: the newest snapshot)",
+    )
+    features.add_argument("--dry-run", action="store_true", help="prune: only list the days")
     features.set_defaults(handler=_features)
 
     training = sub.add_parser("training-set", help="build the point-in-time training set")
@@ -68,6 +83,19 @@ def _features(args: argparse.Namespace, settings: Settings) -> int:
             print(
                 f"{f.name:28} {f.type:6} {f.window:9} {no_history!s:10} {f.owner:10} {f.description}"
             )
+        return 0
+    if args.action == "prune":
+        from scorehouse.features.retention import prune_features
+        from scorehouse.spark import get_spark
+
+        pruned = prune_features(
+            get_spark(settings),
+            settings,
+            as_of=args.as_of,
+            retention_days=args.keep_days,
+            dry_run=args.dry_run,
+        )
+        print(json.dumps(pruned.__dict__, indent=2, default=str))
         return 0
     if args.start is None:
         raise ScorehouseError("features: --start is required to build (see --help)")

@@ -79,14 +79,14 @@ def build_features(
             previous_state = wh.read(tables.features, partitions={"ds": [ds - timedelta(days=1)]})
             daily = wh.read(tables.customer_daily, partitions={"ds": transforms.leaving_days(ds)})
             state = transforms.next_day_state(previous_state, daily, customers, ds)
-            count, version = _check_and_commit(
+            count, version = check_and_commit(
                 wh, settings, transforms.features_from_state(state), customers, [ds]
             )
             rows += count
     else:
         daily = wh.read(tables.customer_daily, ds_between=(EARLIEST, days[-1]))
         state = transforms.state_for_days(daily, customers, days)
-        rows, version = _check_and_commit(
+        rows, version = check_and_commit(
             wh, settings, transforms.features_from_state(state), customers, days
         )
     build = FeatureBuild(
@@ -160,10 +160,17 @@ def _check_types(features: DataFrame) -> list[str]:
     return problems
 
 
-def _check_and_commit(
-    wh: Warehouse, settings: Settings, features: DataFrame, customers: DataFrame, days: list[date]
+def check_and_commit(
+    wh: Warehouse,
+    settings: Settings,
+    features: DataFrame,
+    customers: DataFrame,
+    days: list[date],
+    *,
+    table: str | None = None,
 ) -> tuple[int, int]:
-    """Validate the build, then replace its days in the features table; nothing on failure."""
+    """Validate the build, then replace its days in the features table (or `table`);
+    nothing is committed on failure. Returns (rows, version)."""
     problems = _check_types(features)
     if problems:
         raise ValidationError(_violation_message(settings, days, problems))
@@ -179,7 +186,10 @@ def _check_and_commit(
         if problems:
             raise ValidationError(_violation_message(settings, days, problems))
         version = wh.overwrite(
-            settings.tables.features, features, partition_by=["ds"], replace_partitions={"ds": days}
+            table or settings.tables.features,
+            features,
+            partition_by=["ds"],
+            replace_partitions={"ds": days},
         )
         return int(profile.get("rows") or 0), version
     finally:
