@@ -1,19 +1,32 @@
-"""The whole nightly path on small data: real Spark, Delta, MLflow, Redis and Prefect flows."""
+"""The whole nightly path on small data: real Spark, Delta, MLflow, Redis and Prefect flows.
+
+One module fixture generates the data and runs the weekly_train flow once; every test
+then works on its own copy of that home (warehouse + MLflow store) and its own Redis.
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
+import threading
 from collections.abc import Iterator
 from datetime import date, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 import redis
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.testing.utilities import prefect_test_harness
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
 
 from scorehouse.data.generate import write_generated
 from scorehouse.features import transforms
+from scorehouse.scoring.monitoring import DriftError
 from scorehouse.serving import Client, keys
 from scorehouse.settings import Settings, load_settings
 from scorehouse.tables import Warehouse
@@ -22,6 +35,24 @@ CUSTOMERS = 800
 DAYS = 200
 WARM_UP = 50  # as-of dates start once customers have some history
 END = date(2026, 10, 31)
+TRAIN_AS_OF = END - timedelta(days=4)
+NIGHTLY_STEPS = ["features", "checks", "score", "publish", "verify", "cleanup"]
+
+
+def _env(home: Path, redis_url: str | None = None) -> dict[str, str]:
+    env = {
+        "SCOREHOUSE_HOME": str(home),
+        "SCOREHOUSE_WAREHOUSE": str(home / "warehouse"),
+        "SCOREHOUSE_SPARK__PROFILE": "test",
+        "SCOREHOUSE_MLFLOW__TRACKING_URI": f"sqlite:///{home}/mlflow.db",
+        "SCOREHOUSE_MLFLOW__ARTIFACT_LOCATION": str(home / "mlartifacts"),
+        "SCOREHOUSE_MODEL__NUM_BOOST_ROUND": "30",
+        # A data error is never retried; a crash would be, without the wait.
+        "SCOREHOUSE_ORCHESTRATION__RETRY_DELAY_S": "0",
+    }
+    if redis_url:
+        env["SCOREHOUSE_REDIS__URL"] = redis_url
+    return env
 
 
 @pytest.fixture(scope="module")
@@ -30,53 +61,103 @@ def prefect() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="module")
+def trained(
+    spark: SparkSession, prefect: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Generated history and a champion from the weekly_train flow, shared read-only."""
+    from scorehouse.flows import weekly_train
+
+    home = tmp_path_factory.mktemp("trained") / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in _env(home).items():
+            mp.setenv(key, value)
+        settings = load_settings()
+        start = END - timedelta(days=DAYS - 1)
+        write_generated(spark, settings, customers=CUSTOMERS, start=start, days=DAYS, seed=3)
+        result = weekly_train(as_of=TRAIN_AS_OF, lookback_days=DAYS - WARM_UP - 4)
+    yield home, result
+
+
 @pytest.fixture
-def e2e_settings(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The flows load settings from the environment, as a deployment would."""
+def e2e_settings(
+    trained: tuple[Path, dict[str, Any]],
+    tmp_path: Path,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Settings:
+    """A private copy of the trained home; the flows read settings from the environment,
+    as a deployment would."""
     home = tmp_path / "home"
-    env = {
-        "SCOREHOUSE_HOME": str(home),
-        "SCOREHOUSE_WAREHOUSE": str(home / "warehouse"),
-        "SCOREHOUSE_SPARK__PROFILE": "test",
-        "SCOREHOUSE_MLFLOW__TRACKING_URI": f"sqlite:///{home}/mlflow.db",
-        "SCOREHOUSE_MLFLOW__ARTIFACT_LOCATION": str(home / "mlartifacts"),
-        "SCOREHOUSE_REDIS__URL": redis_url,
-        "SCOREHOUSE_MODEL__NUM_BOOST_ROUND": "30",
-    }
-    for key, value in env.items():
+    shutil.copytree(trained[0], home)
+    for key, value in _env(home, redis_url).items():
         monkeypatch.setenv(key, value)
     return load_settings()
 
 
-def test_nightly_path_end_to_end(
-    spark: SparkSession, e2e_settings: Settings, prefect: None
-) -> None:
-    from scorehouse.flows import nightly, weekly_train
+def _artifact(key: str) -> str:
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+    assert found, f"no artifact {key}"
+    return str(found[0].data)
+
+
+def _live(settings: Settings) -> tuple[str, date, int]:
+    """(generation, its ds, scores stored) that readers follow now."""
+    client = redis.Redis.from_url(settings.redis.url)
+    ns = settings.redis.namespace
+    generation = client.get(keys.pointer_key(ns)).decode()
+    ds = date.fromisoformat(client.hget(keys.meta_key(ns, generation), "ds").decode())
+    stored = sum(
+        client.hlen(key)
+        for key in client.scan_iter(match=keys.score_pattern(ns, generation), count=1000)
+    )
+    client.close()
+    return generation, ds, stored
+
+
+def test_weekly_train_runs_the_gate_and_reports(trained: tuple[Path, dict[str, Any]]) -> None:
+    result = trained[1]
+    assert list(result["timings"]) == ["training-set", "train", "gate"]
+    assert result["training"]["alias"] == "champion"
+    assert result["gate"] == {
+        "version": result["training"]["version"],
+        "promoted": True,
+        "reason": result["training"]["reason"],
+        "champion": result["training"]["version"],
+    }
+    markdown = _artifact(f"weekly-train-{TRAIN_AS_OF}")
+    assert f"v{result['training']['version']} → **champion**" in markdown
+    assert result["training"]["run_id"] in markdown
+
+
+def test_nightly_path_end_to_end(spark: SparkSession, e2e_settings: Settings) -> None:
+    from scorehouse.flows import nightly
 
     settings = e2e_settings
-    start = END - timedelta(days=DAYS - 1)
-    write_generated(spark, settings, customers=CUSTOMERS, start=start, days=DAYS, seed=3)
-
-    trained = weekly_train(as_of=END - timedelta(days=1), lookback_days=DAYS - WARM_UP)
-    assert trained["training"]["alias"] == "champion"
     first = nightly(ds=END)
+    assert list(first["timings"]) == NIGHTLY_STEPS
+    assert all(seconds > 0 for seconds in first["timings"].values())
+    assert not any(first["steps"][s].get("skipped") for s in ("features", "score", "publish"))
 
     wh = Warehouse.from_settings(spark, settings)
     predictions = wh.read(settings.tables.predictions, partitions={"ds": [END]})
     champion = predictions.where(F.col("model_role") == "champion")
     entities = transforms.entities(wh.read(settings.tables.customers), [END]).count()
     assert champion.count() == entities == first["scoring"]["rows"]
+    assert first["steps"]["checks"]["rows"] == first["steps"]["checks"]["entities"] == entities
     assert champion.select("customer_id").distinct().count() == entities
 
-    # Redis holds one value per prediction in the live generation.
-    client = redis.Redis.from_url(settings.redis.url)
-    ns = settings.redis.namespace
-    generation = client.get(keys.pointer_key(ns)).decode()
-    stored = sum(
-        client.hlen(key)
-        for key in client.scan_iter(match=keys.score_pattern(ns, generation), count=1000)
-    )
-    assert stored == entities
+    # Redis holds one value per prediction in the live generation, for END.
+    generation, live_ds, stored = _live(settings)
+    assert (generation, live_ds, stored) == (first["publish"]["generation"], END, entities)
+    assert first["steps"]["verify"] == {
+        "generation": generation,
+        "rows": entities,
+        "seconds": first["steps"]["verify"]["seconds"],
+    }
 
     # What a downstream app reads equals the Delta table's score.
     expected = {r.customer_id: r.score for r in champion.orderBy("customer_id").limit(50).collect()}
@@ -87,18 +168,150 @@ def test_nightly_path_end_to_end(
         assert result.ds == END
         assert abs(result.score - expected[int(result.entity_id)]) <= 1e-9
 
-    # A rerun of the same night changes no row count and leaves one live generation.
-    counts_before = {
-        t: wh.read(t).count() for t in (settings.tables.features, settings.tables.predictions)
-    }
+    # The run's artifact: counts, timings per step, model version, drift, MLflow run.
+    markdown = _artifact(f"nightly-{END}")
+    scoring = first["scoring"]
+    assert f"entities scored: {entities:,}" in markdown
+    assert f"v{scoring['model_version']}" in markdown
+    assert scoring["run_id"] in markdown and f"experiment `{scoring['experiment_id']}`" in markdown
+    assert f"level: **{scoring['drift_level']}**" in markdown
+    for step in NIGHTLY_STEPS:
+        assert f"| {step} | done |" in markdown
+
+    # A rerun of the same night finds every output current: nothing is rewritten.
+    versions = {t: wh.version(t) for t in (settings.tables.features, settings.tables.predictions)}
     second = nightly(ds=END)
-    counts_after = {
-        t: wh.read(t).count() for t in (settings.tables.features, settings.tables.predictions)
+    assert {
+        s: bool(second["steps"][s].get("skipped")) for s in ("features", "score", "publish")
+    } == {
+        "features": True,
+        "score": True,
+        "publish": True,
     }
-    assert counts_after == counts_before
-    assert second["scoring"]["rows"] == first["scoring"]["rows"]
-    live = client.get(keys.pointer_key(ns)).decode()
-    stored = sum(
-        client.hlen(key) for key in client.scan_iter(match=keys.score_pattern(ns, live), count=1000)
+    assert {t: wh.version(t) for t in versions} == versions
+    assert second["scoring"]["rows"] == entities
+    assert _live(settings) == (generation, END, entities)
+
+
+class _Webhook(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append({"path": self.path, "json": json.loads(body)})
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A real HTTP server on 127.0.0.1 that records what is posted to it."""
+    received: ClassVar[list[dict[str, Any]]] = []
+    handler = type("Hook", (_Webhook,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hooks/T0KEN-s3cret", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_failed_step_keeps_the_previous_generation_and_a_rerun_resumes(
+    spark: SparkSession,
+    e2e_settings: Settings,
+    webhook: tuple[str, list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from scorehouse.flows import nightly
+
+    settings = e2e_settings
+    day = END - timedelta(days=1)
+    before = nightly(ds=day)
+    previous = _live(settings)
+    assert previous[:2] == (before["publish"]["generation"], day)
+
+    # Any PSI counts as drift at "warn": scoring END stops before its predictions commit.
+    url, received = webhook
+    monkeypatch.setenv("SCOREHOUSE_ORCHESTRATION__WEBHOOK_URL", url)
+    monkeypatch.setenv("SCOREHOUSE_MONITORING__PSI_WARN", "0")
+    with pytest.raises(DriftError):
+        nightly(ds=END, fail_on="warn")
+
+    assert _live(settings) == previous  # publish never ran: readers keep the previous night
+    wh = Warehouse.from_settings(spark, settings)
+    assert END not in wh.partition_values(settings.tables.predictions)
+    assert len(received) == 1
+    alert = received[0]
+    assert alert["path"] == "/hooks/T0KEN-s3cret"
+    assert {k: alert["json"][k] for k in ("flow", "failed_step", "ds")} == {
+        "flow": "nightly",
+        "failed_step": "score",
+        "ds": END.isoformat(),
+    }
+    assert "drift on" in alert["json"]["error"] and alert["json"]["flow_run_id"]
+
+    # The rerun (drift thresholds back to normal) resumes: features and checks of END are
+    # already there, scoring and publishing run now.
+    monkeypatch.delenv("SCOREHOUSE_MONITORING__PSI_WARN")
+    features_version = wh.version(settings.tables.features)
+    rerun = nightly(ds=END)
+    assert rerun["steps"]["features"]["skipped"] is True
+    assert not rerun["steps"]["score"]["skipped"] and not rerun["steps"]["publish"]["skipped"]
+    assert wh.version(settings.tables.features) == features_version
+    generation, live_ds, stored = _live(settings)
+    assert (generation, live_ds, stored) == (
+        rerun["publish"]["generation"],
+        END,
+        rerun["scoring"]["rows"],
     )
-    assert stored == entities
+    assert len(received) == 1  # no alert for a run that succeeded
+
+
+def test_backfill_equals_building_day_by_day(
+    spark: SparkSession, e2e_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scorehouse.flows import backfill
+    from scorehouse.orchestration import steps
+
+    settings = e2e_settings
+    days = [END - timedelta(days=2), END - timedelta(days=1), END]
+    # A second copy of the same home builds the same days one at a time, with the steps
+    # the nightly runs: the first day from the rollups, the next ones advanced day by day.
+    other = tmp_path / "other"
+    shutil.copytree(settings.home, other)
+
+    result = backfill(start=days[0], end=days[-1], what="both", publish_last=True)
+    assert list(result["timings"]) == [
+        "features",
+        *[f"{step}-{d}" for d in days for step in ("checks", "score")],
+        "publish",
+        "verify",
+        "cleanup",
+    ]
+    assert _live(settings)[1] == END
+    backfilled = Warehouse.from_settings(spark, settings)
+
+    for key, value in _env(other, settings.redis.url).items():
+        monkeypatch.setenv(key, value)
+    one_by_one = load_settings()
+    for d in days:
+        assert steps.features(spark, one_by_one, d)["mode"] == (
+            "range" if d == days[0] else "next-day"
+        )
+        steps.score(spark, one_by_one, d)
+    nightly_wh = Warehouse.from_settings(spark, one_by_one)
+
+    prediction_columns = ["ds", "customer_id", "model_role", "model_version", "score", "percentile"]
+    for table, columns in (
+        (settings.tables.features, None),
+        (settings.tables.predictions, prediction_columns),
+    ):
+        a = backfilled.read(table, partitions={"ds": days})
+        b = nightly_wh.read(table, partitions={"ds": days})
+        if columns:
+            a, b = a.select(*columns), b.select(*columns)
+        assert a.count() > 0
+        assertDataFrameEqual(a, b)
