@@ -1,7 +1,7 @@
 """Generate seeded demo customers and transactions and replace the raw tables.
 
     spark-submit --properties-file spark_conf/local.conf jobs/generate_data.py \
-        --customers 10000 --days 180 --seed 7 --start 2026-01-01
+        --customers 10000 --days 180 --seed 7 --start 2026-01-01 [--result-json result.json]
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import date
 
 from scorehouse.data.generate import default_start, write_generated
+from scorehouse.orchestration.results import job_result, jsonable
 from scorehouse.settings import load_settings
 from scorehouse.spark import get_spark
 
@@ -22,16 +23,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--start", type=date.fromisoformat, help="default: history ends yesterday")
     parser.add_argument("--config", help="settings YAML (default: SCOREHOUSE_CONFIG or built-in)")
+    parser.add_argument("--result-json", help="write the result here as JSON")
     args = parser.parse_args(argv)
-    settings = load_settings(args.config)
-    result = write_generated(
-        get_spark(settings, app_name="generate_data"),
-        settings,
-        customers=args.customers,
-        start=args.start or default_start(args.days),
-        days=args.days,
-        seed=args.seed,
-    )
+    with job_result(args.result_json) as out:
+        settings = load_settings(args.config)
+        result = write_generated(
+            get_spark(settings, app_name="generate_data"),
+            settings,
+            customers=args.customers,
+            start=args.start or default_start(args.days),
+            days=args.days,
+            seed=args.seed,
+        )
+        out.update(jsonable(result))
     print(result)
 
 

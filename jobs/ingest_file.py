@@ -2,7 +2,7 @@
 
     spark-submit --properties-file spark_conf/local.conf jobs/ingest_file.py \
         transactions /data/sales.csv --format csv \
-        --map customer_id=cust_no --map event_time=ts
+        --map customer_id=cust_no --map event_time=ts [--result-json result.json]
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from scorehouse.commands.data import map_item
 from scorehouse.data.ingest import format_summary, ingest_file
+from scorehouse.orchestration.results import job_result, jsonable
 from scorehouse.settings import load_settings
 from scorehouse.spark import get_spark
 
@@ -25,16 +26,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--map", action="append", type=map_item, default=[], metavar="TARGET=SOURCE"
     )
     parser.add_argument("--config", help="settings YAML (default: SCOREHOUSE_CONFIG or built-in)")
+    parser.add_argument("--result-json", help="write the result here as JSON")
     args = parser.parse_args(argv)
-    settings = load_settings(args.config)
-    result = ingest_file(
-        get_spark(settings, app_name="ingest_file"),
-        settings,
-        table=args.table,
-        path=args.path,
-        fmt=args.format,
-        mapping=dict(args.map),
-    )
+    with job_result(args.result_json) as out:
+        settings = load_settings(args.config)
+        result = ingest_file(
+            get_spark(settings, app_name="ingest_file"),
+            settings,
+            table=args.table,
+            path=args.path,
+            fmt=args.format,
+            mapping=dict(args.map),
+        )
+        out.update(jsonable(result))
     print(format_summary(result))
 
 

@@ -25,6 +25,8 @@ def jsonable(value: Any) -> Any:
         return [jsonable(v) for v in value]
     if isinstance(value, datetime | date):
         return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         return value.item()
     return value
@@ -34,7 +36,7 @@ def write_result(path: str | Path, result: Mapping[str, Any]) -> None:
     """Write atomically, so a reader never sees half a file."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(jsonable(result), sort_keys=True))
+    tmp.write_text(json.dumps(jsonable(result), sort_keys=True, default=str))
     os.replace(tmp, target)
 
 
