@@ -34,8 +34,9 @@ from scorehouse.tables import Warehouse
 from scorehouse.training.train import train_from_warehouse
 
 CUSTOMERS = 300
-DAYS = 200
-WARM_UP = 50  # as-of dates start once customers have some history
+DAYS = 100
+WARM_UP = 30  # as-of dates start once customers have some history
+HORIZON_DAYS = 7  # a short label horizon (and split gap) keeps the history short
 END = date(2026, 10, 31)
 TRAIN_AS_OF = END - timedelta(days=1)
 RUN_TIMEOUT_S = 300
@@ -56,6 +57,7 @@ def stack_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
         "SCOREHOUSE_MLFLOW__ARTIFACT_LOCATION": str(home / "mlartifacts"),
         "SCOREHOUSE_REDIS__URL": f"redis://127.0.0.1:{localstack.free_port()}/0",
         "SCOREHOUSE_MODEL__NUM_BOOST_ROUND": "20",
+        "SCOREHOUSE_MODEL__HORIZON_DAYS": str(HORIZON_DAYS),
         # A failed step fails the run at once (the assertion shows its logs).
         "SCOREHOUSE_ORCHESTRATION__RETRIES": "0",
         "SCOREHOUSE_STACK__PREFECT_PORT": str(localstack.free_port()),
