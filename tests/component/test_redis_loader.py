@@ -420,3 +420,32 @@ def test_an_error_reply_fails_the_load_and_the_pointer_stays(
                 _spec(cfg.redis.url, generation, integer_ids=True, batch_size=100),
             )
         )  # fmt: skip
+
+
+def test_writer_resends_unanswered_batches_after_a_dropped_connection(
+    redis_url: str, client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids = np.arange(6000, dtype=np.int64)
+    scores = np.random.default_rng(8).random(len(ids))
+    batches = pa.table({"customer_id": ids, "score": scores}).to_batches(max_chunksize=500)
+    spec = _spec(redis_url, "G3", integer_ids=True, batch_size=250, keys_per_second_per_task=6000.0)
+    killed: list[int] = []
+
+    def drop_the_loader_connections() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not killed:
+            if client.exists("sh:G3:s:{2}"):  # a third of the way in
+                killed.append(client.client_kill_filter(_type="normal", skipme=True))
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=drop_the_loader_connections)
+    killer.start()
+    with caplog.at_level(logging.WARNING):
+        stats = next(loader.load_batches(iter(batches), spec)).to_pydict()
+    killer.join()
+    assert killed and killed[0] >= 1
+    assert "connection to Redis lost during the load" in caplog.text
+    assert stats["rows"] == [6000]
+    assert read_all_scores(client, "G3", ids.tolist()) == pytest.approx(
+        keys.encode_scores(scores) / keys.SCORE_SCALE, abs=0
+    )

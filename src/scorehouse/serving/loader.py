@@ -365,6 +365,10 @@ class _Writer:
 
     def _reconnect(self, node: _Node) -> None:
         """New connection; send every unanswered batch again (their replies were lost)."""
+        log.warning(
+            "connection to Redis lost during the load; resending %d unanswered batches",
+            len(node.inflight),
+        )
         for attempt in range(SEND_RETRIES):
             time.sleep(0.2 * (attempt + 1))
             node.connection.disconnect()
