@@ -9,6 +9,7 @@ never Spark objects. Steps are idempotent and skip work already done for the sam
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -16,6 +17,7 @@ from typing import Any, Literal, TypeVar
 from prefect import Flow, Task, flow, get_run_logger, runtime, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.schemas.objects import FlowRun, TaskRun
+from prefect.logging.loggers import flow_run_logger
 from prefect.states import State
 
 from scorehouse.errors import RedisLoadError, ValidationError
@@ -25,6 +27,7 @@ from scorehouse.orchestration.runner import StepFailed, run_job
 from scorehouse.settings import Settings, load_settings
 
 R = TypeVar("R")
+WEBHOOK_ENV = "SCOREHOUSE_ORCHESTRATION__WEBHOOK_URL"
 # Per flow run (this process): the date and the step under way, for the failure hook.
 _RUNS: dict[str, dict[str, str]] = {}
 
@@ -226,11 +229,13 @@ def _alert_on_failure(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]
     try:
         settings = load_settings(params.get("config"))
     except Exception:  # the alert must go out even when the config is what broke
-        settings = load_settings(environ={})
+        webhook = {WEBHOOK_ENV: os.environ[WEBHOOK_ENV]} if WEBHOOK_ENV in os.environ else {}
+        settings = load_settings(environ=webhook)
     payload = alert_payload(
         flow.name, str(flow_run.id), context.get("step"), state.message or "failed", ds
     )
-    send_alert(settings, payload)
+    # The run's own logger, so the alert shows in the run's log in the Prefect UI.
+    send_alert(settings, payload, flow_run_logger(flow_run, flow))
 
 
 def _publish_and_verify(

@@ -45,7 +45,7 @@ def send_alert(
         "ALERT: flow %s run %s failed at step %s (ds %s): %s",
         payload["flow"],
         payload["flow_run_id"],
-        payload["failed_step"],
+        payload["failed_step"] or "none (before the first step)",
         payload["ds"],
         payload["error"],
     )
