@@ -3,7 +3,9 @@
 -- reads these rollups, so a new day costs one day of raw events.
 -- Spend is kept in integer cents so window sums stay exact when they are advanced
 -- day by day (add the new day, subtract the day that leaves the window).
-SELECT
+-- The day list is tiny and its size unknown to Spark: broadcast it, or Spark shuffles
+-- (or broadcasts) the raw events instead.
+SELECT /*+ BROADCAST(d) */
   t.customer_id,
   t.ds,
   CAST(COUNT(*) AS BIGINT) AS txn_count,

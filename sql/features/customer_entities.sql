@@ -13,7 +13,9 @@ WITH versions AS (
     LEAD(valid_from) OVER (PARTITION BY customer_id ORDER BY valid_from) AS valid_to
   FROM ${customers}
 )
-SELECT
+-- The day list is broadcast: without the hint Spark broadcasts every customer version
+-- to the nested-loop join through the driver.
+SELECT /*+ BROADCAST(d) */
   v.customer_id,
   d.ds,
   v.signup_date,
