@@ -39,7 +39,7 @@ WARM_UP = 30  # as-of dates start once customers have some history
 HORIZON_DAYS = 7  # a short label horizon (and split gap) keeps the history short
 END = date(2026, 10, 31)
 TRAIN_AS_OF = END - timedelta(days=1)
-RUN_TIMEOUT_S = 300
+RUN_TIMEOUT_S = 420  # per run, generous: the machine running the suite may be busy
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 pytestmark = pytest.mark.slow
@@ -60,6 +60,8 @@ def stack_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
         "SCOREHOUSE_MODEL__HORIZON_DAYS": str(HORIZON_DAYS),
         # A failed step fails the run at once (the assertion shows its logs).
         "SCOREHOUSE_ORCHESTRATION__RETRIES": "0",
+        # The worker (it inherits this) polls often: a held-back run starts soon after.
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
         "SCOREHOUSE_STACK__PREFECT_PORT": str(localstack.free_port()),
         "SCOREHOUSE_STACK__MLFLOW_PORT": str(localstack.free_port()),
     }
@@ -207,20 +209,35 @@ def test_nightly_deployment_runs_on_a_worker_and_renders_in_the_ui(
     assert deployments["backfill"]["schedules"] == []
     assert _ok(api.get("/work_pools/scorehouse-process"))["type"] == "process"
 
-    created = _ok(
-        api.post(
-            f"/deployments/{nightly['id']}/create_flow_run",
-            json={"parameters": {"ds": END.isoformat()}},
+    # Two runs of the same night at once: the deployment's limit of 1 holds one back
+    # (AwaitingConcurrencySlot) until the other has finished; then it reruns the day.
+    created = [
+        _ok(
+            api.post(
+                f"/deployments/{nightly['id']}/create_flow_run",
+                json={"parameters": {"ds": END.isoformat()}},
+            )
         )
-    )
-    run = _wait_for_run(api, created["id"])
+        for _ in range(2)
+    ]
     worker_log = stack.worker(settings, "scorehouse-process").log_path
-    assert run["state_type"] == "COMPLETED", (
-        f"nightly run ended {run['state_type']}: {run['state']}\n"
-        f"--- run logs ---\n{_run_logs(api, created['id'])}\n"
-        f"--- worker log ---\n{stack._tail(worker_log, 60)}"
-    )
-    assert run["parameters"]["ds"] == END.isoformat()
+    runs = []
+    for flow_run in created:
+        run = _wait_for_run(api, flow_run["id"])
+        assert run["state_type"] == "COMPLETED", (
+            f"nightly run ended {run['state_type']}: {run['state']}\n"
+            f"--- run logs ---\n{_run_logs(api, flow_run['id'])}\n"
+            f"--- worker log ---\n{stack._tail(worker_log, 60)}"
+        )
+        assert run["parameters"]["ds"] == END.isoformat()
+        runs.append(run)
+    first, second = sorted(runs, key=lambda r: r["start_time"])
+    assert second["start_time"] >= first["end_time"]
+    held = {
+        s["name"] for s in _ok(api.get("/flow_run_states/", params={"flow_run_id": second["id"]}))
+    }
+    assert "AwaitingConcurrencySlot" in held, held
+    run = first
 
     # The run scored every entity of END and published them as the live Redis generation.
     wh = Warehouse.from_settings(spark, settings)
@@ -240,7 +257,7 @@ def test_nightly_deployment_runs_on_a_worker_and_renders_in_the_ui(
     assert stored == entities
 
     # The flow run page renders the run: its name and its Completed state.
-    url = f"{stack.prefect_url(settings)}/runs/flow-run/{created['id']}"
+    url = f"{stack.prefect_url(settings)}/runs/flow-run/{run['id']}"
     dom = _chromium(url, tmp_path / "chromium", "--dump-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert run["name"] in dom.stdout
