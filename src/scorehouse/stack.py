@@ -120,19 +120,25 @@ class Service:
         return Status(self.name, "started", self.url, process.pid, self.log_path)
 
     def stop(self, timeout_s: float = 30.0) -> Status:
-        """SIGTERM the process group, SIGKILL it after `timeout_s`, remove the PID file."""
+        """SIGTERM the process, its group and its descendants; SIGKILL what is left after
+        `timeout_s`; remove the PID file."""
         pid = self.pid()
         if pid is None:
             self.pid_path.unlink(missing_ok=True)
             return Status(self.name, "not running")
-        _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while _reap(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _reap(pid):
-            _signal_group(pid, signal.SIGKILL)
-            while _reap(pid) and time.monotonic() < deadline + 5:
+        # Descendants too: a worker starts each flow run in a session of its own, which a
+        # signal to the worker's group would miss (and the run's Spark JVM with it).
+        family = [pid, *_descendants(pid)]
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            _signal_group(pid, sig)
+            for member in family[1:]:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(member, sig)
+            deadline = time.monotonic() + (timeout_s if sig == signal.SIGTERM else 5)
+            while [p for p in family if _reap(p)] and time.monotonic() < deadline:
                 time.sleep(0.1)
+            if not [p for p in family if _reap(p)]:
+                break
         self.pid_path.unlink(missing_ok=True)
         return Status(self.name, "stopped", self.url, pid, self.log_path)
 
@@ -144,6 +150,25 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
     # The process leads its own session (start_new_session), so its PID is the group id.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid` (children first), from /proc; empty without /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name in parentheses may hold spaces: split after the last ')'.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: list[int] = []
+    queue = list(children.get(pid, []))
+    while queue:
+        child = queue.pop(0)
+        found.append(child)
+        queue.extend(children.get(child, []))
+    return found
 
 
 def _reap(pid: int) -> bool:

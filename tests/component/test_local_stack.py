@@ -50,6 +50,26 @@ def test_start_is_idempotent_and_stop_ends_the_process_group(tmp_path: Path) -> 
     assert service.stop().state == "not running"
 
 
+def test_stop_ends_a_descendant_in_a_session_of_its_own(tmp_path: Path) -> None:
+    # Like a flow run that the Prefect worker starts with start_new_session.
+    new_session = (
+        sys.executable,
+        "-c",
+        "import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])",
+    )
+    service = _http_server(
+        tmp_path, localstack.free_port(), ("sh", "-c", '"$@" & wait', "sh", *new_session)
+    )
+    started = service.start(timeout_s=60)
+    (child,) = Path(f"/proc/{started.pid}/task/{started.pid}/children").read_text().split()
+    assert os.getsid(int(child)) != os.getsid(started.pid)
+
+    assert service.stop().state == "stopped"
+    assert not localstack._alive(started.pid)
+    assert not localstack._alive(int(child))
+    assert not service.health()
+
+
 def test_a_port_answering_without_our_pid_file_is_an_error(tmp_path: Path) -> None:
     port = localstack.free_port()
     ours = _http_server(tmp_path / "ours", port)
