@@ -65,9 +65,14 @@ def features_schema(spark: SparkSession) -> T.StructType:
     return transforms.features_from_state(state).schema
 
 
+def _hash(*columns: Any) -> Any:
+    """A non-negative pseudo-random integer (abs() of a hash can overflow under ANSI)."""
+    return F.pmod(F.hash(*columns), F.lit(1_000_000_007))
+
+
 def _value(field: T.StructField, i: int) -> Any:
     """A column of pseudo-random values of the field's type (nulls where nullable)."""
-    h = F.abs(F.hash("customer_id", "ds", F.lit(i)))
+    h = _hash("customer_id", "ds", F.lit(i))
     kind = field.dataType
     if isinstance(kind, (T.LongType, T.IntegerType)):
         column = (h % 400).cast(kind)
@@ -96,9 +101,7 @@ def setup(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> 
     ids = spark.range(1, args.customers + 1).withColumnRenamed("id", "customer_id")
     grid = ids.crossJoin(F.broadcast(transforms.days_frame(spark, days)))
     # ~10% of (customer, day) snapshots missing, 2% of customers never snapshotted.
-    keep = (F.abs(F.hash("customer_id", "ds", F.lit("keep"))) % 10 != 0) & (
-        F.col("customer_id") % 50 != 0
-    )
+    keep = (_hash("customer_id", "ds", F.lit("keep")) % 10 != 0) & (F.col("customer_id") % 50 != 0)
     schema = features_schema(spark)
     snapshots = grid.where(keep).select(
         *[
@@ -112,7 +115,7 @@ def setup(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> 
         "customer_id",
         "as_of",
         F.date_sub("as_of", args.ttl).alias("oldest_feature_ds"),
-        (F.abs(F.hash("customer_id", "as_of")) % 7 == 0).cast("int").alias("label"),
+        (_hash("customer_id", "as_of") % 7 == 0).cast("int").alias("label"),
     )
     wh.overwrite(LABELS_TABLE, labels)
     info = {
