@@ -28,7 +28,7 @@ import json
 import logging
 import math
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -54,6 +54,14 @@ from pyspark.sql.types import (
 
 from scorehouse.errors import ValidationError
 from scorehouse.features.registry import feature_names, to_matrix
+from scorehouse.scoring.reader import (
+    SliceMapper,
+    arrow_types,
+    choose_reader,
+    pinned_schema,
+    plan_snapshot,
+    slices_frame,
+)
 from scorehouse.settings import MonitoringSettings, Settings
 from scorehouse.tables import Warehouse
 from scorehouse.training.registry import LoadedModel
@@ -399,6 +407,46 @@ class _AppendScore:
             yield batch.append_column(SCORE_COLUMN, pa.array(scores))
 
 
+class _HistogramFn:
+    """SliceMapper `make`: histogram_batch with the feature edges, ungrouped."""
+
+    def __init__(self, edges: dict[str, np.ndarray]) -> None:
+        self.edges = edges
+
+    def __call__(self) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
+        return lambda batch: histogram_batch(batch, self.edges, None)
+
+
+def snapshot_histograms(
+    spark: SparkSession,
+    wh: Warehouse,
+    table: str,
+    version: int,
+    ds: date,
+    edges: Mapping[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """{feature: bin_counts} of one snapshot, read with the arrow reader (one pass, no shuffle)."""
+    plan = plan_snapshot(wh.uri(table), table, version, ds, spark.sparkContext.defaultParallelism)
+    columns = list(edges)
+    mapper = SliceMapper(
+        columns,
+        arrow_types(pinned_schema(wh, table, version), columns),
+        _HistogramFn({k: np.asarray(v) for k, v in edges.items()}),
+    )
+    # A few hundred (feature, bin) rows per batch: summed on the driver.
+    parts = slices_frame(spark, plan).mapInArrow(mapper, HISTOGRAM_SCHEMA).toArrow()
+    totals = parts.group_by(["feature", "bin"]).aggregate([("count", "sum")])
+    out = {n: np.zeros(len(edges[n]) + 2, dtype=np.int64) for n in edges}
+    for feature, index, count in zip(
+        totals.column("feature").to_pylist(),
+        totals.column("bin").to_pylist(),
+        totals.column("count_sum").to_pylist(),
+        strict=True,
+    ):
+        out[feature][index] = count
+    return out
+
+
 def build_reference(
     df: DataFrame,
     names: Sequence[str],
@@ -577,8 +625,12 @@ def monitor_date(
     scores: np.ndarray,
     flow_run_id: str | None = None,
     computed_at: datetime,
+    reader: str = "auto",
 ) -> DriftReport:
-    """Compute the day's drift rows, log them, and replace that ds in the monitoring table."""
+    """Compute the day's drift rows, log them, and replace that ds in the monitoring table.
+
+    `reader` as in score_date: how the two snapshots are read for their histograms.
+    """
     wh = Warehouse.from_settings(spark, settings)
     tables = settings.tables
     names = list(champion.feature_names) or feature_names()
@@ -610,8 +662,13 @@ def monitor_date(
         notes.append("no previous features snapshot")
 
     counts: dict[str, dict[str, np.ndarray]] = {}
-    if edges:
-        days = [ds] if previous_ds is None else [previous_ds, ds]
+    days = [ds] if previous_ds is None else [previous_ds, ds]
+    if edges and choose_reader(reader, wh) == "arrow":
+        for day in days:
+            counts[day.isoformat()] = snapshot_histograms(
+                spark, wh, tables.features, features_version, day, edges
+            )
+    elif edges:
         both = wh.read(tables.features, version=features_version, partitions={"ds": days})
         counts = histograms(both, edges, group="ds")
     rows = feature_drift(

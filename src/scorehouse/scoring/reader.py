@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
 from scorehouse.errors import ValidationError
-from scorehouse.tables import partition_predicate
+from scorehouse.tables import Warehouse, partition_predicate, spark_schema
 
 # Rows per Arrow batch handed to the per-batch function: big enough that per-batch Python
 # overhead vanishes next to the predict call, small enough to bound a worker's memory.
@@ -62,6 +62,20 @@ class SnapshotPlan:
     ds: date
     slices: tuple[Slice, ...]
     rows: int
+
+
+READER_CHOICES: tuple[str, ...] = ("auto", "arrow", "spark")
+
+
+def choose_reader(reader: str, wh: Warehouse) -> str:
+    """ "arrow" or "spark" for a requested reader ("auto": arrow unless delta-spark is in use)."""
+    if reader not in READER_CHOICES:
+        raise ValueError(f"reader must be one of {READER_CHOICES}, not {reader!r}")
+    if reader != "auto":
+        return reader
+    # With delta-spark jars the table may use features a plain file reader would ignore
+    # (deletion vectors, column mapping): let Spark's Delta reader read it.
+    return "spark" if wh.engine == "native" else "arrow"
 
 
 def _local_path(uri: str) -> str:
@@ -181,3 +195,8 @@ def arrow_types(schema: StructType, columns: Sequence[str]) -> dict[str, pa.Data
     from pyspark.sql.pandas.types import to_arrow_type
 
     return {c: to_arrow_type(schema[c].dataType) for c in columns}
+
+
+def pinned_schema(wh: Warehouse, table: str, version: int) -> StructType:
+    """The table's schema at `version` (a later schema change must not affect the read)."""
+    return spark_schema(DeltaTable(wh.uri(table), version=version))

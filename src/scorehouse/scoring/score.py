@@ -1,10 +1,13 @@
 """Nightly scoring of every entity in one day's features snapshot (the I/O around batch.py).
 
-One run: pin the champion (and the challenger, when one exists) at the start → read the
-day's snapshot at a pinned Delta version → score it with `mapInArrow` (booster bytes
-broadcast, `inplace_predict` on `to_matrix`) → output checks → drift monitoring → replace
-that day's partition of the predictions table. Nothing reaches the predictions table
-unless every check passed; a rerun of the same day replaces that day only.
+One run: pin the champion (and the challenger, when one exists) at the start → plan the
+day's snapshot at a pinned Delta version (files and row groups from the log and the
+footers) → pass 1: each task decodes its row-group slice with pyarrow and scores it
+(`inplace_predict` on `to_matrix`, booster bytes broadcast); the (id, score) rows are
+cached and collected → output checks and percentiles on the driver → drift monitoring →
+pass 2 over the cache: percentile, Parquet write, one Delta commit replacing that day.
+Nothing reaches the predictions table unless every check passed; a rerun of the same day
+replaces that day only.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from typing import Literal
 
 import numpy as np
 import pyarrow.compute as pc
-from deltalake import DeltaTable
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -42,11 +44,13 @@ from scorehouse.scoring.reader import (
     SliceMapper,
     SnapshotPlan,
     arrow_types,
+    choose_reader,
+    pinned_schema,
     plan_snapshot,
     slices_frame,
 )
 from scorehouse.settings import Settings
-from scorehouse.tables import Warehouse, spark_schema
+from scorehouse.tables import Warehouse
 from scorehouse.training.registry import (
     CHALLENGER,
     CHAMPION,
@@ -157,10 +161,6 @@ def predictions_rows(
     return ranked.withColumns(constants).select(*PREDICTIONS.names)
 
 
-Reader = Literal["auto", "arrow", "spark"]
-READER_CHOICES: tuple[str, ...] = ("auto", "arrow", "spark")
-
-
 @contextmanager
 def _timed(timings: dict[str, float], part: str) -> Iterator[None]:
     began = time.perf_counter()
@@ -198,16 +198,6 @@ def _require_columns(
         )
 
 
-def _choose_reader(reader: str, wh: Warehouse) -> str:
-    if reader not in READER_CHOICES:
-        raise ValueError(f"reader must be one of {READER_CHOICES}, not {reader!r}")
-    if reader != "auto":
-        return reader
-    # With delta-spark jars the table may use features a plain file reader would ignore
-    # (deletion vectors, column mapping): let Spark's Delta reader read it.
-    return "spark" if wh.engine == "native" else "arrow"
-
-
 def score_date(
     spark: SparkSession,
     settings: Settings,
@@ -232,7 +222,7 @@ def score_date(
     timings: dict[str, float] = {}
     scored_at = datetime.now(tz=UTC)
     wh = Warehouse.from_settings(spark, settings)
-    reader = _choose_reader(reader, wh)
+    reader = choose_reader(reader, wh)
     tables = settings.tables
     with _timed(timings, "pin_models"):
         models = pin_models(settings)
@@ -261,7 +251,7 @@ def score_date(
                 ds,
                 spark.sparkContext.defaultParallelism,
             )
-            schema = spark_schema(DeltaTable(wh.uri(tables.features), version=features_version))
+            schema = pinned_schema(wh, tables.features, features_version)
             scored = score_snapshot(spark, plan, schema, models)
             snapshot_rows = plan.rows  # from the Parquet footers: no pass over the data
         else:
@@ -306,6 +296,7 @@ def score_date(
                     scores=sorted_by_role[CHAMPION],
                     flow_run_id=flow_run_id,
                     computed_at=scored_at,
+                    reader=reader,
                 )
             drift.raise_if(fail_on)
 
