@@ -1,7 +1,9 @@
 """Check one day's committed feature snapshot before it is scored.
 
     spark-submit --properties-file spark_conf/local.conf jobs/check_features.py \
-        --date 2026-11-22 [--config scorehouse.yaml] [--result-json result.json]
+        --date 2026-11-22 [--force] [--config scorehouse.yaml] [--result-json result.json]
+
+A snapshot that already passed the same checks is not checked again unless --force.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ from scorehouse.spark import get_spark
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--date", type=date.fromisoformat, required=True, help="YYYY-MM-DD")
+    parser.add_argument("--force", action="store_true", help="check even if already checked")
     parser.add_argument("--config", help="settings YAML (default: SCOREHOUSE_CONFIG or built-in)")
     parser.add_argument("--result-json", help="write the result here as JSON")
     args = parser.parse_args(argv)
     with job_result(args.result_json) as result:
         settings = load_settings(args.config)
         result.update(
-            steps.check_features(get_spark(settings, "check_features"), settings, args.date)
+            steps.check_features(
+                get_spark(settings, "check_features"), settings, args.date, force=args.force
+            )
         )
     print(f"checks {args.date}: {result['rows']} rows for {result['entities']} entities, ok")
 

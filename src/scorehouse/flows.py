@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
@@ -22,6 +23,7 @@ from prefect.states import State
 
 from scorehouse.errors import RedisLoadError, ValidationError
 from scorehouse.orchestration import report
+from scorehouse.orchestration import steps as job_steps
 from scorehouse.orchestration.alerts import alert_payload, send_alert
 from scorehouse.orchestration.runner import StepFailed, run_job
 from scorehouse.settings import Settings, load_settings
@@ -54,12 +56,20 @@ def _worth_retrying(task: Task[..., Any], task_run: TaskRun, state: State[Any]) 
     return True
 
 
-def _job(job: str, params: dict[str, Any], config: str | None) -> dict[str, Any]:
-    """Run one job and log its row count and duration."""
+def _job(
+    job: str,
+    params: dict[str, Any],
+    config: str | None,
+    skip: Callable[[Settings], dict[str, Any] | None] | None = None,
+) -> dict[str, Any]:
+    """Run one job, unless `skip` finds its output current (decided here, without Spark, so
+    no spark-submit starts for nothing); log its row count and duration."""
     settings = load_settings(config)
     logger = get_run_logger()
     began = time.perf_counter()
-    result = run_job(settings, job, params, logger)
+    result = skip(settings) if skip is not None and not params.get("force") else None
+    if result is None:
+        result = run_job(settings, job, params, logger)
     seconds = time.perf_counter() - began
     rows = result.get("rows", result.get("count"))
     if result.get("skipped"):
@@ -77,12 +87,22 @@ def features_task(
     start: date, end: date, config: str | None = None, force: bool = False
 ) -> dict[str, Any]:
     params = {"start": start, "end": end, "force": force, "flow_run_id": _run_id()}
-    return _job("build_features", {**params, "config": config}, config)
+    return _job(
+        "build_features",
+        {**params, "config": config},
+        config,
+        lambda settings: job_steps.features_skip(settings, start, end),
+    )
 
 
 @task(name="checks", task_run_name="checks-{ds}")
-def checks_task(ds: date, config: str | None = None) -> dict[str, Any]:
-    return _job("check_features", {"date": ds, "config": config}, config)
+def checks_task(ds: date, config: str | None = None, force: bool = False) -> dict[str, Any]:
+    return _job(
+        "check_features",
+        {"date": ds, "force": force, "config": config},
+        config,
+        lambda settings: job_steps.checks_skip(settings, ds),
+    )
 
 
 @task(name="score", task_run_name="score-{ds}")
@@ -90,13 +110,23 @@ def score_task(
     ds: date, config: str | None = None, fail_on: str | None = None, force: bool = False
 ) -> dict[str, Any]:
     params = {"date": ds, "fail_on": fail_on, "force": force, "flow_run_id": _run_id()}
-    return _job("score_entities", {**params, "config": config}, config)
+    return _job(
+        "score_entities",
+        {**params, "config": config},
+        config,
+        lambda settings: job_steps.score_skip(settings, ds),
+    )
 
 
 @task(name="publish", task_run_name="publish-{ds}")
 def publish_task(ds: date, config: str | None = None, force: bool = False) -> dict[str, Any]:
     params = {"date": ds, "force": force, "flow_run_id": _run_id()}
-    return _job("load_redis", {**params, "config": config}, config)
+    return _job(
+        "load_redis",
+        {**params, "config": config},
+        config,
+        lambda settings: job_steps.publish_skip(settings, ds),
+    )
 
 
 @task(name="verify", task_run_name="verify-{ds}")
@@ -265,7 +295,7 @@ def nightly(
     settings = load_settings(config)
     steps = _Steps(settings, ds)
     steps.run("features", features_task, ds, ds, config, force)
-    steps.run("checks", checks_task, ds, config)
+    steps.run("checks", checks_task, ds, config, force)
     scoring = steps.run("score", score_task, ds, config, fail_on, force)
     _publish_and_verify(steps, ds, int(scoring["rows"]), config, force)
     steps.done()
@@ -355,7 +385,7 @@ def backfill(
     rows: dict[str, int] = {}
     if what in ("predictions", "both"):
         for day in days:
-            steps.run(f"checks-{day}", checks_task, day, config)
+            steps.run(f"checks-{day}", checks_task, day, config, force)
             scored = steps.run(f"score-{day}", score_task, day, config, fail_on, force)
             rows[day.isoformat()] = int(scored["rows"])
     if publish_last:

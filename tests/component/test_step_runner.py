@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 
 from scorehouse.data.generate import write_generated
 from scorehouse.features.build import build_features
-from scorehouse.orchestration.runner import StepFailed, StepTimeout, run_job
+from scorehouse.orchestration.runner import StepTimeout, run_job
 from scorehouse.settings import Settings, load_settings
 
 DS = date(2026, 3, 10)
@@ -66,14 +66,15 @@ def test_check_step_gives_the_same_result_through_spark_submit(
     config, local = _config(tmp_path, "in_process")
     write_generated(spark, local, customers=120, start=date(2026, 3, 1), days=10, seed=5)
     build_features(spark, local, DS, DS)
-    params = {"date": DS, "config": config}
+    # force: the second run must check again, not find the first run's entry in step_runs.
+    params = {"date": DS, "force": True, "config": config}
 
     in_process, _ = _logger("in-process")
     expected = run_job(local, "check_features", params, in_process)
 
     config_submit, submitted = _config(tmp_path, "spark_submit")
     logger, lines = _logger("spark-submit")
-    got = run_job(submitted, "check_features", {"date": DS, "config": config_submit}, logger)
+    got = run_job(submitted, "check_features", {**params, "config": config_submit}, logger)
 
     assert {k: v for k, v in got.items() if k != "seconds"} == {
         k: v for k, v in expected.items() if k != "seconds"
@@ -82,15 +83,6 @@ def test_check_step_gives_the_same_result_through_spark_submit(
     # The job's own print, streamed from the subprocess into the step's logger.
     done = f"[check_features] checks {DS}: {got['rows']} rows for {got['entities']} entities, ok"
     assert done in lines.lines
-
-
-def test_a_failed_job_reports_its_error(tmp_path: Path) -> None:
-    config, settings = _config(tmp_path, "spark_submit")
-    logger, _ = _logger("failed")
-    # No warehouse at all: the job fails on data, which the step must not retry.
-    with pytest.raises(StepFailed, match="no features snapshot for 2026-03-10") as failed:
-        run_job(settings, "check_features", {"date": DS, "config": config}, logger)
-    assert failed.value.data_error is True
 
 
 def test_a_step_past_its_timeout_has_its_process_group_killed(tmp_path: Path) -> None:

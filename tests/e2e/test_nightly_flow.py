@@ -181,12 +181,13 @@ def test_nightly_path_end_to_end(spark: SparkSession, e2e_settings: Settings) ->
     # A rerun of the same night finds every output current: nothing is rewritten.
     versions = {t: wh.version(t) for t in (settings.tables.features, settings.tables.predictions)}
     second = nightly(ds=END)
-    assert {
-        s: bool(second["steps"][s].get("skipped")) for s in ("features", "score", "publish")
-    } == {
+    assert {s: bool(r.get("skipped")) for s, r in second["steps"].items()} == {
         "features": True,
+        "checks": True,
         "score": True,
         "publish": True,
+        "verify": False,
+        "cleanup": False,
     }
     assert {t: wh.version(t) for t in versions} == versions
     assert second["scoring"]["rows"] == entities
@@ -253,12 +254,13 @@ def test_failed_step_keeps_the_previous_generation_and_a_rerun_resumes(
     }
     assert "drift on" in alert["json"]["error"] and alert["json"]["flow_run_id"]
 
-    # The rerun (drift thresholds back to normal) resumes: features and checks of END are
-    # already there, scoring and publishing run now.
+    # The rerun (drift thresholds back to normal) resumes: the features of END are built
+    # and checked already, scoring and publishing run now.
     monkeypatch.delenv("SCOREHOUSE_MONITORING__PSI_WARN")
     features_version = wh.version(settings.tables.features)
     rerun = nightly(ds=END)
     assert rerun["steps"]["features"]["skipped"] is True
+    assert rerun["steps"]["checks"]["skipped"] is True
     assert not rerun["steps"]["score"]["skipped"] and not rerun["steps"]["publish"]["skipped"]
     assert wh.version(settings.tables.features) == features_version
     generation, live_ds, stored = _live(settings)

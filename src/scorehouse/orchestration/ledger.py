@@ -4,7 +4,9 @@ A step is skipped when its latest entry for the day has the same inputs (Delta v
 model versions, file sets) and its output is still exactly what that entry recorded: the
 file set of the day's partition in the Delta log, or, for Redis, the live generation.
 Everything is decided from Delta tables and Redis, never from local marker files.
-Written through Warehouse (Spark writes, the driver commits); read in the driver only.
+Written through Warehouse (Spark writes, the driver commits). Reads need no Spark (the
+Delta log through deltalake, in the driver only), so a flow can decide to skip a step
+before it pays for a spark-submit.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -51,15 +54,29 @@ def canonical(inputs: Mapping[str, Any]) -> str:
     return json.dumps(jsonable(inputs), sort_keys=True, separators=(",", ":"))
 
 
-def files_fingerprint(wh: Warehouse, table: str, ds: date | None = None) -> str | None:
+def table_uri(settings: Settings, table: str) -> str:
+    """Where Warehouse.from_settings keeps `table` (no SparkSession needed)."""
+    root = str(settings.warehouse).removeprefix("file://")
+    return str(Path(root).expanduser().resolve() / table)
+
+
+def exists(settings: Settings, table: str) -> bool:
+    return DeltaTable.is_deltatable(table_uri(settings, table))
+
+
+def version(settings: Settings, table: str) -> int:
+    return DeltaTable(table_uri(settings, table)).version()
+
+
+def files_fingerprint(settings: Settings, table: str, ds: date | None = None) -> str | None:
     """A short hash of the files that make up the table (or its `ds` partition) now.
 
     Every commit adds files under fresh names, so any rewrite of that day changes it.
     None when the table or the partition does not exist.
     """
-    if not wh.exists(table):
+    if not exists(settings, table):
         return None
-    snapshot = DeltaTable(wh.uri(table))
+    snapshot = DeltaTable(table_uri(settings, table))
     filters = [("ds", "=", ds.isoformat())] if ds is not None else None
     files = sorted(snapshot.file_uris(partition_filters=filters))
     if not files:
@@ -67,11 +84,11 @@ def files_fingerprint(wh: Warehouse, table: str, ds: date | None = None) -> str 
     return hashlib.sha1("\n".join(files).encode()).hexdigest()[:16]
 
 
-def partition_rows(wh: Warehouse, table: str, ds: date) -> int:
+def partition_rows(settings: Settings, table: str, ds: date) -> int:
     """Rows of one `ds` partition, from the Delta log (no data scan)."""
-    if not wh.exists(table):
+    if not exists(settings, table):
         return 0
-    actions = pa.table(DeltaTable(wh.uri(table)).get_add_actions(flatten=True))
+    actions = pa.table(DeltaTable(table_uri(settings, table)).get_add_actions(flatten=True))
     total = 0
     for value, rows in zip(
         actions.column("partition.ds").to_pylist(),
@@ -83,12 +100,12 @@ def partition_rows(wh: Warehouse, table: str, ds: date) -> int:
     return total
 
 
-def latest(wh: Warehouse, settings: Settings, step: str, ds: date) -> dict[str, Any] | None:
+def latest(settings: Settings, step: str, ds: date) -> dict[str, Any] | None:
     """The newest entry of `step` for `ds`, with inputs and outputs parsed."""
     table = settings.tables.step_runs
-    if not wh.exists(table):
+    if not exists(settings, table):
         return None
-    rows = DeltaTable(wh.uri(table)).to_pyarrow_table().to_pylist()
+    rows = DeltaTable(table_uri(settings, table)).to_pyarrow_table().to_pylist()
     mine = [r for r in rows if r["step"] == step and r["ds"] == ds]
     if not mine:
         return None
@@ -97,7 +114,6 @@ def latest(wh: Warehouse, settings: Settings, step: str, ds: date) -> dict[str, 
 
 
 def done(
-    wh: Warehouse,
     settings: Settings,
     step: str,
     ds: date,
@@ -106,14 +122,14 @@ def done(
 ) -> dict[str, Any] | None:
     """The recorded outputs when `step` already ran for `ds` from these very inputs and its
     output partition is unchanged since; None when it has to run."""
-    entry = latest(wh, settings, step, ds)
+    entry = latest(settings, step, ds)
     if entry is None:
         return None
     if canonical(entry["inputs"]) != canonical(inputs):
         log.info("%s %s: inputs changed since the last run; running it", step, ds)
         return None
     if output_table is not None:
-        now = files_fingerprint(wh, output_table, ds)
+        now = files_fingerprint(settings, output_table, ds)
         if now is None or now != entry["output_files"]:
             log.info(
                 "%s %s: %s was rewritten since the last run; running it", step, ds, output_table
@@ -142,7 +158,7 @@ def record(
             step,
             ds,
             canonical(inputs),
-            files_fingerprint(wh, output_table, ds) if output_table else None,
+            files_fingerprint(settings, output_table, ds) if output_table else None,
             canonical(outputs),
             flow_run_id,
             now,

@@ -2,7 +2,8 @@
 
 Each function returns a plain dict (the job writes it with --result-json), skips work whose
 output already exists for the same inputs (see `ledger`), and records what it committed.
-`force=True` runs the step whatever the ledger says.
+The `*_skip` functions make that decision without Spark, so a flow asks them first and
+starts no spark-submit for a step that is already done. `force=True` runs the step anyway.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from scorehouse.tables import Warehouse
 log = logging.getLogger(__name__)
 
 FEATURES = "features"
+CHECKS = "checks"
 SCORE = "score"
 PUBLISH = "publish"
 
@@ -32,16 +34,61 @@ def _skipped(step: str, ds: date, outputs: dict[str, Any], why: str) -> dict[str
     return {**outputs, "skipped": True, "skip_reason": why}
 
 
-def raw_inputs(wh: Warehouse, settings: Settings) -> dict[str, int]:
-    """The raw tables' Delta versions: what every feature snapshot is computed from."""
+def _definitions() -> str:
+    from scorehouse.training.tracking import feature_definitions_hash
+
+    return feature_definitions_hash()[:16]
+
+
+# --------------------------------------------------------------------------- features
+
+
+def features_inputs(settings: Settings) -> dict[str, Any]:
+    """What every feature snapshot is computed from: the raw tables' Delta versions and the
+    feature definitions (sql/features/)."""
     tables = settings.tables
     for table in (tables.transactions, tables.customers):
-        if not wh.exists(table):
+        if not ledger.exists(settings, table):
             raise ValidationError(f"table {table} does not exist: generate or ingest data first")
     return {
-        tables.transactions: wh.version(tables.transactions),
-        tables.customers: wh.version(tables.customers),
+        tables.transactions: ledger.version(settings, tables.transactions),
+        tables.customers: ledger.version(settings, tables.customers),
+        "feature_definitions": _definitions(),
     }
+
+
+def _features_pending(settings: Settings, days: list[date], inputs: dict[str, Any]) -> list[date]:
+    table = settings.tables.features
+    return [d for d in days if ledger.done(settings, FEATURES, d, inputs, table) is None]
+
+
+def features_skip(
+    settings: Settings, start: date, end: date | None = None
+) -> dict[str, Any] | None:
+    """The result of a features step with nothing to do for start..end, else None."""
+    from scorehouse.features.transforms import day_range
+
+    days = day_range(start, end or start)
+    inputs = features_inputs(settings)
+    if _features_pending(settings, days, inputs):
+        return None
+    table = settings.tables.features
+    return _skipped(
+        FEATURES,
+        days[-1],
+        {
+            "start": days[0].isoformat(),
+            "end": days[-1].isoformat(),
+            "days": len(days),
+            "built_days": 0,
+            "rows": sum(ledger.partition_rows(settings, table, d) for d in days),
+            "features_version": ledger.version(settings, table),
+            "mode": "skipped",
+            "seconds": 0.0,
+            "inputs": inputs,
+        },
+        f"{table} already holds these days, built from {inputs}",
+    )
 
 
 def features(
@@ -54,38 +101,19 @@ def features(
     flow_run_id: str | None = None,
 ) -> dict[str, Any]:
     """Build the feature snapshots of start..end, except days already built from the same
-    raw table versions and not rewritten since."""
+    raw table versions and definitions and not rewritten since."""
     from scorehouse.features.build import build_features
     from scorehouse.features.transforms import day_range
 
-    wh = Warehouse.from_settings(spark, settings)
+    if not force and (skipped := features_skip(settings, start, end)) is not None:
+        return skipped
     table = settings.tables.features
     days = day_range(start, end or start)
-    inputs = raw_inputs(wh, settings)
-    todo = [
-        d for d in days if force or ledger.done(wh, settings, FEATURES, d, inputs, table) is None
-    ]
-    rows_by_day = {d: ledger.partition_rows(wh, table, d) for d in days if d not in todo}
-    if not todo:
-        return _skipped(
-            FEATURES,
-            days[-1],
-            {
-                "start": days[0].isoformat(),
-                "end": days[-1].isoformat(),
-                "days": len(days),
-                "rows": sum(rows_by_day.values()),
-                "features_version": wh.version(table),
-                "mode": "skipped",
-                "seconds": 0.0,
-                "inputs": inputs,
-            },
-            f"{table} already holds these days built from {inputs}",
-        )
-    if rows_by_day:
-        log.info(
-            "features: %d of %d days are current, building %s", len(rows_by_day), len(days), todo
-        )
+    inputs = features_inputs(settings)
+    todo = days if force else _features_pending(settings, days, inputs)
+    current = [d for d in days if d not in todo]
+    if current:
+        log.info("features: %d of %d days are current, building %s", len(current), len(days), todo)
     build = build_features(spark, settings, days=todo)
     result = {
         **jsonable(build),
@@ -93,28 +121,58 @@ def features(
         "end": days[-1].isoformat(),
         "days": len(days),
         "built_days": len(todo),
-        "rows": build.rows + sum(rows_by_day.values()),
+        "rows": build.rows + sum(ledger.partition_rows(settings, table, d) for d in current),
         "inputs": inputs,
         "skipped": False,
     }
     ledger.record(
-        wh, settings, FEATURES, todo, inputs, table, result,
+        Warehouse.from_settings(spark, settings), settings, FEATURES, todo, inputs, table, result,
         flow_run_id=flow_run_id, seconds=build.seconds,
     )  # fmt: skip
     return result
 
 
-def check_features(spark: SparkSession, settings: Settings, ds: date) -> dict[str, Any]:
+# --------------------------------------------------------------------------- checks
+
+
+def checks_inputs(settings: Settings, ds: date) -> dict[str, Any]:
+    tables = settings.tables
+    return {
+        tables.features: ledger.files_fingerprint(settings, tables.features, ds),
+        tables.customers: ledger.version(settings, tables.customers)
+        if ledger.exists(settings, tables.customers)
+        else None,
+        "feature_definitions": _definitions(),
+    }
+
+
+def checks_skip(settings: Settings, ds: date) -> dict[str, Any] | None:
+    """The earlier result when this very snapshot already passed the same checks."""
+    inputs = checks_inputs(settings, ds)
+    if inputs[settings.tables.features] is None:
+        return None
+    outputs = ledger.done(settings, CHECKS, ds, inputs, None)
+    if outputs is None:
+        return None
+    return _skipped(CHECKS, ds, outputs, "this snapshot already passed these checks")
+
+
+def check_features(
+    spark: SparkSession, settings: Settings, ds: date, *, force: bool = False
+) -> dict[str, Any]:
     """Check the committed snapshot of `ds` before scoring: one row per entity of the day and
     the registry's null and range rules (the same rules a build checks before committing)."""
     from scorehouse.features import transforms
     from scorehouse.features.checks import feature_profile, feature_violations
 
+    if not force and (skipped := checks_skip(settings, ds)) is not None:
+        return skipped
     began = time.perf_counter()
     wh = Warehouse.from_settings(spark, settings)
     tables = settings.tables
     if not wh.exists(tables.features) or ds not in wh.partition_values(tables.features):
         raise ValidationError(f"no features snapshot for {ds} in table {tables.features}")
+    inputs = checks_inputs(settings, ds)
     version = wh.version(tables.features)
     snapshot = wh.read(tables.features, version=version, partitions={"ds": [ds]})
     profile = feature_profile(snapshot)
@@ -126,15 +184,47 @@ def check_features(spark: SparkSession, settings: Settings, ds: date) -> dict[st
             f"features snapshot {ds} of table {tables.features} (version {version}) fails its "
             "checks; nothing scored:\n  " + "\n  ".join(problems)
         )
+    seconds = time.perf_counter() - began
     result = {
         "ds": ds.isoformat(),
         "rows": rows,
         "entities": entities,
         "features_version": version,
-        "seconds": time.perf_counter() - began,
+        "seconds": seconds,
+        "skipped": False,
     }
     log.info("checks %s: %d rows for %d entities, every rule holds", ds, rows, entities)
+    ledger.record(wh, settings, CHECKS, [ds], inputs, None, result, seconds=seconds)
     return result
+
+
+# --------------------------------------------------------------------------- score
+
+
+def score_inputs(settings: Settings, ds: date) -> dict[str, Any]:
+    from scorehouse.training.registry import CHALLENGER, CHAMPION, alias_version
+
+    champion = alias_version(settings, CHAMPION)
+    challenger = alias_version(settings, CHALLENGER)
+    return {
+        "champion": champion,
+        "challenger": challenger if challenger != champion else None,
+        settings.tables.features: ledger.files_fingerprint(settings, settings.tables.features, ds),
+    }
+
+
+def score_skip(settings: Settings, ds: date) -> dict[str, Any] | None:
+    """The earlier result when the same champion (and challenger) already scored this very
+    snapshot and the day's predictions are unchanged since."""
+    inputs = score_inputs(settings, ds)
+    if inputs["champion"] is None:
+        return None
+    outputs = ledger.done(settings, SCORE, ds, inputs, settings.tables.predictions)
+    if outputs is None:
+        return None
+    return _skipped(
+        SCORE, ds, outputs, f"predictions of {ds} already written by champion v{inputs['champion']}"
+    )
 
 
 def score(
@@ -146,27 +236,13 @@ def score(
     fail_on: str | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Score every entity of `ds` (with drift monitoring), unless that day's predictions were
-    already written by the same champion (and challenger) from the same snapshot."""
+    """Score every entity of `ds` (with drift monitoring), unless already current."""
     from scorehouse.scoring.score import score_date
-    from scorehouse.training.registry import CHALLENGER, CHAMPION, alias_version
     from scorehouse.training.tracking import client
 
-    wh = Warehouse.from_settings(spark, settings)
-    tables = settings.tables
-    champion = alias_version(settings, CHAMPION)
-    challenger = alias_version(settings, CHALLENGER)
-    inputs = {
-        "champion": champion,
-        "challenger": challenger if challenger != champion else None,
-        tables.features: ledger.files_fingerprint(wh, tables.features, ds),
-    }
-    if not force and champion is not None:
-        outputs = ledger.done(wh, settings, SCORE, ds, inputs, tables.predictions)
-        if outputs is not None:
-            return _skipped(
-                SCORE, ds, outputs, f"predictions of {ds} already written by champion v{champion}"
-            )
+    if not force and (skipped := score_skip(settings, ds)) is not None:
+        return skipped
+    inputs = score_inputs(settings, ds)
     run = score_date(spark, settings, ds, flow_run_id=flow_run_id, fail_on=fail_on)
     result = {
         **jsonable(run),
@@ -176,10 +252,41 @@ def score(
     }
     inputs["champion"] = run.model_version  # what scoring actually pinned
     ledger.record(
-        wh, settings, SCORE, [ds], inputs, tables.predictions, result,
-        flow_run_id=flow_run_id, seconds=run.seconds,
+        Warehouse.from_settings(spark, settings), settings, SCORE, [ds], inputs,
+        settings.tables.predictions, result, flow_run_id=flow_run_id, seconds=run.seconds,
     )  # fmt: skip
     return result
+
+
+# --------------------------------------------------------------------------- publish
+
+
+def publish_inputs(settings: Settings, ds: date) -> dict[str, Any]:
+    tables = settings.tables
+    return {
+        tables.predictions: ledger.files_fingerprint(settings, tables.predictions, ds),
+        tables.features: ledger.files_fingerprint(settings, tables.features, ds),
+    }
+
+
+def publish_skip(settings: Settings, ds: date) -> dict[str, Any] | None:
+    """The earlier result when Redis's live generation was loaded from these very predictions."""
+    from scorehouse.serving.connection import RedisParams
+    from scorehouse.serving.loader import current_generation, read_generation
+
+    outputs = ledger.done(settings, PUBLISH, ds, publish_inputs(settings, ds), None)
+    if outputs is None:
+        return None
+    redis = RedisParams.from_settings(settings.redis).connect()
+    try:
+        ns = settings.redis.namespace
+        live = current_generation(redis, ns)
+        info = read_generation(redis, ns, live) if live else None
+    finally:
+        redis.close()
+    if info is None or live != outputs.get("generation") or info.status != "live":
+        return None
+    return _skipped(PUBLISH, ds, outputs, f"generation {live} is live for {ds}")
 
 
 def publish(
@@ -192,35 +299,22 @@ def publish(
 ) -> dict[str, Any]:
     """Load the champion predictions of `ds` into a new Redis generation and flip to it,
     unless the live generation was already loaded from these very predictions."""
-    from scorehouse.serving.connection import RedisParams
-    from scorehouse.serving.loader import current_generation, publish_date, read_generation
+    from scorehouse.serving.loader import publish_date
 
+    if not force and (skipped := publish_skip(settings, ds)) is not None:
+        return skipped
     began = time.perf_counter()
-    wh = Warehouse.from_settings(spark, settings)
-    tables = settings.tables
-    inputs = {
-        tables.predictions: ledger.files_fingerprint(wh, tables.predictions, ds),
-        tables.features: ledger.files_fingerprint(wh, tables.features, ds),
-    }
-    if not force:
-        outputs = ledger.done(wh, settings, PUBLISH, ds, inputs, None)
-        if outputs is not None:
-            redis = RedisParams.from_settings(settings.redis).connect()
-            try:
-                ns = settings.redis.namespace
-                live = current_generation(redis, ns)
-                info = read_generation(redis, ns, live) if live else None
-            finally:
-                redis.close()
-            if info is not None and live == outputs.get("generation") and info.status == "live":
-                return _skipped(PUBLISH, ds, outputs, f"generation {live} is live for {ds}")
+    inputs = publish_inputs(settings, ds)
     info = publish_date(spark, settings, ds)
     result = {**jsonable(info), "seconds": time.perf_counter() - began, "skipped": False}
     ledger.record(
-        wh, settings, PUBLISH, [ds], inputs, None, result,
+        Warehouse.from_settings(spark, settings), settings, PUBLISH, [ds], inputs, None, result,
         flow_run_id=flow_run_id, seconds=result["seconds"],
     )  # fmt: skip
     return result
+
+
+# --------------------------------------------------------------------------- training
 
 
 def training_set(
