@@ -2,15 +2,19 @@
 
 Public entry points: `publish`/`rollback` (loader), `Client` and `Score` (lookups),
 `ModelProvider`/`MlflowChampion`/`StaticModel` (the fallback's model), `create_app` (HTTP).
-Importing this package does not import Spark; `publish` and `rollback` load it lazily.
+Names are resolved on first use: the loader's Spark tasks import this package on every
+executor, and importing the client would pull in xgboost and scikit-learn there (seconds
+per Python worker on a busy host) for nothing.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from scorehouse.serving.client import CircuitBreaker, Client, Score
-from scorehouse.serving.fallback import MlflowChampion, ModelProvider, StaticModel
+if TYPE_CHECKING:
+    from scorehouse.serving.client import CircuitBreaker, Client, Score
+    from scorehouse.serving.fallback import MlflowChampion, ModelProvider, StaticModel
 
 __all__ = [
     "CircuitBreaker",
@@ -22,6 +26,22 @@ __all__ = [
     "publish",
     "rollback",
 ]
+
+_LAZY = {
+    "CircuitBreaker": "scorehouse.serving.client",
+    "Client": "scorehouse.serving.client",
+    "Score": "scorehouse.serving.client",
+    "MlflowChampion": "scorehouse.serving.fallback",
+    "ModelProvider": "scorehouse.serving.fallback",
+    "StaticModel": "scorehouse.serving.fallback",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 def publish(*args: Any, **kwargs: Any) -> Any:
