@@ -131,3 +131,21 @@ def test_nightly_markdown_lists_steps_model_and_drift() -> None:
     assert "- level: **warn**" in markdown
     assert "- at warn: recency vs training" in markdown
     assert "- total: 4.750 s" in markdown
+
+
+def test_bad_data_is_not_retried_but_a_crash_is() -> None:
+    from prefect.states import Failed
+
+    from scorehouse.flows import _worth_retrying
+    from scorehouse.orchestration.runner import StepFailed, StepTimeout
+    from scorehouse.scoring.monitoring import DriftError
+
+    def retried(exc: Exception) -> bool:
+        return _worth_retrying(None, None, Failed(data=exc))  # type: ignore[arg-type]
+
+    assert not retried(ValidationError("features: must be >= 0"))
+    assert not retried(DriftError("drift at warn"))
+    assert not retried(StepFailed("job score_entities failed", data_error=True))
+    assert retried(StepFailed("job score_entities failed: exit code 137"))
+    assert retried(StepTimeout("job build_features ran past 3600 s"))
+    assert retried(ConnectionError("redis went away"))
