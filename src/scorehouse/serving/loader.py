@@ -259,13 +259,9 @@ def _load_frame(
         .select(*columns)
         .mapInArrow(lambda batches: load_batches(batches, spec), STATS_SCHEMA)
     )
-    total = result.agg(
-        F.sum("rows").alias("rows"),
-        F.sum("commands").alias("commands"),
-        F.sum("bytes").alias("bytes"),
-    ).first()
-    assert total is not None
-    return {k: int(total[k] or 0) for k in ("rows", "commands", "bytes")}
+    # One stats row per task: summed here rather than by a Spark aggregation (a shuffle stage).
+    per_task = result.collect()
+    return {k: sum(int(row[k] or 0) for row in per_task) for k in ("rows", "commands", "bytes")}
 
 
 # --- executor side ------------------------------------------------------------------------
