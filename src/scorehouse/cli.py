@@ -66,11 +66,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Every subcommand logs its duration (and row counts it records); a progress bar
         # of the Spark tasks is drawn while it runs when stderr is a terminal.
-        with step(f"scorehouse {_step_name(args)}"):
+        quiet = args.command in _NO_PROGRESS_BAR
+        with step(f"scorehouse {_step_name(args)}", show=False if quiet else None):
             return handler(args, settings)
     except ScorehouseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+
+
+# Servers and quick lookups: a spinner would sit under their own output for nothing.
+_NO_PROGRESS_BAR = {"serve", "lookup", "config", "models", "up", "down", "deploy"}
 
 
 def _step_name(args: argparse.Namespace) -> str:

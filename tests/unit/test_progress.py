@@ -67,3 +67,16 @@ def test_cli_steps_log_duration_without_escape_codes_when_piped(
     assert messages[0] == "scorehouse config: started"
     assert messages[1].startswith("scorehouse config: in ") and messages[1].endswith(" s")
     assert "\x1b[" not in capsys.readouterr().err
+
+
+def test_cli_draws_no_bar_for_quick_commands_even_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(["config"]) == 0
+    assert "\x1b[" not in terminal.getvalue()
