@@ -12,7 +12,6 @@ from scorehouse.paths import SPARK_CONF_DIR
 from scorehouse.settings import Settings
 
 
-
 def profile_path(profile: str, conf_dir: Path | None = None) -> Path:
     """The properties file of a profile: conf_dir, ./spark_conf, then the repository's."""
     candidates = [conf_dir] if conf_dir else [Path("spark_conf"), SPARK_CONF_DIR]
@@ -20,7 +19,9 @@ def profile_path(profile: str, conf_dir: Path | None = None) -> Path:
         path = directory / f"{profile}.conf"
         if path.is_file():
             return path
-    raise FileNotFoundError(f"spark profile {profile!r} not found in {[str(c) for c in candidates]}")
+    raise FileNotFoundError(
+        f"spark profile {profile!r} not found in {[str(c) for c in candidates]}"
+    )
 
 
 def read_profile(path: Path) -> dict[str, str]:

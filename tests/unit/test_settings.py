@@ -35,7 +35,9 @@ def test_config_file_from_environment_variable(tmp_path: Path) -> None:
 def test_typo_in_yaml_is_a_clear_error(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("model:\n  horizon_dayz: 14\n")
-    with pytest.raises(SettingsError, match=r"model\.horizon_dayz: Extra inputs are not permitted") as err:
+    with pytest.raises(
+        SettingsError, match=r"model\.horizon_dayz: Extra inputs are not permitted"
+    ) as err:
         load_settings(config, environ={})
     assert str(config) in str(err.value)
 
