@@ -56,9 +56,12 @@ def labels(
 
 def point_in_time_join(labelled: DataFrame, features: DataFrame) -> DataFrame:
     """customer_id, as_of, label, feature_ds and the registry features (null: no snapshot in TTL)."""
-    joined = run_sql(
-        labelled.sparkSession, "training/training_set", {"labels": labelled, "features": features}
-    )
+    spark = labelled.sparkSession
+    keys = run_sql(spark, "training/training_set_keys", {"labels": labelled, "features": features})
+    # Computed once: the probe, the rows without a snapshot and partition pruning all
+    # read the keys (otherwise the window over the timeline runs once for each).
+    keys = keys.localCheckpoint()
+    joined = run_sql(spark, "training/training_set", {"keys": keys, "features": features})
     return joined.select(
         "customer_id",
         "as_of",
