@@ -26,8 +26,8 @@ import logging
 import os
 import platform
 import time
-from datetime import date, timedelta
 from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
