@@ -33,8 +33,16 @@ def run_demo(
     """Run everything once for `customers` over `days` of history ending yesterday (UTC)."""
     home = Path(settings.home)
     home.mkdir(parents=True, exist_ok=True)
-    # Prefect runs without a separate server: an ephemeral one keeps its state under home.
-    os.environ.setdefault("PREFECT_HOME", str((home / "prefect").resolve()))
+    # When `scorehouse up` runs a Prefect server, the demo's runs go there (and show in
+    # its UI); otherwise an ephemeral server keeps its state in a home of its own, so two
+    # servers never write one SQLite file.
+    from scorehouse.stack import http_ok, prefect_api_url
+
+    if "PREFECT_API_URL" not in os.environ and http_ok(f"{prefect_api_url(settings)}/health"):
+        os.environ["PREFECT_API_URL"] = prefect_api_url(settings)
+        os.environ.setdefault("PREFECT_HOME", str((home / "prefect").resolve()))
+    else:
+        os.environ.setdefault("PREFECT_HOME", str((home / "prefect-ephemeral").resolve()))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
@@ -97,7 +105,7 @@ def _print_where(settings: Settings, redis_url: str, ds: object) -> None:
         f"""
 Done. Where everything is:
   Delta tables   {wh}/<table>   (raw_customers, raw_transactions, customer_daily,
-                 features, training_set, predictions, monitoring)
+                 features, training_set, predictions, monitoring, step_runs)
                  scorehouse sql "SELECT * FROM predictions WHERE ds = '{ds}' ORDER BY score DESC LIMIT 10"
                  python -c "import polars as pl; print(pl.read_delta('{wh}/predictions'))"
   MLflow         {settings.mlflow.tracking_uri}

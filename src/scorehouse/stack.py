@@ -194,7 +194,7 @@ def _tail(path: Path, lines: int = 25) -> str:
         return "(no log)"
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
     try:
         return httpx.get(url, timeout=2.0).status_code == 200
     except httpx.HTTPError:
@@ -255,7 +255,7 @@ def prefect_server(settings: Settings) -> Service:
         env=prefect_env(settings),
         state_dir=state_dir(settings),
         url=prefect_url(settings),
-        health=lambda: _http_ok(f"{prefect_api_url(settings)}/health"),
+        health=lambda: http_ok(f"{prefect_api_url(settings)}/health"),
         marker="prefect",
     )
 
@@ -295,7 +295,7 @@ def mlflow_server(settings: Settings) -> Service:
         env=env,
         state_dir=state_dir(settings),
         url=mlflow_url(settings),
-        health=lambda: _http_ok(f"{mlflow_url(settings)}/health"),
+        health=lambda: http_ok(f"{mlflow_url(settings)}/health"),
         marker="mlflow",
     )
 
@@ -418,7 +418,7 @@ def deploy(
     `worker_env` is the environment the flow runs inherit (default: this process's).
     """
     api = prefect_api_url(settings)
-    if not _http_ok(f"{api}/health"):
+    if not http_ok(f"{api}/health"):
         raise LocalStackError(
             f"no Prefect server answers at {prefect_url(settings)}: run `scorehouse up` first"
         )

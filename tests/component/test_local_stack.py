@@ -24,7 +24,7 @@ def _http_server(directory: Path, port: int, argv_prefix: tuple[str, ...] = ()) 
         argv=[*argv_prefix, sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
         state_dir=directory,
         url=url,
-        health=lambda: stack._http_ok(url),
+        health=lambda: stack.http_ok(url),
         marker="http.server",
     )
 
@@ -140,4 +140,4 @@ def test_mlflow_server_gets_an_absolute_sqlite_store(
 
 
 def test_http_ok_is_false_when_nothing_listens() -> None:
-    assert not stack._http_ok(f"http://127.0.0.1:{localstack.free_port()}/")
+    assert not stack.http_ok(f"http://127.0.0.1:{localstack.free_port()}/")

@@ -52,6 +52,9 @@ def _register(sub: argparse._SubParsersAction) -> None:
         "--date", type=date.fromisoformat, default=None, help="default: yesterday UTC"
     )
     nightly.add_argument("--fail-on", choices=["warn", "critical"], default=None)
+    nightly.add_argument(
+        "--force", action="store_true", help="rerun every step, even those already done"
+    )
     nightly.set_defaults(handler=_nightly)
 
     weekly = sub.add_parser("weekly-train", help="run the weekly training Prefect flow")
@@ -128,7 +131,7 @@ def _training_set(args: argparse.Namespace, settings: Settings) -> int:
 def _nightly(args: argparse.Namespace, settings: Settings) -> int:
     from scorehouse.flows import nightly
 
-    result = nightly(ds=args.date, config=args.config, fail_on=args.fail_on)
+    result = nightly(ds=args.date, config=args.config, fail_on=args.fail_on, force=args.force)
     print(json.dumps(result, indent=2, default=str))
     return 0
 
