@@ -18,7 +18,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--as-of", type=date.fromisoformat, default=None, help="default: yesterday UTC"
     )
-    parser.add_argument("--lookback-days", type=int, default=180)
+    parser.add_argument(
+        "--lookback-days", type=int, default=None, help="default: features.training_lookback_days"
+    )
     parser.add_argument("--config", default=None)
     args = parser.parse_args(argv)
     weekly_train(as_of=args.as_of, lookback_days=args.lookback_days, config=args.config)

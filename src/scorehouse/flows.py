@@ -318,11 +318,16 @@ def nightly(
 
 @flow(name="weekly_train", log_prints=True, on_failure=[_alert_on_failure])
 def weekly_train(
-    as_of: date | None = None, lookback_days: int = 180, config: str | None = None
+    as_of: date | None = None, lookback_days: int | None = None, config: str | None = None
 ) -> dict[str, Any]:
-    """Point-in-time training set over the lookback window → train → champion gate."""
+    """Point-in-time training set over the lookback window → train → champion gate.
+
+    The lookback defaults to `features.training_lookback_days`, which the snapshot
+    retention is checked against."""
     as_of = as_of or yesterday_utc()
     settings = load_settings(config)
+    if lookback_days is None:
+        lookback_days = settings.features.training_lookback_days
     steps = _Steps(settings, as_of)
     built = steps.run(
         "training-set", training_set_task, as_of - timedelta(days=lookback_days), as_of, config

@@ -61,7 +61,9 @@ def _register(sub: argparse._SubParsersAction) -> None:
     weekly.add_argument(
         "--as-of", type=date.fromisoformat, default=None, help="default: yesterday UTC"
     )
-    weekly.add_argument("--lookback-days", type=int, default=180)
+    weekly.add_argument(
+        "--lookback-days", type=int, default=None, help="default: features.training_lookback_days"
+    )
     weekly.set_defaults(handler=_weekly_train)
 
     demo = sub.add_parser("demo", help="generate data, train, run the nightly flow, look up scores")
