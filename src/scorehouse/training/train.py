@@ -157,7 +157,17 @@ def fit_distributed(
         # The Spark estimator sets binary:logistic itself and refuses an explicit one.
         **{k: v for k, v in params.items() if k != "objective"},
     )
-    model = estimator.fit(frame)
+    # xgboost.spark splits every Arrow batch into train and validation rows and fails on
+    # an empty split (KeyError 'values' with a feature-column list), which a partition's
+    # last, short batch hits by chance. One batch per partition (no record limit) always
+    # holds both: the partitions are round-robin mixes of the two.
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key)
+    spark.conf.set(key, "0")
+    try:
+        model = estimator.fit(frame)
+    finally:
+        spark.conf.set(key, before)
     return model, best_iteration_booster(model.get_booster(), names)
 
 
