@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from home_settings import home_env
 from scorehouse.localstack import RedisCluster, RedisServer
 from scorehouse.settings import Settings, load_settings
 from scorehouse.spark import get_spark
@@ -32,15 +33,7 @@ def spark(spark_settings: Settings) -> Iterator[SparkSession]:
 def settings(tmp_path: Path) -> Settings:
     """Settings whose warehouse, MLflow store and home live in a fresh temp directory."""
     home = tmp_path / "home"
-    return load_settings(
-        environ={
-            "SCOREHOUSE_HOME": str(home),
-            "SCOREHOUSE_WAREHOUSE": str(home / "warehouse"),
-            "SCOREHOUSE_SPARK__PROFILE": "test",
-            "SCOREHOUSE_MLFLOW__TRACKING_URI": f"sqlite:///{home}/mlflow.db",
-            "SCOREHOUSE_MLFLOW__ARTIFACT_LOCATION": str(home / "mlartifacts"),
-        }
-    )
+    return load_settings(environ=home_env(home))
 
 
 # --- Redis: real servers on free loopback ports, stopped at the end of the session ---

@@ -14,6 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from pyspark.sql import DataFrame, SparkSession
 
+from home_settings import home_env
 from scorehouse.features.registry import feature_names, to_matrix
 from scorehouse.settings import Settings, load_settings
 from scorehouse.training import registry
@@ -73,16 +74,7 @@ def to_spark(spark: SparkSession, pdf: pd.DataFrame) -> DataFrame:
 @pytest.fixture(scope="module")
 def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     home = tmp_path_factory.mktemp("training") / "home"
-    return load_settings(
-        environ={
-            "SCOREHOUSE_HOME": str(home),
-            "SCOREHOUSE_WAREHOUSE": str(home / "warehouse"),
-            "SCOREHOUSE_SPARK__PROFILE": "test",
-            "SCOREHOUSE_MLFLOW__TRACKING_URI": f"sqlite:///{home}/mlflow.db",
-            "SCOREHOUSE_MLFLOW__ARTIFACT_LOCATION": str(home / "mlartifacts"),
-            "SCOREHOUSE_MODEL__EARLY_STOPPING_ROUNDS": "5",
-        }
-    )
+    return load_settings(environ=home_env(home, SCOREHOUSE_MODEL__EARLY_STOPPING_ROUNDS="5"))
 
 
 @pytest.fixture(scope="module")

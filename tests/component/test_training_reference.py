@@ -13,6 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
+from home_settings import home_env
 from scorehouse.features.registry import feature_names, to_matrix
 from scorehouse.scoring.monitoring import FeatureReference, bin_counts
 from scorehouse.scoring.score import score_date
@@ -44,16 +45,7 @@ def training_pdf() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     home = tmp_path_factory.mktemp("reference") / "home"
-    return load_settings(
-        environ={
-            "SCOREHOUSE_HOME": str(home),
-            "SCOREHOUSE_WAREHOUSE": str(home / "warehouse"),
-            "SCOREHOUSE_SPARK__PROFILE": "test",
-            "SCOREHOUSE_MLFLOW__TRACKING_URI": f"sqlite:///{home}/mlflow.db",
-            "SCOREHOUSE_MLFLOW__ARTIFACT_LOCATION": str(home / "mlartifacts"),
-            "SCOREHOUSE_MODEL__EARLY_STOPPING_ROUNDS": "3",
-        }
-    )
+    return load_settings(environ=home_env(home, SCOREHOUSE_MODEL__EARLY_STOPPING_ROUNDS="3"))
 
 
 @pytest.fixture(scope="module")

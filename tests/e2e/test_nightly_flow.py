@@ -24,6 +24,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from home_settings import home_env
 from scorehouse.data.generate import write_generated
 from scorehouse.features import transforms
 from scorehouse.scoring.monitoring import DriftError
@@ -40,16 +41,12 @@ NIGHTLY_STEPS = ["features", "checks", "score", "publish", "verify", "cleanup"]
 
 
 def _env(home: Path, redis_url: str | None = None) -> dict[str, str]:
-    env = {
-        "SCOREHOUSE_HOME": str(home),
-        "SCOREHOUSE_WAREHOUSE": str(home / "warehouse"),
-        "SCOREHOUSE_SPARK__PROFILE": "test",
-        "SCOREHOUSE_MLFLOW__TRACKING_URI": f"sqlite:///{home}/mlflow.db",
-        "SCOREHOUSE_MLFLOW__ARTIFACT_LOCATION": str(home / "mlartifacts"),
-        "SCOREHOUSE_MODEL__NUM_BOOST_ROUND": "30",
+    env = home_env(
+        home,
+        SCOREHOUSE_MODEL__NUM_BOOST_ROUND="30",
         # A data error is never retried; a crash would be, without the wait.
-        "SCOREHOUSE_ORCHESTRATION__RETRY_DELAY_S": "0",
-    }
+        SCOREHOUSE_ORCHESTRATION__RETRY_DELAY_S="0",
+    )
     if redis_url:
         env["SCOREHOUSE_REDIS__URL"] = redis_url
     return env
