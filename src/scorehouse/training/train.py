@@ -162,12 +162,12 @@ def fit_distributed(
     # last, short batch hits by chance. One batch per partition (no record limit) always
     # holds both: the partitions are round-robin mixes of the two.
     key = "spark.sql.execution.arrow.maxRecordsPerBatch"
-    before = spark.conf.get(key)
+    before = spark.conf.get(key, "10000")  # Spark's default when the session sets none
     spark.conf.set(key, "0")
     try:
         model = estimator.fit(frame)
     finally:
-        spark.conf.set(key, before)
+        spark.conf.set(key, before or "10000")
     return model, best_iteration_booster(model.get_booster(), names)
 
 
