@@ -10,24 +10,21 @@ Days already built from the same raw table versions are skipped (see step_runs) 
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from datetime import date
 
 from scorehouse.orchestration import steps
-from scorehouse.orchestration.results import job_result
+from scorehouse.orchestration.results import job_parser, job_result
 from scorehouse.settings import load_settings
 from scorehouse.spark import get_spark
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Build feature snapshots for each day.")
+    parser = job_parser("Build feature snapshots for each day.")
     parser.add_argument("--start", type=date.fromisoformat, required=True)
     parser.add_argument("--end", type=date.fromisoformat, default=None)
     parser.add_argument("--force", action="store_true", help="rebuild days already current")
     parser.add_argument("--flow-run-id", help="recorded in step_runs")
-    parser.add_argument("--config", default=None)
-    parser.add_argument("--result-json", help="write the result here as JSON")
     args = parser.parse_args(argv)
     with job_result(args.result_json) as result:
         settings = load_settings(args.config)

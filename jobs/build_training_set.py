@@ -7,24 +7,21 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from datetime import date
 
 from scorehouse.orchestration import steps
-from scorehouse.orchestration.results import job_result
+from scorehouse.orchestration.results import job_parser, job_result
 from scorehouse.settings import load_settings
 from scorehouse.spark import get_spark
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Build the point-in-time training set.")
+    parser = job_parser("Build the point-in-time training set.")
     parser.add_argument("--start", type=date.fromisoformat, required=True)
     parser.add_argument("--end", type=date.fromisoformat, required=True)
     parser.add_argument("--horizon-days", type=int, default=None)
     parser.add_argument("--every", type=int, default=None)
-    parser.add_argument("--config", default=None)
-    parser.add_argument("--result-json", help="write the result here as JSON")
     args = parser.parse_args(argv)
     with job_result(args.result_json) as result:
         settings = load_settings(args.config)

@@ -6,24 +6,21 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from datetime import date
 
 from scorehouse.data.generate import default_start, write_generated
-from scorehouse.orchestration.results import job_result, jsonable
+from scorehouse.orchestration.results import job_parser, job_result, jsonable
 from scorehouse.settings import load_settings
 from scorehouse.spark import get_spark
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = job_parser(__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, required=True)
     parser.add_argument("--days", type=int, required=True)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--start", type=date.fromisoformat, help="default: history ends yesterday")
-    parser.add_argument("--config", help="settings YAML (default: SCOREHOUSE_CONFIG or built-in)")
-    parser.add_argument("--result-json", help="write the result here as JSON")
     args = parser.parse_args(argv)
     with job_result(args.result_json) as out:
         settings = load_settings(args.config)

@@ -7,26 +7,23 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
 from scorehouse.commands.data import map_item
 from scorehouse.data.ingest import format_summary, ingest_file
-from scorehouse.orchestration.results import job_result, jsonable
+from scorehouse.orchestration.results import job_parser, job_result, jsonable
 from scorehouse.settings import load_settings
 from scorehouse.spark import get_spark
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = job_parser(__doc__.splitlines()[0])
     parser.add_argument("table", choices=["transactions", "customers"])
     parser.add_argument("path")
     parser.add_argument("--format", choices=["csv", "parquet"])
     parser.add_argument(
         "--map", action="append", type=map_item, default=[], metavar="TARGET=SOURCE"
     )
-    parser.add_argument("--config", help="settings YAML (default: SCOREHOUSE_CONFIG or built-in)")
-    parser.add_argument("--result-json", help="write the result here as JSON")
     args = parser.parse_args(argv)
     with job_result(args.result_json) as out:
         settings = load_settings(args.config)

@@ -9,25 +9,22 @@ A day already scored by the same champion from the same snapshot is skipped unle
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from datetime import date
 
 from scorehouse.orchestration import steps
-from scorehouse.orchestration.results import job_result
+from scorehouse.orchestration.results import job_parser, job_result
 from scorehouse.scoring.score import FAIL_ON_CHOICES
 from scorehouse.settings import load_settings
 from scorehouse.spark import get_spark
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = job_parser(__doc__.splitlines()[0])
     parser.add_argument("--date", type=date.fromisoformat, required=True, help="YYYY-MM-DD")
     parser.add_argument("--fail-on", choices=FAIL_ON_CHOICES, help="stop on drift at this level")
     parser.add_argument("--flow-run-id", help="recorded with each prediction")
     parser.add_argument("--force", action="store_true", help="score even if already current")
-    parser.add_argument("--config", help="settings YAML (default: SCOREHOUSE_CONFIG or built-in)")
-    parser.add_argument("--result-json", help="write the result here as JSON")
     args = parser.parse_args(argv)
     with job_result(args.result_json) as result:
         settings = load_settings(args.config)

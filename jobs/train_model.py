@@ -7,23 +7,20 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from datetime import date
 
 from scorehouse.orchestration import steps
-from scorehouse.orchestration.results import job_result
+from scorehouse.orchestration.results import job_parser, job_result
 from scorehouse.settings import load_settings
 from scorehouse.spark import get_spark
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = job_parser(__doc__.splitlines()[0])
     parser.add_argument("--as-of", type=date.fromisoformat, help="labels known by this day")
     parser.add_argument("--training-table", help="default: tables.training_set")
     parser.add_argument("--training-version", type=int, help="Delta version (default latest)")
-    parser.add_argument("--config", help="settings YAML (default: SCOREHOUSE_CONFIG or built-in)")
-    parser.add_argument("--result-json", help="write the result here as JSON")
     args = parser.parse_args(argv)
     with job_result(args.result_json) as result:
         settings = load_settings(args.config)
