@@ -1,27 +1,33 @@
 """Redis load benchmark: publish N predictions vs `redis-cli --pipe` fed the same HSETs.
 
-    python bench/redis_load.py --rows 5000000
+    python bench/redis_load.py --rows 5000000 [--max-keys-per-second 150000]
 
 Prints a table and writes bench/results/redis_load.json: entities/s of the loader's load
 stage and end to end; the same commands (the loader's 100-field HSETs) through `redis-cli
 --pipe`, and for reference one 1000-field HSET per bucket; Redis CPU seconds per run (INFO
 cpu, steadier than wall time on a shared host); bytes per prediction (INFO used_memory);
-single-HGET probe latency during each load; readers' batch-of-16 p50/p99 while a second
-generation loads; misses / mixed reads seen by readers across the flip (must be 0); and the
-load average before and after.
+single-HGET probe latency during each load (a thread in this process); readers' batch-of-16
+p50/p99 (a separate reader process, so it waits on Redis and the CPU, not on this process's
+GIL) while idle and while a second generation loads, and with `--max-keys-per-second N`
+while a third one loads at that rate limit; misses / mixed reads seen by the reader across
+the flips (must be 0); and the load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import multiprocessing as mp
 import os
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -115,56 +121,111 @@ def pipe_run(server: RedisServer, stream_file: Path, n: int) -> dict[str, object
     return result
 
 
+def expected_values(n: int, seed: int = 7) -> list[np.ndarray]:
+    """The two generations' encoded scores (the same draws `main` loads)."""
+    rng = np.random.default_rng(seed)
+    first, second = rng.random(n), rng.random(n)
+    return [keys.encode_scores(first), keys.encode_scores(second)]
+
+
+def _reader_process(url: str, n: int, phase: Any, ready: Any, stop: Any, conn: Any) -> None:
+    """What an app does, in its own process: GET pointer, 16 pipelined HGETs, every 0.5 ms.
+
+    A reader thread inside the benchmark would wait for the GIL behind the Spark driver's
+    Python threads (py4j) and measure that, not Redis. Latencies are kept per phase (the
+    value of `phase` when the batch started); counts and latencies go back through `conn`.
+    """
+    expected = expected_values(n)
+    client = redis.Redis.from_url(url)
+    rng = np.random.default_rng(1)
+    latencies: dict[int, list[float]] = {}
+    reads = missing = mixed = 0
+    client.ping()
+    ready.set()
+    while not stop.is_set():
+        ids = rng.integers(0, n, 16)
+        current = phase.value
+        start = time.perf_counter()
+        generation = client.get("sh:current")
+        if generation is None:
+            continue
+        gen = generation.decode()
+        pipe = client.pipeline(transaction=False)
+        for entity in ids.tolist():
+            pipe.hget(keys.score_key("sh", gen, str(entity // 1000)), str(entity % 1000))
+        values = pipe.execute()
+        latencies.setdefault(current, []).append(time.perf_counter() - start)
+        reads += len(ids)
+        if any(raw is None for raw in values):
+            missing += sum(raw is None for raw in values)
+            continue
+        got = np.array([int(raw) for raw in values])
+        # A batch must come wholly from one generation's values.
+        if not any(np.array_equal(got, want[ids]) for want in expected):
+            mixed += 1
+        time.sleep(0.0005)
+    conn.send({"latencies": latencies, "reads": reads, "missing": missing, "mixed": mixed})
+    conn.close()
+
+
 class Readers:
-    """Threads doing what an app does: GET pointer, pipelined HGETs of that generation."""
+    """One reader process (see `_reader_process`); `during(label)` marks a measured phase."""
 
-    def __init__(self, url: str, expected: list[np.ndarray], threads: int = 1) -> None:
-        self.url, self.expected = url, expected
-        self.latencies: list[float] = []
-        self.reads = self.missing = self.mixed = 0
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._run, args=(seed,)) for seed in range(threads)]
-
-    def _run(self, seed: int) -> None:
-        client = redis.Redis.from_url(self.url)
-        rng = np.random.default_rng(seed)
-        n = len(self.expected[0])
-        while not self.stop.is_set():
-            ids = rng.integers(0, n, 16)
-            start = time.perf_counter()
-            generation = client.get("sh:current")
-            if generation is None:
-                continue
-            gen = generation.decode()
-            pipe = client.pipeline(transaction=False)
-            for entity in ids.tolist():
-                pipe.hget(keys.score_key("sh", gen, str(entity // 1000)), str(entity % 1000))
-            values = pipe.execute()
-            self.latencies.append(time.perf_counter() - start)
-            self.reads += len(ids)
-            if any(raw is None for raw in values):
-                self.missing += sum(raw is None for raw in values)
-                continue
-            got = np.array([int(raw) for raw in values])
-            # A batch must come wholly from one generation's values.
-            if not any(np.array_equal(got, want[ids]) for want in self.expected):
-                self.mixed += 1
-            time.sleep(0.0005)
+    def __init__(self, url: str, n: int) -> None:
+        ctx = mp.get_context("spawn")  # no fork: the parent holds a JVM gateway and threads
+        self.phase = ctx.Value("i", 0)
+        self.ready = ctx.Event()
+        self.stop = ctx.Event()
+        self.receiver, sender = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(
+            target=_reader_process, args=(url, n, self.phase, self.ready, self.stop, sender)
+        )
+        self.labels: dict[int, str] = {0: "idle"}
+        self.result: dict[str, Any] = {}
 
     def __enter__(self) -> Readers:
-        for thread in self.threads:
-            thread.start()
+        self.process.start()
+        if not self.ready.wait(300):
+            raise RuntimeError("the reader process did not start")
         return self
+
+    @contextlib.contextmanager
+    def during(self, label: str) -> Iterator[None]:
+        number = len(self.labels)
+        self.labels[number] = label
+        self.phase.value = number
+        try:
+            yield
+        finally:
+            self.phase.value = 0
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
-        for thread in self.threads:
-            thread.join()
+        if self.receiver.poll(120):
+            self.result = self.receiver.recv()
+        self.process.join(timeout=30)
+
+    def percentiles(self, label: str) -> dict[str, float | None]:
+        number = next(k for k, v in self.labels.items() if v == label)
+        lat = np.array(self.result.get("latencies", {}).get(number, [])) * 1e6
+        if not len(lat):
+            return {"p50_us": None, "p99_us": None, "n": 0}
+        return {
+            "p50_us": float(np.percentile(lat, 50)),
+            "p99_us": float(np.percentile(lat, 99)),
+            "n": len(lat),
+        }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument(
+        "--max-keys-per-second",
+        type=int,
+        default=None,
+        help="also publish a third generation with this rate limit while the readers run",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "redis_load.json")
     args = parser.parse_args()
     n = args.rows
@@ -222,18 +283,31 @@ def main() -> None:
         publish_cpu = redis_cpu_s(admin) - cpu
         bytes_per = (admin.info("memory")["used_memory"] - base - 100) / n  # minus the probe key
 
-        # 3. publish generation 2 while readers run: latency, misses, mixed reads.
-        expected = [keys.encode_scores(first), keys.encode_scores(second)]
-        with Readers(server.url, expected) as readers:
+        # 3. publish generation 2 while a reader process runs: latency, misses, mixed reads;
+        # then, with --max-keys-per-second, generation 3 (the first values again) throttled.
+        limited = settings.model_copy(
+            update={
+                "redis": settings.redis.model_copy(
+                    update={"max_keys_per_second": args.max_keys_per_second}
+                )
+            }
+        )
+        info3 = None
+        with Readers(server.url, n) as readers:
+            with readers.during("quiet_before"):
+                time.sleep(2)
+            with readers.during("publish"):
+                info2 = loader.publish(
+                    spark, settings, ds=date(2026, 1, 16), scores=frames[1],
+                    model_name="m", model_version="1",
+                )  # fmt: skip
+            if args.max_keys_per_second:
+                with readers.during("publish_rate_limited"):
+                    info3 = loader.publish(
+                        spark, limited, ds=date(2026, 1, 17), scores=frames[0],
+                        model_name="m", model_version="1",
+                    )  # fmt: skip
             time.sleep(1)
-            before = len(readers.latencies)
-            info2 = loader.publish(
-                spark, settings, ds=date(2026, 1, 16), scores=frames[1],
-                model_name="m", model_version="1",
-            )  # fmt: skip
-            during = readers.latencies[before:]
-            time.sleep(1)
-        lat = np.array(during) * 1e6
 
         # 4. the pipe once more, last: the first load into a fresh server pays for growing
         # its memory, and a shared host's load drifts during a run.
@@ -270,13 +344,21 @@ def main() -> None:
             "publish_probe_hget_p50_us": probe.percentiles()["p50_us"],
             "publish_probe_hget_p99_us": probe.percentiles()["p99_us"],
             "bytes_per_prediction": bytes_per,
-            "reader_batch16_p50_us": float(np.percentile(lat, 50)) if len(lat) else None,
-            "reader_batch16_p99_us": float(np.percentile(lat, 99)) if len(lat) else None,
-            "reader_lookups": readers.reads,
-            "reader_missing": readers.missing,
-            "reader_mixed_batches": readers.mixed,
+            "reader_process_batch16_quiet_before": readers.percentiles("quiet_before"),
+            "reader_process_batch16_during_publish": readers.percentiles("publish"),
+            "reader_process_batch16_during_rate_limited_publish": (
+                readers.percentiles("publish_rate_limited") if info3 else None
+            ),
+            "reader_lookups": readers.result.get("reads"),
+            "reader_missing": readers.result.get("missing"),
+            "reader_mixed_batches": readers.result.get("mixed"),
             "second_publish_load_stage_entities_per_s": info2.stats["entities_per_s"],
             "second_publish_s": info2.stats["total_s"],
+            "rate_limit_keys_per_s": args.max_keys_per_second,
+            "rate_limited_publish_load_stage_entities_per_s": (
+                info3.stats["entities_per_s"] if info3 else None
+            ),
+            "rate_limited_publish_s": info3.stats["total_s"] if info3 else None,
             "load_average_before": " ".join(f"{x:.2f}" for x in load_before),
             "load_average_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         }

@@ -10,6 +10,7 @@ a timeout on every request. Only an invalid id raises (`keys.InvalidEntityId`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from scorehouse.features.registry import feature_names
+from scorehouse.features.registry import feature_names, no_history_vector
 from scorehouse.serving import keys
 from scorehouse.serving.connection import AnyRedis, RedisParams
 from scorehouse.serving.fallback import ModelProvider, feature_matrix, predict
@@ -136,6 +137,7 @@ class Client:
         self.redis_breaker = CircuitBreaker(breaker_threshold, breaker_cooldown_s)
         self.model_breaker = CircuitBreaker(breaker_threshold, breaker_cooldown_s)
         self._names = tuple(feature_names())
+        self._no_history = no_history_vector()
         self._booster: tuple[str, Any, Any] | None = None
 
     # --- public API ---------------------------------------------------------------------
@@ -268,7 +270,7 @@ class Client:
                     pipe.hget(keys.features_key(self.ns, live.generation, slot.bucket), slot.field)
             fetched = iter(pipe.execute())
             vectors = [next(fetched) if slot is not None else None for slot in slots]
-            scores = predict(booster, feature_matrix(vectors, len(self._names)))
+            scores = predict(booster, feature_matrix(vectors, len(self._names), self._no_history))
             self.model_breaker.success()
         except Exception as exc:
             self.model_breaker.failure()
@@ -338,11 +340,17 @@ class Client:
 def _staleness(info: GenerationInfo) -> tuple[int, float | None]:
     now = datetime.now(UTC)
     days = (now.date() - info.ds).days
+    loaded_at = _parse_loaded_at(info.loaded_at)
+    return days, None if loaded_at is None else (now - loaded_at).total_seconds()
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_loaded_at(text: str) -> datetime | None:
+    # Parsed once per generation, not on every lookup.
     try:
-        seconds = (now - datetime.fromisoformat(info.loaded_at)).total_seconds()
+        return datetime.fromisoformat(text)
     except ValueError:
-        seconds = None
-    return days, seconds
+        return None
 
 
 def _short(exc: BaseException) -> str:

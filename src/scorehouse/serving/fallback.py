@@ -81,13 +81,26 @@ class MlflowChampion:
         return self._loaded
 
 
-def feature_matrix(raw_vectors: Sequence[bytes | str | None], n_features: int) -> np.ndarray:
-    """Model input rows for the misses: stored vector, or the no-history vector when absent."""
-    if not raw_vectors:
-        return np.empty((0, n_features), dtype=np.float32)
-    empty = no_history_vector()
-    rows = [empty if raw is None else keys.decode_features(raw, n_features) for raw in raw_vectors]
-    return np.vstack(rows)
+def feature_matrix(
+    raw_vectors: Sequence[bytes | str | None],
+    n_features: int,
+    no_history: np.ndarray | None = None,
+) -> np.ndarray:
+    """Model input rows for the misses: stored vector, or the no-history vector when absent.
+
+    Rows are written into one preallocated C-contiguous float32 array, which
+    `inplace_predict` reads without a copy; `no_history` saves rebuilding that vector from
+    the registry on every miss.
+    """
+    out = np.empty((len(raw_vectors), n_features), dtype=np.float32)
+    for n, raw in enumerate(raw_vectors):
+        if raw is None:
+            if no_history is None:
+                no_history = no_history_vector()
+            out[n] = no_history[0]
+        else:
+            out[n] = keys.decode_features(raw, n_features)[0]
+    return out
 
 
 def predict(booster: xgb.Booster, matrix: np.ndarray) -> np.ndarray:
