@@ -664,26 +664,50 @@ class Warehouse:
         if partition_cols:
             writer = writer.partitionBy(*partition_cols)
         writer.parquet(str(stage))
-        files: list[StagedFile] = []
-        for path in sorted(stage.rglob("*.parquet")):
-            rel = path.relative_to(stage).as_posix()
-            if any(part.startswith((".", "_")) for part in rel.split("/")):
-                continue
-            metadata = pq.read_metadata(path)
-            if metadata.num_rows == 0:  # Spark writes one empty file for an empty frame
-                path.unlink()
-                continue
-            values = parse_partition_path(rel) if partition_cols else {}
-            files.append(
-                StagedFile(
-                    rel_path=rel,
-                    size=path.stat().st_size,
-                    num_records=metadata.num_rows,
-                    partition_values=values,
-                    stats=file_stats(metadata, schema),
+        return _staged_files(stage, partition_cols, schema)
+
+    def staging_dir(self, table: str) -> Path:
+        """A new, empty-to-be staging folder inside the table (for files written elsewhere)."""
+        return Path(self.uri(table)) / STAGING_DIR / uuid.uuid4().hex
+
+    def commit_parquet(
+        self,
+        table: str,
+        stage: Path,
+        *,
+        mode: Literal["append", "overwrite"] = "append",
+        replace_partitions: Partitions | None = None,
+    ) -> int:
+        """Commit Parquet files that other code wrote under `stage` (Hive layout) to an
+        existing table, with the same checks as a Spark write; `stage` is removed after.
+
+        For writers that build files without Spark's writer (pyarrow in the tasks). Every
+        file must hold exactly the table's non-partition columns, in the table's types
+        (deltalake's transaction does not check that itself). Returns the new version.
+        """
+        table_dir = Path(self.uri(table))
+        try:
+            snapshot = self._delta(table)
+            target = spark_schema(snapshot)
+            partition_cols = list(snapshot.metadata().partition_columns)
+            files = _staged_files(stage, partition_cols, target)
+            _check_file_columns(table, stage, files, target, partition_cols)
+            self._check_staged(table, files, target, partition_cols, replace_partitions)
+            with commit_lock(table_dir):
+                return self._commit_staged(
+                    table,
+                    stage,
+                    files,
+                    target,
+                    mode,
+                    partition_cols,
+                    replace_partitions,
+                    allow_new_columns=False,
                 )
-            )
-        return files
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                (table_dir / STAGING_DIR).rmdir()  # only when no other writer is staging
 
     def _check_staged(
         self,
@@ -989,6 +1013,62 @@ class Warehouse:
             if not dry_run:
                 self._spark_delta_table(table).vacuum(float(retention_hours))
         return sorted(os.path.relpath(unquote(str(r[0]).removeprefix("file:")), uri) for r in rows)
+
+
+def _staged_files(
+    stage: Path, partition_cols: Sequence[str], schema: StructType
+) -> list[StagedFile]:
+    """The Parquet files under `stage` (Hive layout) with what a Delta add action needs."""
+    files: list[StagedFile] = []
+    for path in sorted(stage.rglob("*.parquet")):
+        rel = path.relative_to(stage).as_posix()
+        if any(part.startswith((".", "_")) for part in rel.split("/")):
+            continue
+        metadata = pq.read_metadata(path)
+        if metadata.num_rows == 0:  # Spark writes one empty file for an empty frame
+            path.unlink()
+            continue
+        values = parse_partition_path(rel) if partition_cols else {}
+        files.append(
+            StagedFile(
+                rel_path=rel,
+                size=path.stat().st_size,
+                num_records=metadata.num_rows,
+                partition_values=values,
+                stats=file_stats(metadata, schema),
+            )
+        )
+    return files
+
+
+def _check_file_columns(
+    table: str,
+    stage: Path,
+    files: Sequence[StagedFile],
+    schema: StructType,
+    partition_cols: Sequence[str],
+) -> None:
+    """Each staged file holds exactly the table's data columns, in the table's types."""
+    from pyspark.sql.pandas.types import to_arrow_type
+
+    expected = {
+        f.name: to_arrow_type(f.dataType, timezone="UTC")
+        for f in schema
+        if f.name not in partition_cols
+    }
+    for staged in files:
+        found = pq.read_schema(stage / staged.rel_path)
+        have = {name: found.field(name).type for name in found.names}
+        if have != expected:
+            wrong = sorted(
+                f"{n}: {have.get(n)} (table: {expected.get(n)})"
+                for n in set(have) | set(expected)
+                if have.get(n) != expected.get(n)
+            )
+            raise ValidationError(
+                f"table {table}: file {staged.rel_path} does not match the table's columns: "
+                + "; ".join(wrong)
+            )
 
 
 def _stale_staging(table_dir: Path, *, delete: bool) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -10,8 +10,18 @@ import pytest
 import xgboost as xgb
 
 from scorehouse.features.registry import feature_names, to_matrix
-from scorehouse.scoring.batch import load_booster, percentile_ranks, rank_batch, score_batch
-from scorehouse.scoring.checks import OutputStats, output_problems, score_stats
+from scorehouse.schemas import PREDICTIONS
+from scorehouse.scoring import batch
+from scorehouse.scoring.batch import (
+    RoleRows,
+    RunRows,
+    load_booster,
+    percentile_ranks,
+    predictions_file_schema,
+    predictions_table,
+    score_batch,
+)
+from scorehouse.scoring.checks import OutputStats, distinct_count, output_problems, score_stats
 from scoring_support import features_pdf, train_booster
 
 
@@ -54,15 +64,49 @@ def test_percentile_is_share_of_scores_at_or_below():
     np.testing.assert_allclose(ranks, [0.25, 0.75, 0.75, 1.0])
 
 
-def test_rank_batch_keeps_ids_and_widens_scores():
-    batch = pa.RecordBatch.from_arrays(
-        [pa.array([7, 8, 9], pa.int64()), pa.array([0.3, 0.1, 0.2], pa.float32())],
-        names=["customer_id", "score_champion"],
+def test_percentile_chunks_give_the_whole_day_ranks(monkeypatch):
+    """Ranking chunk by chunk equals one searchsorted of every score, ties included."""
+    rng = np.random.default_rng(5)
+    day = rng.integers(0, 50, 1000).astype(np.float32) / 50  # many ties
+    expected = np.searchsorted(np.sort(day), day, side="right") / len(day)
+    monkeypatch.setattr(batch, "RANK_CHUNK", 64)
+    np.testing.assert_array_equal(percentile_ranks(day, np.sort(day)), expected)
+
+
+def test_predictions_table_has_the_file_columns_in_contract_order():
+    ids = pa.array([7, 8, 9], pa.int64())
+    scores = np.array([0.3, 0.1, 0.2], dtype=np.float32)
+    day = np.sort(np.array([0.3, 0.1, 0.2, 0.4], dtype=np.float32))
+    scored_at = datetime(2025, 6, 2, 3, 4, 5, tzinfo=UTC)
+    out = predictions_table(
+        ids,
+        scores,
+        day,
+        RoleRows("champion", "propensity", "3", "run-1"),
+        RunRows(12, scored_at, None),
     )
-    out = rank_batch(batch, np.sort(np.array([0.3, 0.1, 0.2, 0.4], dtype=np.float32)))
-    assert out.column("customer_id").to_pylist() == [7, 8, 9]
-    assert out.column("score").type == pa.float64()
-    assert out.column("percentile").to_pylist() == [0.75, 0.25, 0.5]
+    assert out.schema == predictions_file_schema()
+    assert out.schema.names == [n for n in PREDICTIONS.names if n != "ds"]
+    assert out.to_pydict() == {
+        "customer_id": [7, 8, 9],
+        "score": [float(np.float32(0.3)), float(np.float32(0.1)), float(np.float32(0.2))],
+        "percentile": [0.75, 0.25, 0.5],
+        "model_name": ["propensity"] * 3,
+        "model_version": ["3"] * 3,
+        "model_role": ["champion"] * 3,
+        "mlflow_run_id": ["run-1"] * 3,
+        "features_version": [12] * 3,
+        "scored_at": [scored_at] * 3,
+        "flow_run_id": [None] * 3,
+    }
+
+
+@pytest.mark.parametrize(
+    ("ids", "distinct"),
+    [([], 0), ([5], 1), ([3, 1, 2], 3), ([4, 1, 4, 2, 1], 3), ([-(2**62), 2**62, 0], 3)],
+)
+def test_distinct_count(ids, distinct):
+    assert distinct_count(np.array(ids, dtype=np.int64)) == distinct
 
 
 def _stats(**overrides) -> OutputStats:

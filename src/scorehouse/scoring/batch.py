@@ -1,23 +1,28 @@
-"""Pure per-batch scoring functions that run inside Spark's Python workers.
+"""Per-batch scoring and writing functions that run inside Spark's Python workers.
 
-`score_batch` and `rank_batch` take and return Arrow record batches, so they are unit
-tested without Spark; `BatchScorer` / `BatchRanker` are the picklable wrappers that
-`mapInArrow` ships to executors (they carry broadcast handles, never a session).
+`score_batch`, `percentile_ranks` and `predictions_table` are pure (Arrow and numpy in
+and out), so they are unit tested without Spark; `BatchScorer`, `Spool` and
+`PredictionWriter` are the picklable wrappers that `mapInArrow` ships to executors (they
+carry broadcast handles and folder paths, never a session).
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import xgboost as xgb
-from pyspark.sql.types import DoubleType, FloatType, LongType, StructField, StructType
+from pyspark.sql.types import FloatType, LongType, StringType, StructField, StructType
 
 from scorehouse.features.registry import to_matrix
+from scorehouse.schemas import PREDICTIONS
 
 ENTITY = "customer_id"
 
@@ -43,13 +48,21 @@ def scored_schema(roles: Sequence[str]) -> StructType:
     )
 
 
-RANKED_SCHEMA = StructType(
+# What a scoring or writing task reports back: one file it wrote and its row count.
+FILES_SCHEMA = StructType(
     [
-        StructField(ENTITY, LongType(), True),
-        StructField("score", DoubleType(), True),
-        StructField("percentile", DoubleType(), True),
+        StructField("path", StringType(), False),
+        StructField("rows", LongType(), False),
     ]
 )
+_FILES_ARROW = pa.schema([("path", pa.string()), ("rows", pa.int64())])
+
+# Rows per row group of a predictions file: few, large row groups for the readers.
+ROW_GROUP_ROWS = 1 << 20
+# Rows ranked at a time: the sort and scatter of a chunk stay in the CPU cache, and the
+# chunk's sorted scores walk the day's sorted array in order (random probes of a
+# 20 MB array per entity cost several times more; docs/benchmarks.md "Scoring").
+RANK_CHUNK = 1 << 16
 
 
 def load_booster(raw: bytes, nthread: int) -> xgb.Booster:
@@ -86,18 +99,77 @@ def percentile_ranks(scores: np.ndarray, sorted_scores: np.ndarray) -> np.ndarra
     """Share of the day's scores that are <= each score (cume_dist): in (0, 1], ties equal."""
     if len(sorted_scores) == 0:
         return np.empty(0, dtype=np.float64)
-    counts = np.searchsorted(sorted_scores, scores, side="right")
+    counts = np.empty(len(scores), dtype=np.int64)
+    for start in range(0, len(scores), RANK_CHUNK):
+        chunk = scores[start : start + RANK_CHUNK]
+        order = np.argsort(chunk)
+        placed = np.empty(len(chunk), dtype=np.int64)
+        placed[order] = np.searchsorted(sorted_scores, chunk[order], side="right")
+        counts[start : start + len(chunk)] = placed
     return counts.astype(np.float64) / float(len(sorted_scores))
 
 
-def rank_batch(batch: pa.RecordBatch, sorted_scores: np.ndarray) -> pa.RecordBatch:
-    """(customer_id, score float32) → (customer_id, score double, percentile double)."""
-    scores = batch.column(1).to_numpy(zero_copy_only=False)
-    percentile = percentile_ranks(scores, sorted_scores)
-    return pa.RecordBatch.from_arrays(
-        [batch.column(0), pa.array(scores.astype(np.float64)), pa.array(percentile)],
-        names=[ENTITY, "score", "percentile"],
+@dataclass(frozen=True)
+class RoleRows:
+    """The constant columns of one role's predictions rows (PREDICTIONS, minus ds)."""
+
+    role: str
+    model_name: str
+    model_version: str
+    mlflow_run_id: str
+
+
+@dataclass(frozen=True)
+class RunRows:
+    """The constant columns every predictions row of the run shares."""
+
+    features_version: int
+    scored_at: datetime
+    flow_run_id: str | None
+
+
+def predictions_file_schema() -> pa.Schema:
+    """PREDICTIONS without its partition column ds, as Arrow (what a data file holds)."""
+    from pyspark.sql.pandas.types import to_arrow_type
+
+    return pa.schema(
+        [
+            pa.field(f.name, to_arrow_type(f.dataType, timezone="UTC"), nullable=f.nullable)
+            for f in PREDICTIONS
+            if f.name != "ds"
+        ]
     )
+
+
+def predictions_table(
+    ids: pa.Array | pa.ChunkedArray,
+    scores: np.ndarray,
+    sorted_scores: np.ndarray,
+    role: RoleRows,
+    run: RunRows,
+) -> pa.Table:
+    """One role's predictions rows (without ds): score widened to double, percentile."""
+    n = len(scores)
+    schema = predictions_file_schema()
+    scored_at = run.scored_at.astimezone(UTC)
+
+    def const(value: object, name: str) -> pa.Array:
+        kind = schema.field(name).type
+        return pa.nulls(n, kind) if value is None else pa.repeat(pa.scalar(value, kind), n)
+
+    columns = {
+        ENTITY: ids,
+        "score": pa.array(scores.astype(np.float64)),
+        "percentile": pa.array(percentile_ranks(scores, sorted_scores)),
+        "model_name": const(role.model_name, "model_name"),
+        "model_version": const(role.model_version, "model_version"),
+        "model_role": const(role.role, "model_role"),
+        "mlflow_run_id": const(role.mlflow_run_id, "mlflow_run_id"),
+        "features_version": const(run.features_version, "features_version"),
+        "scored_at": const(scored_at, "scored_at"),
+        "flow_run_id": const(run.flow_run_id, "flow_run_id"),
+    }
+    return pa.table([columns[name] for name in schema.names], schema=schema)
 
 
 # Boosters rebuilt once per Python worker and broadcast, not once per task or batch.
@@ -135,13 +207,86 @@ class BatchScorer:
             yield score_batch(batch, models)
 
 
-class BatchRanker:
-    """mapInArrow function: attach the within-day percentile from a broadcast sorted array."""
+class Spool:
+    """mapInArrow function: the task's scored batches go to one Arrow IPC file in `folder`.
 
-    def __init__(self, sorted_scores: Any) -> None:
-        self.sorted_scores = sorted_scores  # Broadcast[np.ndarray]
+    Yields one (path, rows) row per task, so the scores never pass through JVM rows: the
+    driver and the writing tasks read the files (memory-mapped) instead of a Spark cache.
+    """
+
+    def __init__(
+        self, folder: str, inner: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
+    ) -> None:
+        self.folder = folder
+        self.inner = inner
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        sorted_scores = self.sorted_scores.value
+        path = os.path.join(self.folder, f"part-{uuid.uuid4().hex}.arrow")
+        rows = 0
+        writer: pa.ipc.RecordBatchFileWriter | None = None
+        try:
+            for batch in self.inner(batches):
+                if writer is None:
+                    os.makedirs(self.folder, exist_ok=True)
+                    writer = pa.ipc.new_file(path, batch.schema)
+                writer.write_batch(batch)
+                rows += batch.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is not None:
+            yield pa.RecordBatch.from_pydict({"path": [path], "rows": [rows]}, schema=_FILES_ARROW)
+
+
+def read_spool(path: str) -> pa.Table:
+    """A spool file written by Spool (memory-mapped: no copy until a column is used)."""
+    with pa.memory_map(path) as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+class PredictionWriter:
+    """mapInArrow function over (path, rows) spool rows: each spool file becomes one
+    predictions Parquet file (every role's rows, with the day's percentile) in `folder`.
+
+    `sorted_scores` is a broadcast {role: the day's sorted float32 scores}.
+    """
+
+    def __init__(
+        self,
+        folder: str,
+        sorted_scores: Any,
+        roles: Sequence[RoleRows],
+        run: RunRows,
+        row_group_rows: int = ROW_GROUP_ROWS,
+    ) -> None:
+        self.folder = folder
+        self.sorted_scores = sorted_scores  # Broadcast[dict[str, np.ndarray]]
+        self.roles = list(roles)
+        self.run = run
+        self.row_group_rows = row_group_rows
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        sorted_scores: dict[str, np.ndarray] = self.sorted_scores.value
+        os.makedirs(self.folder, exist_ok=True)
         for batch in batches:
-            yield rank_batch(batch, sorted_scores)
+            for spool in batch.column("path").to_pylist():
+                scored = read_spool(spool)
+                ids = scored.column(ENTITY)
+                path = os.path.join(self.folder, f"part-{uuid.uuid4().hex}.zstd.parquet")
+                rows = 0
+                with pq.ParquetWriter(
+                    path, predictions_file_schema(), compression="zstd"
+                ) as writer:
+                    for role in self.roles:
+                        column = scored.column(score_column(role.role))
+                        scores = column.to_numpy(zero_copy_only=False).astype(
+                            np.float32, copy=False
+                        )
+                        table = predictions_table(
+                            ids, scores, sorted_scores[role.role], role, self.run
+                        )
+                        writer.write_table(table, row_group_size=self.row_group_rows)
+                        rows += table.num_rows
+                yield pa.RecordBatch.from_pydict(
+                    {"path": [path], "rows": [rows]}, schema=_FILES_ARROW
+                )

@@ -2,29 +2,32 @@
 
 One run: pin the champion (and the challenger, when one exists) at the start → plan the
 day's snapshot at a pinned Delta version (files and row groups from the log and the
-footers) → pass 1: each task decodes its row-group slice with pyarrow and scores it
-(`inplace_predict` on `to_matrix`, booster bytes broadcast); the (id, score) rows are
-cached and collected → output checks and percentiles on the driver → drift monitoring →
-pass 2 over the cache: percentile, Parquet write, one Delta commit replacing that day.
-Nothing reaches the predictions table unless every check passed; a rerun of the same day
-replaces that day only.
+footers) → score: each task decodes its row-group slice with pyarrow, scores it
+(`inplace_predict` on `to_matrix`, booster bytes broadcast) and spools (id, scores) to
+one Arrow file in a staging folder of the predictions table → the driver memory-maps the
+spool files for the output checks and the sorted scores → drift monitoring → write: each
+task turns one spool file into one predictions Parquet file (percentile by searchsorted
+against the broadcast sorted scores, pyarrow writer) → one Delta commit replacing that
+day. The features are read once, predicted once, and no row passes through the JVM after
+the read. Nothing reaches the predictions table unless every check passed; a rerun of the
+same day replaces that day only.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
-import pyarrow.compute as pc
-from pyspark import StorageLevel
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from scorehouse.errors import ValidationError
@@ -32,14 +35,17 @@ from scorehouse.features.registry import feature_names
 from scorehouse.schemas import PREDICTIONS
 from scorehouse.scoring.batch import (
     ENTITY,
-    RANKED_SCHEMA,
-    BatchRanker,
+    FILES_SCHEMA,
     BatchScorer,
     ModelSpec,
+    PredictionWriter,
+    RoleRows,
+    RunRows,
+    Spool,
+    read_spool,
     score_column,
-    scored_schema,
 )
-from scorehouse.scoring.checks import output_problems, score_stats
+from scorehouse.scoring.checks import distinct_count, output_problems, score_stats
 from scorehouse.scoring.reader import (
     SliceMapper,
     SnapshotPlan,
@@ -50,7 +56,7 @@ from scorehouse.scoring.reader import (
     slices_frame,
 )
 from scorehouse.settings import Settings
-from scorehouse.tables import Warehouse
+from scorehouse.tables import Warehouse, format_partition_value
 from scorehouse.training.registry import (
     CHALLENGER,
     CHAMPION,
@@ -117,48 +123,19 @@ def _input_names(model: LoadedModel) -> tuple[str, ...]:
     return tuple(model.feature_names or feature_names())
 
 
-def score_frame(spark: SparkSession, features: DataFrame, models: list[PinnedModel]) -> DataFrame:
-    """customer_id plus score_<role> (float32) for every row of `features` (lazy)."""
+def score_frame(
+    spark: SparkSession, features: DataFrame, models: list[PinnedModel], spool: str
+) -> DataFrame:
+    """(path, rows) of the spool files holding customer_id + score_<role> of `features`."""
     needed = sorted({n for m in models for n in m.names})
     _require_columns(features.columns, needed, models, "features")
+    scorer = BatchScorer(_broadcast_models(spark, models), _task_threads(spark))
+    return features.select(ENTITY, *needed).mapInArrow(Spool(spool, scorer), FILES_SCHEMA)
+
+
+def _broadcast_models(spark: SparkSession, models: list[PinnedModel]) -> Any:
     specs = [ModelSpec(m.role, bytes(m.model.booster.save_raw("ubj")), m.names) for m in models]
-    broadcast = spark.sparkContext.broadcast(specs)
-    nthread = _task_threads(spark)
-    return features.select(ENTITY, *needed).mapInArrow(
-        BatchScorer(broadcast, nthread), scored_schema([m.role for m in models])
-    )
-
-
-def rank_frame(
-    spark: SparkSession, scored: DataFrame, role: str, sorted_scores: np.ndarray
-) -> DataFrame:
-    """(customer_id, score, percentile) of one role; the percentile is exact within the day."""
-    broadcast = spark.sparkContext.broadcast(sorted_scores)
-    return scored.select(ENTITY, score_column(role)).mapInArrow(
-        BatchRanker(broadcast), RANKED_SCHEMA
-    )
-
-
-def predictions_rows(
-    ranked: DataFrame,
-    ds: date,
-    pinned: PinnedModel,
-    features_version: int,
-    scored_at: datetime,
-    flow_run_id: str | None,
-) -> DataFrame:
-    """The PREDICTIONS columns of one role, in the table's order."""
-    constants = {
-        "ds": F.lit(ds),
-        "model_name": F.lit(pinned.model.name),
-        "model_version": F.lit(pinned.model.version),
-        "model_role": F.lit(pinned.role),
-        "mlflow_run_id": F.lit(pinned.model.run_id),
-        "features_version": F.lit(features_version).cast("long"),
-        "scored_at": F.lit(scored_at).cast("timestamp"),
-        "flow_run_id": F.lit(flow_run_id).cast("string"),
-    }
-    return ranked.withColumns(constants).select(*PREDICTIONS.names)
+    return spark.sparkContext.broadcast(specs)
 
 
 @contextmanager
@@ -171,16 +148,63 @@ def _timed(timings: dict[str, float], part: str) -> Iterator[None]:
 
 
 def score_snapshot(
-    spark: SparkSession, plan: SnapshotPlan, schema: StructType, models: list[PinnedModel]
+    spark: SparkSession,
+    plan: SnapshotPlan,
+    schema: StructType,
+    models: list[PinnedModel],
+    spool: str,
 ) -> DataFrame:
-    """customer_id plus score_<role> for every row of a planned snapshot (lazy, arrow reader)."""
+    """(path, rows) of the spool files of a planned snapshot's scores (lazy, arrow reader)."""
     needed = sorted({n for m in models for n in m.names})
     _require_columns(schema.names, needed, models, f"{plan.table} version {plan.version}")
-    specs = [ModelSpec(m.role, bytes(m.model.booster.save_raw("ubj")), m.names) for m in models]
-    scorer = BatchScorer(spark.sparkContext.broadcast(specs), _task_threads(spark))
+    scorer = BatchScorer(_broadcast_models(spark, models), _task_threads(spark))
     columns = [ENTITY, *needed]
     mapper = SliceMapper(columns, arrow_types(schema, columns), scorer.batch_fn)
-    return slices_frame(spark, plan).mapInArrow(mapper, scored_schema([m.role for m in models]))
+    return slices_frame(spark, plan).mapInArrow(Spool(spool, mapper), FILES_SCHEMA)
+
+
+def collect_spool(paths: list[str], roles: list[str]) -> tuple[np.ndarray, dict[str, pa.Array]]:
+    """The spooled ids (int64) and each role's scores, concatenated on the driver."""
+    scored = pa.concat_tables([read_spool(p) for p in paths]) if paths else None
+    if scored is None:
+        return np.empty(0, dtype=np.int64), {r: pa.array([], pa.float32()) for r in roles}
+    ids = scored.column(ENTITY).combine_chunks()
+    if ids.null_count:
+        raise ValidationError(f"{ids.null_count} rows of the snapshot have a null {ENTITY}")
+    return ids.to_numpy(), {r: scored.column(score_column(r)).combine_chunks() for r in roles}
+
+
+def write_predictions(
+    spark: SparkSession,
+    wh: Warehouse,
+    table: str,
+    spool_files: list[str],
+    stage: Path,
+    ds: date,
+    sorted_by_role: dict[str, np.ndarray],
+    models: list[PinnedModel],
+    run: RunRows,
+) -> int:
+    """One predictions Parquet file per spool file, written by the tasks, then one commit
+    replacing `ds`; returns the table version."""
+    folder = stage / f"ds={format_partition_value(ds)}"
+    roles = [RoleRows(m.role, m.model.name, m.model.version, m.model.run_id) for m in models]
+    writer = PredictionWriter(str(folder), spark.sparkContext.broadcast(sorted_by_role), roles, run)
+    rows = [(p, 0) for p in spool_files]
+    files = spark.createDataFrame(
+        spark.sparkContext.parallelize(rows, max(1, len(rows))), FILES_SCHEMA
+    )
+    files.mapInArrow(writer, FILES_SCHEMA).collect()
+    if not wh.exists(table):
+        # Created from the contract first, so the table keeps PREDICTIONS' NOT NULLs.
+        wh.append(table, spark.createDataFrame([], PREDICTIONS), partition_by=["ds"])
+    if wh.engine == "native":
+        # delta-spark commits its own writes: hand it the staged files as a frame.
+        staged = spark.read.schema(PREDICTIONS).option("basePath", str(stage)).parquet(str(folder))
+        return wh.overwrite(
+            table, staged.select(*PREDICTIONS.names), replace_partitions={"ds": [ds]}
+        )
+    return wh.commit_parquet(table, stage, mode="overwrite", replace_partitions={"ds": [ds]})
 
 
 def _task_threads(spark: SparkSession) -> int:
@@ -243,6 +267,10 @@ def score_date(
                 f"no features snapshot for {ds} in {tables.features} (version "
                 f"{features_version}): run `scorehouse features --date {ds}` first"
             )
+        # Spool files and staged predictions live in the predictions table's staging
+        # folder: on the warehouse path every executor sees, removed in any case.
+        stage = wh.staging_dir(tables.predictions)
+        spool = str(stage / "_spool")  # "_": never taken for a data file
         if reader == "arrow":
             plan = plan_snapshot(
                 wh.uri(tables.features),
@@ -252,30 +280,30 @@ def score_date(
                 spark.sparkContext.defaultParallelism,
             )
             schema = pinned_schema(wh, tables.features, features_version)
-            scored = score_snapshot(spark, plan, schema, models)
+            scored = score_snapshot(spark, plan, schema, models, spool)
             snapshot_rows = plan.rows  # from the Parquet footers: no pass over the data
         else:
             features = wh.read(tables.features, version=features_version, partitions={"ds": [ds]})
-            scored = score_frame(spark, features, models)
+            scored = score_frame(spark, features, models, spool)
             snapshot_rows = features.count()
 
-    scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        # Pass 1: read → predict → cache, and the ids and scores (12 bytes per entity and
-        # role) to the driver, where the checks and percentiles need no second pass and
-        # no shuffle (count_distinct would cost one).
+        # The one pass over the features: read → predict → spool (12 bytes per entity
+        # with one model); only the file names come back through Spark.
         with _timed(timings, "score"):
-            collected = scored.toArrow()
+            spool_files = [str(r["path"]) for r in scored.collect()]
         with _timed(timings, "checks"):
-            distinct = int(pc.count_distinct(collected.column(ENTITY), mode="all").as_py())
+            roles = [m.role for m in models]
+            ids, scores_by_role = collect_spool(spool_files, roles)
+            distinct = distinct_count(ids)
+            del ids
             problems: list[str] = []
             sorted_by_role: dict[str, np.ndarray] = {}
-            for m in models:
-                column = collected.column(score_column(m.role))
-                problems += output_problems(score_stats(m.role, column, distinct, snapshot_rows))
+            for role in roles:
+                column = scores_by_role.pop(role)
+                problems += output_problems(score_stats(role, column, distinct, snapshot_rows))
                 values = column.to_numpy(zero_copy_only=False)
-                sorted_by_role[m.role] = np.sort(values.astype(np.float32, copy=False))
-            del collected
+                sorted_by_role[role] = np.sort(values.astype(np.float32, copy=False))
         if problems:
             raise ValidationError(
                 f"scores of {ds} rejected, nothing committed to {tables.predictions}:\n  "
@@ -301,34 +329,20 @@ def score_date(
             drift.raise_if(fail_on)
 
         with _timed(timings, "write"):
-            # Pass 2 over the cache: percentile, Parquet write, one Delta commit.
-            frames = [
-                predictions_rows(
-                    rank_frame(spark, scored, m.role, sorted_by_role[m.role]),
-                    ds,
-                    m,
-                    features_version,
-                    scored_at,
-                    flow_run_id,
-                )
-                for m in models
-            ]
-            out = frames[0]
-            for frame in frames[1:]:
-                out = out.unionByName(frame)
-            if not wh.exists(tables.predictions):
-                # Created from the contract first, so the table keeps PREDICTIONS' NOT NULLs
-                # (frames built by mapInArrow are nullable everywhere).
-                wh.append(
-                    tables.predictions,
-                    spark.createDataFrame([], PREDICTIONS),
-                    partition_by=["ds"],
-                )
-            predictions_version = wh.overwrite(
-                tables.predictions, out, partition_by=["ds"], replace_partitions={"ds": [ds]}
+            # Percentile + Parquet in the tasks (from the spool), one Delta commit.
+            predictions_version = write_predictions(
+                spark,
+                wh,
+                tables.predictions,
+                spool_files,
+                stage,
+                ds,
+                sorted_by_role,
+                models,
+                RunRows(features_version, scored_at, flow_run_id),
             )
     finally:
-        scored.unpersist()
+        shutil.rmtree(stage, ignore_errors=True)
 
     challenger = models[1] if len(models) > 1 else None
     run = ScoringRun(
