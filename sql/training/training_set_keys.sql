@@ -1,5 +1,5 @@
 -- training_set_keys: for each labelled row of ${labels}, the date of the feature
--- snapshot it may use (`feature_ds`, null when none qualifies), from the snapshot dates
+-- snapshot it may use (`feature_ds`, null when none qualifies), from the snapshot keys
 -- of ${features}. This statement is the definition of the point-in-time rule for
 -- training rows:
 --
@@ -8,31 +8,49 @@
 --   snapshot dated as_of qualifies: it holds events up to the end of that day, while
 --   the label looks strictly after it.
 --
--- Keys only (customer, date, label): labels and snapshot dates go on one timeline per
--- customer and each label takes the latest snapshot date seen up to it (a snapshot
--- sorts before a label of the same day). training_set.sql then fetches the rows.
-WITH timeline AS (
-  SELECT customer_id, ds AS ts, 0 AS is_label, ds AS snapshot_ds,
-         CAST(NULL AS INT) AS label, CAST(NULL AS DATE) AS oldest_feature_ds
-  FROM ${features}
-  UNION ALL
-  SELECT customer_id, as_of, 1, CAST(NULL AS DATE), label, oldest_feature_ds
+-- Snapshots are daily and as-of dates are dates, so the rule is two equi-joins on
+-- (customer_id, ds) instead of a range join or a sort per customer: most rows have the
+-- snapshot of their own as-of date; only the rest look back over the older days of
+-- their TTL (at most ttl_days candidate days each), newest found wins. The small sides
+-- are broadcast, so the snapshot keys are scanned (only the days a row can read: the
+-- broadcast dates prune the ds partitions) and never shuffled or sorted.
+WITH as_of_days AS (
+  SELECT DISTINCT as_of AS ds
   FROM ${labels}
 ),
-latest AS (
-  SELECT
-    customer_id,
-    ts AS as_of,
-    is_label,
-    label,
-    oldest_feature_ds,
-    MAX(snapshot_ds) OVER (
-      PARTITION BY customer_id ORDER BY ts, is_label
-      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-    ) AS latest_ds
-  FROM timeline
+exact AS (
+  SELECT /*+ BROADCAST(d) */ f.customer_id, f.ds
+  FROM ${features} f
+  LEFT SEMI JOIN as_of_days d ON f.ds = d.ds
+),
+labelled AS (
+  SELECT /*+ BROADCAST(e) */
+    l.customer_id, l.as_of, l.oldest_feature_ds, l.label,
+    e.ds IS NOT NULL AS has_exact
+  FROM ${labels} l
+  LEFT JOIN exact e
+    ON e.customer_id = l.customer_id
+   AND e.ds = l.as_of
+   AND l.oldest_feature_ds <= l.as_of
+),
+lookback AS (
+  SELECT customer_id, as_of,
+         EXPLODE(SEQUENCE(oldest_feature_ds, DATE_SUB(as_of, 1))) AS ds
+  FROM labelled
+  WHERE NOT has_exact AND oldest_feature_ds < as_of
+),
+older AS (
+  SELECT /*+ BROADCAST(c) */ c.customer_id, c.as_of, MAX(f.ds) AS feature_ds
+  FROM ${features} f
+  JOIN lookback c
+    ON f.customer_id = c.customer_id
+   AND f.ds = c.ds
+  GROUP BY c.customer_id, c.as_of
 )
-SELECT customer_id, as_of, label,
-       IF(latest_ds >= oldest_feature_ds, latest_ds, NULL) AS feature_ds
-FROM latest
-WHERE is_label = 1
+SELECT /*+ BROADCAST(o) */
+  l.customer_id, l.as_of, l.label,
+  IF(l.has_exact, l.as_of, o.feature_ds) AS feature_ds
+FROM labelled l
+LEFT JOIN older o
+  ON o.customer_id = l.customer_id
+ AND o.as_of = l.as_of

@@ -57,9 +57,22 @@ def labels(
 def point_in_time_join(labelled: DataFrame, features: DataFrame) -> DataFrame:
     """customer_id, as_of, label, feature_ds and the registry features (null: no snapshot in TTL)."""
     spark = labelled.sparkSession
+    # Only the days some row may read (its as-of date back to its oldest feature date):
+    # a static partition filter, so no scan below touches another day. Rows of other
+    # days can never qualify, so the rule itself is unchanged.
+    windows = labelled.select("oldest_feature_ds", "as_of").distinct().collect()
+    days = sorted(
+        {
+            d
+            for w in windows
+            if w.oldest_feature_ds <= w.as_of
+            for d in transforms.day_range(w.oldest_feature_ds, w.as_of)
+        }
+    )
+    features = features.where(F.col("ds").isin(days))
     keys = run_sql(spark, "training/training_set_keys", {"labels": labelled, "features": features})
     # Computed once: the probe, the rows without a snapshot and partition pruning all
-    # read the keys (otherwise the window over the timeline runs once for each).
+    # read the keys.
     keys = keys.localCheckpoint()
     joined = run_sql(spark, "training/training_set", {"keys": keys, "features": features})
     return joined.select(
@@ -134,7 +147,10 @@ def build_training_set(
     )
     customers = wh.read(tables.customers)
     features = wh.read(tables.features, ds_between=(dates[0] - timedelta(days=ttl), dates[-1]))
-    joined = point_in_time_join(labels(daily, customers, dates, horizon, ttl), features)
+    # Materialized once: the join reads the labels several times (dates, exact-day
+    # probe, look-back), and each read would recompute the entities and the horizons.
+    labelled = labels(daily, customers, dates, horizon, ttl).localCheckpoint()
+    joined = point_in_time_join(labelled, features)
     joined = joined.cache()
     try:
         counts = joined.agg(
