@@ -28,12 +28,10 @@ MODES = ("in_process", "spark_submit")
 
 
 def _env(home: Path) -> dict[str, str]:
+    # Warehouse and MLflow store follow SCOREHOUSE_HOME.
     return {
         "SCOREHOUSE_HOME": str(home),
-        "SCOREHOUSE_WAREHOUSE": str(home / "warehouse"),
         "SCOREHOUSE_SPARK__PROFILE": "test",
-        "SCOREHOUSE_MLFLOW__TRACKING_URI": f"sqlite:///{home}/mlflow.db",
-        "SCOREHOUSE_MLFLOW__ARTIFACT_LOCATION": str(home / "mlartifacts"),
         "SCOREHOUSE_MODEL__NUM_BOOST_ROUND": "30",
     }
 

@@ -6,12 +6,5 @@ from pathlib import Path
 
 
 def home_env(home: Path, **overrides: str) -> dict[str, str]:
-    """SCOREHOUSE_* variables putting warehouse, MLflow store and state under `home`."""
-    return {
-        "SCOREHOUSE_HOME": str(home),
-        "SCOREHOUSE_WAREHOUSE": str(home / "warehouse"),
-        "SCOREHOUSE_SPARK__PROFILE": "test",
-        "SCOREHOUSE_MLFLOW__TRACKING_URI": f"sqlite:///{home}/mlflow.db",
-        "SCOREHOUSE_MLFLOW__ARTIFACT_LOCATION": str(home / "mlartifacts"),
-        **overrides,
-    }
+    """SCOREHOUSE_* variables for a run whose warehouse, MLflow store and state live in `home`."""
+    return {"SCOREHOUSE_HOME": str(home), "SCOREHOUSE_SPARK__PROFILE": "test", **overrides}

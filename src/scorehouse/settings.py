@@ -164,7 +164,7 @@ class OrchestrationSettings(_Model):
 
 class Settings(_Model):
     home: Path = Path(".scorehouse")
-    warehouse: Path = Path(".scorehouse/warehouse")
+    warehouse: Path = Path(".scorehouse/warehouse")  # unless set: <home>/warehouse
     spark: SparkSettings = SparkSettings()
     tables: TableNames = TableNames()
     redis: RedisSettings = RedisSettings()
@@ -176,6 +176,21 @@ class Settings(_Model):
     serving: ServingSettings = ServingSettings()
     stack: StackSettings = StackSettings()
     orchestration: OrchestrationSettings = OrchestrationSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _locations_under_home(cls, data: Any) -> Any:
+        """Warehouse and MLflow store follow `home` unless set, so one variable moves a run."""
+        if not isinstance(data, Mapping):
+            return data
+        home = Path(str(data.get("home", ".scorehouse")))
+        derived = dict(data)
+        derived.setdefault("warehouse", home / "warehouse")
+        mlflow = dict(derived.get("mlflow") or {})
+        mlflow.setdefault("tracking_uri", f"sqlite:///{home}/mlflow/mlflow.db")
+        mlflow.setdefault("artifact_location", home / "mlflow" / "artifacts")
+        derived["mlflow"] = mlflow
+        return derived
 
     def table_path(self, name: str) -> Path:
         """Location of a warehouse table given its logical name (a field of `tables`)."""

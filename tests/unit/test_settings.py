@@ -25,6 +25,25 @@ def test_yaml_then_environment_override(tmp_path: Path) -> None:
     assert settings.spark.profile == "test"
 
 
+def test_warehouse_and_mlflow_store_follow_home_unless_set(tmp_path: Path) -> None:
+    moved = load_settings(environ={"SCOREHOUSE_HOME": "/srv/sh"})
+    assert (moved.warehouse, moved.mlflow.tracking_uri, moved.mlflow.artifact_location) == (
+        Path("/srv/sh/warehouse"),
+        "sqlite:////srv/sh/mlflow/mlflow.db",
+        Path("/srv/sh/mlflow/artifacts"),
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "home: /srv/sh\nwarehouse: /lake/wh\nmlflow:\n  tracking_uri: http://mlflow:5000\n"
+    )
+    pinned = load_settings(config, environ={})
+    assert (pinned.warehouse, pinned.mlflow.tracking_uri, pinned.mlflow.artifact_location) == (
+        Path("/lake/wh"),
+        "http://mlflow:5000",
+        Path("/srv/sh/mlflow/artifacts"),
+    )
+
+
 def test_config_file_from_environment_variable(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("redis:\n  url: redis://cache:6379/2\n")
