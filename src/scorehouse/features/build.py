@@ -78,10 +78,25 @@ def build_features(
         for ds in days:
             previous_state = wh.read(tables.features, partitions={"ds": [ds - timedelta(days=1)]})
             daily = wh.read(tables.customer_daily, partitions={"ds": transforms.leaving_days(ds)})
-            state = transforms.next_day_state(previous_state, daily, customers, ds)
-            count, version = check_and_commit(
-                wh, settings, transforms.features_from_state(state), customers, [ds]
+            # The day's entity space feeds the state and the row-count check: computed
+            # once (it sorts every customer version), not once for each.
+            day_entities = transforms.entities(customers, [ds]).persist(
+                StorageLevel.MEMORY_AND_DISK
             )
+            try:
+                state = transforms.next_day_state(
+                    previous_state, daily, customers, ds, day_entities=day_entities
+                )
+                count, version = check_and_commit(
+                    wh,
+                    settings,
+                    transforms.features_from_state(state),
+                    customers,
+                    [ds],
+                    day_entities=day_entities,
+                )
+            finally:
+                day_entities.unpersist()
             rows += count
     else:
         daily = wh.read(tables.customer_daily, ds_between=(EARLIEST, days[-1]))
@@ -168,9 +183,11 @@ def check_and_commit(
     days: list[date],
     *,
     table: str | None = None,
+    day_entities: DataFrame | None = None,
 ) -> tuple[int, int]:
     """Validate the build, then replace its days in the features table (or `table`);
-    nothing is committed on failure. Returns (rows, version)."""
+    nothing is committed on failure. Returns (rows, version). `day_entities`:
+    entities(customers, days) when the caller already has them."""
     problems = _check_types(features)
     if problems:
         raise ValidationError(_violation_message(settings, days, problems))
@@ -180,7 +197,12 @@ def check_and_commit(
         rows_per_ds = {r.ds: r["count"] for r in features.groupBy("ds").count().collect()}
         entities_per_ds = {
             r.ds: r["count"]
-            for r in transforms.entities(customers, days).groupBy("ds").count().collect()
+            for r in (
+                transforms.entities(customers, days) if day_entities is None else day_entities
+            )
+            .groupBy("ds")
+            .count()
+            .collect()
         }
         problems = feature_violations(profile, rows_per_ds, entities_per_ds)
         if problems:

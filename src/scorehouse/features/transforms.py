@@ -59,9 +59,17 @@ def state_for_days(daily: DataFrame, customers: DataFrame, days: Sequence[date])
 
 
 def next_day_state(
-    previous_state: DataFrame, daily: DataFrame, customers: DataFrame, ds: date
+    previous_state: DataFrame,
+    daily: DataFrame,
+    customers: DataFrame,
+    ds: date,
+    *,
+    day_entities: DataFrame | None = None,
 ) -> DataFrame:
-    """Feature state on `ds` from the state on the day before and five days of rollups."""
+    """Feature state on `ds` from the state on the day before and five days of rollups.
+
+    `day_entities` (entities(customers, [ds])) may be passed when the caller needs them
+    again, so that they are computed once."""
     spark = daily.sparkSession
     return run_sql(
         spark,
@@ -69,7 +77,7 @@ def next_day_state(
         {
             "previous_state": previous_state,
             "daily": daily,
-            "entities": entities(customers, [ds]),
+            "entities": entities(customers, [ds]) if day_entities is None else day_entities,
         },
         ds=ds,
     )
