@@ -10,8 +10,9 @@ columns (the schema of customer_features.sql), one row per customer and day over
 back to an older snapshot and some have none inside the TTL. Cached in --work-dir.
 
 Measured, each writing its result through Warehouse into its own table:
-- project: scorehouse.features.training_set.point_in_time_join (narrow keys sorted per
-  customer → the latest snapshot date of each label → a broadcast probe of the snapshots);
+- project: scorehouse.features.training_set.point_in_time_join, the function
+  `scorehouse training-set` runs (narrow keys: the exact-day snapshot by an equi-join,
+  a TTL look-back only for the rows without one → a broadcast probe of the snapshots);
 - Feast: join labels to snapshots on the entity with
   `feature_ts <= label_ts AND feature_ts >= label_ts - ttl`, then
   `ROW_NUMBER() OVER (PARTITION BY entity, label_ts ORDER BY feature_ts DESC) = 1`.
@@ -212,9 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     RESULTS.write_text(json.dumps(result, indent=2))
     print(f"\n{rows:,} labelled rows x {info['snapshot_rows']:,} snapshot rows")
     print(f"{'join + write (runs alternate)':44} {'run 1':>7} {'run 2':>7}")
-    print(
-        f"{'project (keys → latest ds → broadcast probe)':44}", *[f"{x:7.1f}" for x in project_runs]
-    )
+    print(f"{'project (exact day + look-back, probe)':44}", *[f"{x:7.1f}" for x in project_runs])
     print(f"{'Feast (range join + ROW_NUMBER)':44}", *[f"{x:7.1f}" for x in feast_runs])
     print(f"{'speed-up (best Feast / best project)':44} {feast_best / best:7.2f}x")
     print(f"outputs identical: {rows:,} rows ({with_features:,} with features, {fallback:,} older)")
