@@ -7,7 +7,8 @@ The limit is measured in the same run: `inplace_predict` of the same rows, alrea
 memory as one `to_matrix` float32 matrix, with the same booster and as many threads as
 Spark has cores. The stage is `score_date` with monitoring off (monitoring is timed
 separately) on a features snapshot written through `Warehouse`; its per-part times come
-from `ScoringRun.timings`. `--no-parts` skips the read-only passes that split the
+from `ScoringRun.timings` (score = read + predict + spool, checks, write = percentile +
+Parquet in the tasks, commit). `--no-parts` skips the read-only passes that split the
 scoring pass into Parquet read / hand-off / predict; `--challenger` adds a shadow run.
 Peak memory is the resident set of this process and all its children (JVM, Python
 workers), sampled every 0.2 s.
@@ -298,7 +299,7 @@ def main() -> None:
     for part, seconds in parts.items():
         print(f"  read only: {part:<39} {seconds:>8.1f}")
     line("stage + drift monitoring", with_monitoring_s)
-    line("stage with Spark's Parquet reader (before)", spark_reader_s)
+    line("stage with Spark's Parquet reader", spark_reader_s)
     if challenger_s is not None:
         line("stage with a shadow challenger", challenger_s)
     print(f"peak RSS during the stage (all processes): {stage_peak / 2**30:.2f} GiB")

@@ -95,8 +95,9 @@ class ScoringRun:
     score_psi_training: float | None = None  # vs its scores on the training reference rows
     monitoring_version: int | None = None
     reader: str = "spark"  # how the snapshot was read: arrow | spark
-    # Seconds per part: pin_models, plan, score (read + predict + collect), checks,
-    # monitoring, write (percentile + Parquet write + Delta commit).
+    # Seconds per part: pin_models, plan, score (read + predict + spool), checks (spool
+    # to the driver, checks, sorted scores), monitoring, write (percentile + Parquet in
+    # the tasks), commit (footers + Delta commit).
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -174,19 +175,17 @@ def collect_spool(paths: list[str], roles: list[str]) -> tuple[np.ndarray, dict[
     return ids.to_numpy(), {r: scored.column(score_column(r)).combine_chunks() for r in roles}
 
 
-def write_predictions(
+def stage_predictions(
     spark: SparkSession,
-    wh: Warehouse,
-    table: str,
     spool_files: list[str],
     stage: Path,
     ds: date,
     sorted_by_role: dict[str, np.ndarray],
     models: list[PinnedModel],
     run: RunRows,
-) -> int:
-    """One predictions Parquet file per spool file, written by the tasks, then one commit
-    replacing `ds`; returns the table version."""
+) -> Path:
+    """One predictions Parquet file per spool file, written by the tasks under
+    `stage`/ds=<ds> (percentile against the broadcast sorted scores); returns that folder."""
     folder = stage / f"ds={format_partition_value(ds)}"
     roles = [RoleRows(m.role, m.model.name, m.model.version, m.model.run_id) for m in models]
     writer = PredictionWriter(str(folder), spark.sparkContext.broadcast(sorted_by_role), roles, run)
@@ -195,6 +194,13 @@ def write_predictions(
         spark.sparkContext.parallelize(rows, max(1, len(rows))), FILES_SCHEMA
     )
     files.mapInArrow(writer, FILES_SCHEMA).collect()
+    return folder
+
+
+def commit_predictions(
+    spark: SparkSession, wh: Warehouse, table: str, stage: Path, folder: Path, ds: date
+) -> int:
+    """Replace `ds` in the predictions table with the staged files; returns the version."""
     if not wh.exists(table):
         # Created from the contract first, so the table keeps PREDICTIONS' NOT NULLs.
         wh.append(table, spark.createDataFrame([], PREDICTIONS), partition_by=["ds"])
@@ -329,17 +335,19 @@ def score_date(
             drift.raise_if(fail_on)
 
         with _timed(timings, "write"):
-            # Percentile + Parquet in the tasks (from the spool), one Delta commit.
-            predictions_version = write_predictions(
+            # Percentile + Parquet in the tasks, from the spool: no second read or predict.
+            folder = stage_predictions(
                 spark,
-                wh,
-                tables.predictions,
                 spool_files,
                 stage,
                 ds,
                 sorted_by_role,
                 models,
                 RunRows(features_version, scored_at, flow_run_id),
+            )
+        with _timed(timings, "commit"):
+            predictions_version = commit_predictions(
+                spark, wh, tables.predictions, stage, folder, ds
             )
     finally:
         shutil.rmtree(stage, ignore_errors=True)
