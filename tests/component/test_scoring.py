@@ -217,3 +217,35 @@ def test_cli_score_fail_on_exit_code_and_sql(spark, settings, env, first_runs, c
     assert cli.main(["--config", config, "sql", query]) == 0
     out = capsys.readouterr().out
     assert re.search(rf"\|champion\s*\|{CUSTOMERS}\|", out), out
+
+
+def test_staged_file_with_wrong_types_is_refused(spark, settings, first_runs):
+    """commit_parquet checks each file against the table (deltalake itself would not)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from scorehouse.scoring.batch import predictions_file_schema
+
+    wh = Warehouse.from_settings(spark, settings)
+    before = wh.version("predictions")
+    good = predictions_file_schema()
+    wrong = good.set(good.get_field_index("score"), pa.field("score", pa.string()))
+    stage = wh.staging_dir("predictions")
+    folder = stage / f"ds={D1.isoformat()}"
+    folder.mkdir(parents=True)
+    row = {name: [None] for name in wrong.names} | {
+        "customer_id": [1],
+        "score": ["0.5"],
+        "percentile": [1.0],
+        "model_name": ["m"],
+        "model_version": ["1"],
+        "model_role": ["champion"],
+        "mlflow_run_id": ["r"],
+        "features_version": [0],
+        "scored_at": [pd.Timestamp("2025-06-01", tz="UTC")],
+    }
+    pq.write_table(pa.table(row, schema=wrong), folder / "part-0.parquet")
+    with pytest.raises(ValidationError, match=r"part-0.parquet.*score: string \(table: double\)"):
+        wh.commit_parquet("predictions", stage, mode="overwrite", replace_partitions={"ds": [D1]})
+    assert wh.version("predictions") == before
+    assert not stage.exists()

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import xgboost as xgb
-from pyspark.sql.types import FloatType, LongType, StringType, StructField, StructType
+from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from scorehouse.features.registry import to_matrix
 from scorehouse.schemas import PREDICTIONS
@@ -38,14 +38,6 @@ class ModelSpec:
 
 def score_column(role: str) -> str:
     return f"score_{role}"
-
-
-def scored_schema(roles: Sequence[str]) -> StructType:
-    """customer_id plus one float32 score column per role (xgboost predicts float32)."""
-    return StructType(
-        [StructField(ENTITY, LongType(), True)]
-        + [StructField(score_column(r), FloatType(), True) for r in roles]
-    )
 
 
 # What a scoring or writing task reports back: one file it wrote and its row count.
@@ -148,14 +140,24 @@ def predictions_table(
     role: RoleRows,
     run: RunRows,
 ) -> pa.Table:
-    """One role's predictions rows (without ds): score widened to double, percentile."""
+    """One role's predictions rows (without ds): score widened to double, percentile.
+
+    The constant string columns are dictionary-encoded (one value, an int8 index per
+    row): building and writing them costs next to nothing, and a Parquet file written
+    without the Arrow schema (PredictionWriter) reads back as plain strings.
+    """
     n = len(scores)
     schema = predictions_file_schema()
     scored_at = run.scored_at.astimezone(UTC)
+    index = pa.array(np.zeros(n, dtype=np.int8))
 
     def const(value: object, name: str) -> pa.Array:
         kind = schema.field(name).type
-        return pa.nulls(n, kind) if value is None else pa.repeat(pa.scalar(value, kind), n)
+        if value is None:
+            return pa.nulls(n, kind)
+        if kind == pa.string():
+            return pa.DictionaryArray.from_arrays(index, pa.array([value], kind))
+        return pa.repeat(pa.scalar(value, kind), n)
 
     columns = {
         ENTITY: ids,
@@ -169,7 +171,9 @@ def predictions_table(
         "scored_at": const(scored_at, "scored_at"),
         "flow_run_id": const(run.flow_run_id, "flow_run_id"),
     }
-    return pa.table([columns[name] for name in schema.names], schema=schema)
+    arrays = [columns[name] for name in schema.names]
+    fields = [f.with_type(a.type) for f, a in zip(schema, arrays, strict=True)]
+    return pa.table(arrays, schema=pa.schema(fields))
 
 
 # Boosters rebuilt once per Python worker and broadcast, not once per task or batch.
@@ -274,9 +278,8 @@ class PredictionWriter:
                 ids = scored.column(ENTITY)
                 path = os.path.join(self.folder, f"part-{uuid.uuid4().hex}.zstd.parquet")
                 rows = 0
-                with pq.ParquetWriter(
-                    path, predictions_file_schema(), compression="zstd"
-                ) as writer:
+                writer: pq.ParquetWriter | None = None
+                try:
                     for role in self.roles:
                         column = scored.column(score_column(role.role))
                         scores = column.to_numpy(zero_copy_only=False).astype(
@@ -285,8 +288,17 @@ class PredictionWriter:
                         table = predictions_table(
                             ids, scores, sorted_scores[role.role], role, self.run
                         )
+                        if writer is None:
+                            # No Arrow schema in the file: readers see the Parquet
+                            # types (plain strings), exactly the table's.
+                            writer = pq.ParquetWriter(
+                                path, table.schema, compression="zstd", store_schema=False
+                            )
                         writer.write_table(table, row_group_size=self.row_group_rows)
                         rows += table.num_rows
+                finally:
+                    if writer is not None:
+                        writer.close()
                 yield pa.RecordBatch.from_pydict(
                     {"path": [path], "rows": [rows]}, schema=_FILES_ARROW
                 )
