@@ -1,18 +1,23 @@
-"""Distributed (xgboost.spark on local[*]) vs single-node (xgboost.train) training.
+"""Distributed training as `scorehouse train` runs it vs single-node `xgboost.train`.
 
     python bench/train.py --rows 1000000 5000000 [--rounds 100] [--variants ...]
 
 Both sides start from the same Parquet training set (synthesized here: the registry's
-features, nulls where the feature SQL leaves them, a planted signal) and train the same
-booster parameters for a fixed number of rounds on the same time split. Each variant
+features, nulls where the feature SQL leaves them, a planted signal), use the product's
+booster parameters (`xgb_params` under default settings), the same time split, the same
+round limit and early stopping, and the same cores (single-node nthread = Spark's
+cores = num_workers). `distributed` calls the library's own functions (`prepare`,
+`lay_out`, `fit_rows`, `fit_distributed`); `single` calls `fit_single_node`. Each variant
 runs in its own process; wall time covers reading the data through a trained booster;
-peak memory is the largest RSS of the process tree (driver, JVM, Python workers),
-sampled every 50 ms. Results: a table on stdout and bench/results/train.json.
+the distributed stages come from timestamps taken inside xgboost.spark's fit (driver and
+barrier tasks). Peak memory is the largest RSS of the process tree (driver, JVM, Python
+workers), sampled every 50 ms. Results: a table on stdout and bench/results/train.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -28,7 +33,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scorehouse.features.registry import feature_names, load_registry, to_matrix
+from scorehouse.settings import load_settings
 from scorehouse.training.metrics import roc_auc
+from scorehouse.training.splits import SplitPlan, split_column
+from scorehouse.training.train import TrainOptions, fit_single_node, xgb_params
 
 HERE = Path(__file__).resolve().parent
 WEEKS = 20
@@ -36,14 +44,7 @@ START = date(2025, 1, 6)
 VALID_WEEKS = (16, 17)  # weeks 18, 19 are test
 TEST_START = START + timedelta(weeks=18)
 VALID_START = START + timedelta(weeks=16)
-VARIANTS = (
-    "single",
-    "spark_naive",
-    "spark_lean",
-    "spark_cached",
-    "probe_barrier",
-    "probe_convert",
-)
+VARIANTS = ("single", "distributed", "distributed_previous", "probe_barrier")
 
 
 # ----------------------------------------------------------------------------- data
@@ -151,17 +152,24 @@ def _tree_usage(root: int) -> tuple[int, dict[int, float]]:
 
 # ----------------------------------------------------------------------------- variants
 
+# The bench's time split, in the product's own terms (weeks 0-15 train, 16-17 valid,
+# 18-19 test, no gap).
+PLAN = SplitPlan(
+    train_end=VALID_START - timedelta(days=1),
+    valid_start=VALID_START,
+    valid_end=TEST_START - timedelta(days=1),
+    test_start=TEST_START,
+)
+TRACE_LOG = "/tmp/scorehouse-bench-train-trace.jsonl"
 
-def params(rounds: int) -> dict[str, Any]:
-    return {
-        "objective": "binary:logistic",
-        "eval_metric": "logloss",
-        "learning_rate": 0.1,
-        "max_depth": 6,
-        "tree_method": "hist",
-        "max_bin": 256,
-        "seed": 7,
-    }
+
+def params() -> dict[str, Any]:
+    """The product's booster parameters under default settings (what `scorehouse train` uses)."""
+    return xgb_params(load_settings(environ={}), TrainOptions(), 1.0)
+
+
+def early_stopping_rounds() -> int:
+    return load_settings(environ={}).model.early_stopping_rounds
 
 
 def _test_auc(booster: Any, data: Path) -> float:
@@ -174,8 +182,8 @@ def _test_auc(booster: Any, data: Path) -> float:
 
 
 def run_single(data: Path, rounds: int, cores: int) -> dict[str, Any]:
-    import xgboost as xgb
-
+    """The product's single-node baseline (`fit_single_node`: to_matrix → QuantileDMatrix →
+    xgboost.train with early stopping), nthread = the cores Spark has."""
     names = feature_names()
     t0 = time.perf_counter()
     table = pq.read_table(
@@ -183,33 +191,22 @@ def run_single(data: Path, rounds: int, cores: int) -> dict[str, Any]:
     )
     pdf = table.to_pandas()
     valid = (pdf["as_of"] >= VALID_START).to_numpy()
-    x = to_matrix(pdf, names)
-    y = pdf["label"].to_numpy()
+    train_pdf = pdf[~valid].reset_index(drop=True)
+    valid_pdf = pdf[valid].reset_index(drop=True)
     t_read = time.perf_counter()
-    dtrain = xgb.QuantileDMatrix(x[~valid], label=y[~valid], max_bin=256, feature_names=names)
-    dvalid = xgb.QuantileDMatrix(x[valid], label=y[valid], ref=dtrain, feature_names=names)
-    t_dm = time.perf_counter()
-    booster = xgb.train(
-        {**params(rounds), "nthread": cores},
-        dtrain,
-        rounds,
-        evals=[(dvalid, "v")],
-        verbose_eval=False,
+    booster = fit_single_node(
+        train_pdf, valid_pdf, names, params(), rounds, early_stopping_rounds(), nthread=cores
     )
     t_fit = time.perf_counter()
     return {
         "seconds": t_fit - t0,
-        "stages": {
-            "read_to_matrix": t_read - t0,
-            "quantile_dmatrix": t_dm - t_read,
-            "boost": t_fit - t_dm,
-        },
+        "stages": {"read_to_pandas": t_read - t0, "fit": t_fit - t_read},
+        "trees": booster.num_boosted_rounds(),
         "test_auc": _test_auc(booster, data),
     }
 
 
 def _spark(cores: int) -> Any:
-    from scorehouse.settings import load_settings
     from scorehouse.spark import get_spark
 
     settings = load_settings(
@@ -219,53 +216,53 @@ def _spark(cores: int) -> Any:
             "SCOREHOUSE_SPARK__CONF": json.dumps({"spark.driver.memory": "8g"}),
         }
     )
-    return get_spark(settings, app_name="bench-train")
+    return get_spark(settings, app_name="bench-train"), settings
 
 
-def run_spark(data: Path, rounds: int, cores: int, mode: str) -> dict[str, Any]:
-    """mode: naive (VectorAssembler, xgboost's own repartition), lean (float columns,
-    one repartition to num_workers), cached (lean + cache and count before fit)."""
+def run_distributed(data: Path, rounds: int, cores: int, previous: bool) -> dict[str, Any]:
+    """What `scorehouse train` runs: prepare → time split → `lay_out` → persist → the split
+    counts (which fill the cache) → `fit_distributed(fit_rows(...))` with num_workers = the
+    cores Spark has. `previous`: the path before (no layout, xgboost.spark's own
+    round-robin repartition and its label-counting job), for a ratio within one run."""
     from pyspark.sql import functions as F
-    from xgboost.spark import SparkXGBClassifier
+
+    import scorehouse.training.train as tt
 
     names = feature_names()
-    spark = _spark(cores)
+    spark, settings = _spark(cores)
+    workers = tt.num_workers(spark, settings)
+    if previous:
+        tt.BinaryXGBClassifier = tt.SparkXGBClassifier  # type: ignore[misc]
+    trace = _Trace()
     t0 = time.perf_counter()
-    df = spark.read.parquet(str(data)).where(F.col("as_of") < F.lit(TEST_START))
-    df = df.withColumn("is_valid", F.col("as_of") >= F.lit(VALID_START))
-    common = {
-        "label_col": "label",
-        "validation_indicator_col": "is_valid",
-        "num_workers": cores,
-        "n_estimators": rounds,
-        "missing": float("nan"),
-        "verbose": False,
-        **{k: v for k, v in params(rounds).items() if k != "objective"},
-    }
-    if mode in ("lean", "cached"):
-        # Float columns, no vector, one partition per worker (shuffled once, so every
-        # worker holds train and validation rows; xgboost then skips its own repartition).
-        df = df.select("label", "is_valid", *[F.col(n).cast("float").alias(n) for n in names])
-        df = df.repartition(cores)
-        if mode == "cached":  # the label-count pass and the training pass read memory
-            df = df.cache()
-            df.count()
-        est = SparkXGBClassifier(features_col=names, feature_names=names, **common)
-    else:
-        from pyspark.ml.feature import VectorAssembler
-
-        df = VectorAssembler(inputCols=names, outputCol="features", handleInvalid="keep").transform(
-            df
-        )
-        est = SparkXGBClassifier(features_col="features", force_repartition=True, **common)
+    df = tt.prepare(spark.read.parquet(str(data)), names, None, 0)
+    df = df.withColumn("split", split_column(PLAN)).where(F.col("split").isNotNull())
+    df = (df if previous else tt.lay_out(df, workers)).persist()
+    counts = {r["split"]: r["count"] for r in df.groupBy("split").count().collect()}
     t_prep = time.perf_counter()
-    model = est.fit(df)
+    trace.mark("fit_start")
+    _, booster = tt.fit_distributed(
+        spark,
+        tt.fit_rows(df),
+        names,
+        params(),
+        rounds,
+        early_stopping_rounds(),
+        workers,
+        force_repartition=previous,
+    )
     t_fit = time.perf_counter()
-    booster = model.get_booster()
-    booster.feature_names = names
+    trace.mark("fit_end")
     out = {
         "seconds": t_fit - t0,
-        "stages": {"prepare": t_prep - t0, "fit": t_fit - t_prep},
+        "stages": {
+            "read_layout_cache_count": t_prep - t0,
+            "fit": t_fit - t_prep,
+            **trace.stages(),
+        },
+        "workers": workers,
+        "split_rows": counts,
+        "trees": booster.num_boosted_rounds(),
         "test_auc": _test_auc(booster, data),
     }
     spark.stop()
@@ -273,60 +270,174 @@ def run_spark(data: Path, rounds: int, cores: int, mode: str) -> dict[str, Any]:
 
 
 def run_probe_barrier(data: Path, rounds: int, cores: int) -> dict[str, Any]:
-    """Fixed cost of a fit: barrier stage, Python workers, tracker, on 2k rows and 1 round."""
+    """Fixed cost of the product's fit: `fit_distributed` on 2k laid-out cached rows, 1 round."""
     from pyspark.sql import functions as F
-    from xgboost.spark import SparkXGBClassifier
+
+    import scorehouse.training.train as tt
 
     names = feature_names()
-    spark = _spark(cores)
-    df = spark.read.parquet(str(data)).limit(2000)
-    df = (
-        df.select("label", *[F.col(n).cast("float").alias(n) for n in names])
-        .repartition(cores)
-        .cache()
-    )
+    spark, settings = _spark(cores)
+    workers = tt.num_workers(spark, settings)
+    df = tt.prepare(spark.read.parquet(str(data)).limit(2000), names, None, 0)
+    df = df.withColumn("split", F.when(F.rand(1) < 0.2, "valid").otherwise("train"))
+    df = tt.lay_out(df, workers).persist()
     df.count()
+    trace = _Trace()
     t0 = time.perf_counter()
-    SparkXGBClassifier(features_col=names, num_workers=cores, n_estimators=1).fit(df)
-    out = {"seconds": time.perf_counter() - t0, "stages": {}, "test_auc": None}
+    trace.mark("fit_start")
+    tt.fit_distributed(spark, tt.fit_rows(df), names, params(), 1, 1, workers, False)
+    trace.mark("fit_end")
+    out = {"seconds": time.perf_counter() - t0, "stages": trace.stages(), "test_auc": None}
     spark.stop()
     return out
 
 
-def run_probe_convert(data: Path, rounds: int, cores: int) -> dict[str, Any]:
-    """Data conversion alone: Parquet → Spark → Arrow → pandas → float32 matrix in workers."""
-    from pyspark.sql import functions as F
+# ----------------------------------------------------------------------------- trace
 
-    names = feature_names()
-    spark = _spark(cores)
 
-    def convert(batches: Any) -> Any:
-        import pandas as pd
+class _Trace:
+    """Timestamps from inside xgboost.spark's fit, driver and barrier tasks alike.
 
-        rows = 0
-        for pdf in batches:
-            rows += to_matrix(pdf, names).shape[0]
-        yield pd.DataFrame({"rows": [rows]})
+    Wraps (with the wrapped signatures kept, which xgboost.spark inspects) the functions
+    its training closure calls; being defined in this script, the wrappers travel to the
+    Python workers by value and append to a shared file. Costs a few file writes.
+    """
 
-    t0 = time.perf_counter()
-    df = spark.read.parquet(str(data)).where(F.col("as_of") < F.lit(TEST_START))
-    df = df.select("label", *[F.col(n).cast("float").alias(n) for n in names]).repartition(cores)
-    total = df.mapInPandas(convert, "rows long").agg(F.sum("rows")).first()[0]
-    out = {"seconds": time.perf_counter() - t0, "stages": {"rows": total}, "test_auc": None}
-    spark.stop()
-    return out
+    def __init__(self) -> None:
+        import xgboost.spark.core as core
+
+        if os.path.exists(TRACE_LOG):
+            os.remove(TRACE_LOG)
+        est = core._SparkXGBEstimator
+        for name in ("_get_distributed_train_params", "_get_tracker_args"):
+            setattr(est, name, _driver_span(getattr(est, name), name))
+        core._can_use_qdm = _worker_mark(core._can_use_qdm, "barrier_passed")
+        core.create_dmatrix_from_partitions = _worker_span(
+            core.create_dmatrix_from_partitions, "dmatrix"
+        )
+        core.worker_train = _worker_span(core.worker_train, "boost")
+        core.CommunicatorContext = _traced_context(core.CommunicatorContext)
+
+    def mark(self, event: str) -> None:
+        _log(event, time.time(), time.time())
+
+    def stages(self) -> dict[str, float]:
+        """Seconds per part of the fit (the slowest worker where both do the same thing)."""
+        ev: dict[str, list[dict[str, Any]]] = {}
+        with open(TRACE_LOG) as fh:
+            for line in fh:
+                r = json.loads(line)
+                ev.setdefault(r["ev"], []).append(r)
+
+        def first(name: str, key: str = "start") -> float:
+            return min(r[key] for r in ev[name])
+
+        def last(name: str, key: str = "end") -> float:
+            return max(r[key] for r in ev[name])
+
+        out = {
+            # prepare_input + the label count + the tracker, on the driver
+            "fit_driver_before_job": last("_get_tracker_args") - first("fit_start"),
+            "fit_label_count": last("_get_distributed_train_params")
+            - first("_get_distributed_train_params"),
+            # task launch, Python worker fork, imports, the first barrier
+            "fit_worker_start": last("barrier_passed") - last("_get_tracker_args"),
+            "fit_worker_process_to_barrier": max(
+                r["start"] - r["proc_start"] for r in ev["barrier_passed"]
+            ),
+            # allGather, collective init
+            "fit_collective_init": first("dmatrix") - last("barrier_passed"),
+            # Arrow → pandas, train/valid split, QuantileDMatrix sketch (1 thread per worker)
+            "fit_dmatrix": max(r["end"] - r["start"] for r in ev["dmatrix"]),
+            "fit_dmatrix_wait_first_batch": max(r["first"] - r["start"] for r in ev["dmatrix"]),
+            "fit_boost": max(r["end"] - r["start"] for r in ev["boost"]),
+            "fit_after_boost": first("fit_end") - last("boost"),
+            # leaving the collective (tracker shutdown handshake)
+            "fit_collective_exit": last("collective_exit") - last("boost"),
+            # barrier, booster to the driver, sklearn wrapper, best-iteration slice
+            "fit_result_to_driver": first("fit_end") - last("collective_exit"),
+        }
+        return {k: round(v, 3) for k, v in out.items()}
+
+
+def _log(event: str, start: float, end: float, **extra: float) -> None:
+    with open(TRACE_LOG, "a") as fh:
+        fh.write(json.dumps({"ev": event, "start": start, "end": end, **extra}) + "\n")
+
+
+def _proc_start() -> float:
+    """Epoch seconds at which this process started (a forked Python worker: its fork)."""
+    with open("/proc/self/stat") as fh:
+        ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/stat") as fh:
+        boot = next(int(line.split()[1]) for line in fh if line.startswith("btime"))
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _driver_span(fn: Any, name: str) -> Any:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t = time.time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _log(name, t, time.time())
+
+    return wrapper
+
+
+def _worker_mark(fn: Any, name: str) -> Any:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t = time.time()
+        _log(name, t, t, proc_start=_proc_start())
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _traced_context(base: Any) -> Any:
+    class TracedContext(base):  # type: ignore[misc,valid-type]
+        def __exit__(self, *args: Any) -> Any:
+            t = time.time()
+            try:
+                return base.__exit__(self, *args)
+            finally:
+                _log("collective_exit", t, time.time())
+
+    return TracedContext
+
+
+def _worker_span(fn: Any, name: str) -> Any:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t = time.time()
+        first = [t]
+        if "iterator" in kwargs:  # time until Spark hands over the first Arrow batch
+
+            def watch(batches: Any) -> Any:
+                for i, batch in enumerate(batches):
+                    if i == 0:
+                        first[0] = time.time()
+                    yield batch
+
+            kwargs["iterator"] = watch(kwargs["iterator"])
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _log(name, t, time.time(), first=first[0])
+
+    return wrapper
 
 
 def run_one(variant: str, data: Path, rounds: int, cores: int) -> dict[str, Any]:
     with PeakRss() as mem:
         if variant == "single":
             result = run_single(data, rounds, cores)
-        elif variant.startswith("spark_"):
-            result = run_spark(data, rounds, cores, variant.removeprefix("spark_"))
-        elif variant == "probe_barrier":
-            result = run_probe_barrier(data, rounds, cores)
+        elif variant.startswith("distributed"):
+            result = run_distributed(data, rounds, cores, previous=variant.endswith("_previous"))
         else:
-            result = run_probe_convert(data, rounds, cores)
+            result = run_probe_barrier(data, rounds, cores)
     return {**result, "peak_rss_mb": mem.peak / 2**20, "cpu_seconds": mem.cpu_seconds}
 
 
@@ -410,7 +521,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 HEADER = (
-    f"{'rows':>10} {'variant':<14} {'wall s':>7} {'x single':>8} {'CPU s':>7} "
+    f"{'rows':>10} {'variant':<20} {'wall s':>7} {'x single':>8} {'CPU s':>7} "
     f"{'x single':>8} {'peak MB':>8} {'test AUC':>8}"
 )
 
@@ -418,7 +529,7 @@ HEADER = (
 def _row(r: dict[str, Any]) -> str:
     vs, cvs, auc = r.get("vs_single"), r.get("cpu_vs_single"), r.get("test_auc")
     return (
-        f"{r['rows']:>10,} {r['variant']:<14} {r['seconds']:>7.1f} "
+        f"{r['rows']:>10,} {r['variant']:<20} {r['seconds']:>7.1f} "
         f"{(f'{vs:.2f}' if vs else '-'):>8} {r['cpu_seconds']:>7.1f} "
         f"{(f'{cvs:.2f}' if cvs else '-'):>8} {r['peak_rss_mb']:>8.0f} "
         f"{(f'{auc:.4f}' if auc else '-'):>8}"

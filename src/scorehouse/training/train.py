@@ -76,7 +76,9 @@ class TrainOptions:
     num_boost_round: int | None = None  # None: settings.model.num_boost_round
     single_node_baseline: bool = True
     baseline_max_rows: int = 5_000_000  # sample the single-node baseline's training rows above this
-    force_repartition: bool = True
+    # The rows are already laid out one partition per worker (`lay_out`); True makes
+    # xgboost.spark shuffle them once more at fit time.
+    force_repartition: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,36 @@ def xgb_params(
     }
 
 
+def lay_out(data: DataFrame, num_workers: int) -> DataFrame:
+    """One partition per worker, rows spread by a hash of their key.
+
+    Done once before the data is cached, so that the fit reads its partitions as they
+    are (no shuffle at fit time); hashing mixes every as_of date, and so train and
+    validation rows, into every partition, and needs no sort, unlike a round-robin split.
+    """
+    return data.repartition(num_workers, "customer_id", "as_of")
+
+
+def fit_rows(data: DataFrame) -> DataFrame:
+    """Train and validation rows of a split frame, `is_valid` marking early-stopping rows."""
+    return data.where(F.col("split").isin("train", "valid")).withColumn(
+        "is_valid", F.col("split") == "valid"
+    )
+
+
+class BinaryXGBClassifier(SparkXGBClassifier):
+    """SparkXGBClassifier for 0/1 labels, without the label-counting pass.
+
+    xgboost.spark runs a whole Spark job (`countDistinct(label)` over the input and its
+    repartition) only to choose between binary and multi-class. Labels here are 0/1 by
+    construction (`prepare` casts them, `_train` checks that both classes occur), so the
+    count is asked of no rows and the objective stays binary:logistic.
+    """
+
+    def _get_distributed_train_params(self, dataset: DataFrame) -> dict[str, Any]:
+        return super()._get_distributed_train_params(dataset.limit(0))
+
+
 def fit_distributed(
     spark: SparkSession,
     frame: DataFrame,
@@ -136,18 +168,20 @@ def fit_distributed(
     num_workers: int,
     force_repartition: bool = True,
 ) -> tuple[SparkXGBClassifierModel, xgb.Booster]:
-    """SparkXGBClassifier on rows of `frame` (`is_valid` marks early-stopping rows).
+    """SparkXGBClassifier on rows of `frame` (`is_valid` marks early-stopping rows, labels 0/1).
 
+    With `force_repartition=False` a frame of exactly `num_workers` partitions (see
+    `lay_out`) is trained as it is; any other count is repartitioned by xgboost.spark.
     Returns the Spark model and its booster cut at the best iteration, so that a plain
     `inplace_predict` gives what the Spark model's transform gives.
     """
-    estimator = SparkXGBClassifier(
+    estimator = BinaryXGBClassifier(
         features_col=names,  # a list of columns: no VectorAssembler, dense float input
         label_col="label",
         validation_indicator_col="is_valid",
         num_workers=num_workers,
-        # Train and validation rows arrive interleaved; a fresh round-robin split keeps
-        # every worker holding both (xgboost.spark recommends it with a validation column).
+        # Every worker must hold both train and validation rows: either the caller laid
+        # the rows out (`lay_out`) or xgboost.spark splits them round-robin here.
         force_repartition=force_repartition,
         n_estimators=rounds,
         early_stopping_rounds=early_stopping_rounds,
@@ -235,7 +269,7 @@ def train_model(
     data = prepare(df, names, as_of, settings.model.horizon_days)
     plan = plan_split(rows_per_date(data), spec)
     data = data.withColumn("split", split_column(plan)).where(F.col("split").isNotNull())
-    data = data.persist()
+    data = lay_out(data, num_workers(spark, settings)).persist()
     try:
         result = _train(spark, settings, data, source, as_of, options, spec, plan, names, rounds)
     finally:
@@ -289,12 +323,9 @@ def _train(
     workers = num_workers(spark, settings)
 
     started = time.perf_counter()
-    fit_frame = data.where(F.col("split").isin("train", "valid")).withColumn(
-        "is_valid", F.col("split") == "valid"
-    )
     spark_model, booster = fit_distributed(
         spark,
-        fit_frame,
+        fit_rows(data),
         names,
         params,
         rounds,
