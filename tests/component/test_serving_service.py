@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
@@ -166,3 +167,23 @@ def test_http_lookups_hits_fallbacks_batch_health_and_metrics(
         assert 'scorehouse_lookups_total{source="cache"}' in metrics
         assert 'scorehouse_lookups_total{source="fallback"}' in metrics
         assert "scorehouse_invalid_ids_total 1.0" in metrics
+
+
+def test_http_lookup_body_is_the_clients_result_and_the_route_stays_documented(
+    service: tuple[str, xgb.Booster], cfg: Settings
+) -> None:
+    base, _ = service
+    with httpx.Client(base_url=base, timeout=5) as http, Client(cfg) as client:
+        response = http.get("/v1/scores/10")
+        expected = client.get(10).to_dict()
+        body = response.json()
+        schema = http.get("/openapi.json").json()
+    assert response.headers["content-type"] == "application/json"
+    # staleness_s is measured at lookup time; everything else must be identical.
+    assert isinstance(body.pop("staleness_s"), float)
+    expected.pop("staleness_s")
+    assert body == expected
+    assert "get" in schema["paths"]["/v1/scores/{entity_id}"]
+    assert "post" in schema["paths"]["/v1/scores:batch"]
+    # The app's startup moved the objects alive then out of the collector's passes.
+    assert gc.get_freeze_count() > 0

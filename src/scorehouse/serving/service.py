@@ -167,7 +167,10 @@ async def _freeze_startup_objects(app: FastAPI) -> AsyncIterator[None]:
     # (measured during a lookup run). Frozen objects are skipped by every collection.
     gc.collect()
     gc.freeze()
-    yield
+    try:
+        yield
+    finally:
+        gc.unfreeze()  # an app stopped inside a longer-lived process (tests) gives them back
 
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
