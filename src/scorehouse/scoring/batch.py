@@ -51,10 +51,10 @@ _FILES_ARROW = pa.schema([("path", pa.string()), ("rows", pa.int64())])
 
 # Rows per row group of a predictions file: few, large row groups for the readers.
 ROW_GROUP_ROWS = 1 << 20
-# Rows ranked at a time: the sort and scatter of a chunk stay in the CPU cache, and the
-# chunk's sorted scores walk the day's sorted array in order (random probes of a
-# 20 MB array per entity cost several times more; docs/benchmarks.md "Scoring").
-RANK_CHUNK = 1 << 16
+# Rows ranked at a time: each chunk is sorted, so its searches walk the day's sorted
+# array in order; random probes of that 20 MB array cost 3-4x more at 5M scores, and
+# smaller chunks (4k-16k) lose most of the gain (docs/benchmarks.md "Scoring").
+RANK_CHUNK = 1 << 18
 
 
 def load_booster(raw: bytes, nthread: int) -> xgb.Booster:
