@@ -1,6 +1,6 @@
 """Redis load benchmark: publish N predictions vs `redis-cli --pipe` fed the same HSETs.
 
-    python bench/redis_load.py --rows 5000000 [--max-keys-per-second N [--limited-batch-size F]]
+    python bench/redis_load.py --rows 5000000 [--max-keys-per-second N [--limited-batch-size F,...]]
 
 Prints a table and writes bench/results/redis_load.json: entities/s of the loader's load
 stage and end to end; the same commands (the loader's 100-field HSETs) through `redis-cli
@@ -240,9 +240,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--limited-batch-size",
-        type=int,
         default=None,
-        help="redis.batch_size (fields per send) of the rate-limited publish (default: settings)",
+        help="redis.batch_size (fields per send) of the rate-limited publish (default: "
+        "settings); a comma-separated list runs one rate-limited publish per value",
     )
     parser.add_argument(
         "--priority",
@@ -310,17 +310,20 @@ def main() -> None:
 
         # 3. publish generation 2 while a reader process runs: latency, misses, mixed reads;
         # then, with --max-keys-per-second, generation 3 (the first values again) throttled.
-        limited = settings.model_copy(
-            update={
-                "redis": settings.redis.model_copy(
-                    update={
-                        "max_keys_per_second": args.max_keys_per_second,
-                        "batch_size": args.limited_batch_size or settings.redis.batch_size,
-                    }
-                )
-            }
-        )
-        info3 = None
+        sizes = [
+            int(v) for v in (args.limited_batch_size or str(settings.redis.batch_size)).split(",")
+        ]
+        limited = [
+            settings.model_copy(
+                update={
+                    "redis": settings.redis.model_copy(
+                        update={"max_keys_per_second": args.max_keys_per_second, "batch_size": b}
+                    )
+                }
+            )
+            for b in sizes
+        ]
+        limited_runs: list[dict[str, Any]] = []
         if args.priority:
             # Redis and the reader ahead of the host's other work: what a dedicated Redis host
             # gives (the loader's Spark tasks keep the default priority).
@@ -335,11 +338,15 @@ def main() -> None:
                     model_name="m", model_version="1",
                 )  # fmt: skip
             if args.max_keys_per_second:
-                with readers.during("publish_rate_limited"):
-                    info3 = loader.publish(
-                        spark, limited, ds=date(2026, 1, 17), scores=frames[0],
-                        model_name="m", model_version="1",
-                    )  # fmt: skip
+                for number, cfg in enumerate(limited):
+                    label = f"publish_rate_limited_{number}"
+                    with readers.during(label):
+                        info = loader.publish(
+                            spark, cfg, ds=date(2026, 1, 17 + number),
+                            scores=frames[number % 2], model_name="m", model_version="1",
+                        )  # fmt: skip
+                    limited_runs.append({"label": label, "batch_size": cfg.redis.batch_size,
+                                         "info": info})  # fmt: skip
             time.sleep(1)
 
         # 4. the pipe once more, last: the first load into a fresh server pays for growing
@@ -379,9 +386,15 @@ def main() -> None:
             "bytes_per_prediction": bytes_per,
             "reader_process_batch16_quiet_before": readers.percentiles("quiet_before"),
             "reader_process_batch16_during_publish": readers.percentiles("publish"),
-            "reader_process_batch16_during_rate_limited_publish": (
-                readers.percentiles("publish_rate_limited") if info3 else None
-            ),
+            "reader_process_batch16_during_rate_limited_publishes": [
+                {
+                    "batch_size_fields": run["batch_size"],
+                    **readers.percentiles(run["label"]),
+                    "load_stage_entities_per_s": run["info"].stats["entities_per_s"],
+                    "publish_s": run["info"].stats["total_s"],
+                }
+                for run in limited_runs
+            ],
             "reader_lookups": readers.result.get("reads"),
             "reader_missing": readers.result.get("missing"),
             "reader_mixed_batches": readers.result.get("mixed"),
@@ -390,11 +403,6 @@ def main() -> None:
             "readers_and_redis_priority": args.priority or "normal",
             "rate_limit_keys_per_s": args.max_keys_per_second,
             "batch_size_fields": settings.redis.batch_size,
-            "rate_limited_batch_size_fields": limited.redis.batch_size,
-            "rate_limited_publish_load_stage_entities_per_s": (
-                info3.stats["entities_per_s"] if info3 else None
-            ),
-            "rate_limited_publish_s": info3.stats["total_s"] if info3 else None,
             "load_average_before": " ".join(f"{x:.2f}" for x in load_before),
             "load_average_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         }
