@@ -11,9 +11,10 @@
 -- Snapshots are daily and as-of dates are dates, so the rule is two equi-joins on
 -- (customer_id, ds) instead of a range join or a sort per customer: most rows have the
 -- snapshot of their own as-of date; only the rest look back over the older days of
--- their TTL (at most ttl_days candidate days each), newest found wins. The small sides
--- are broadcast, so the snapshot keys are scanned (only the days a row can read: the
--- broadcast dates prune the ds partitions) and never shuffled or sorted.
+-- their TTL (at most ttl_days candidate days each), newest found wins. The look-back
+-- side (rows without an exact-day snapshot) is small and broadcast; the exact-day
+-- match is left to the planner (a broadcast of a million snapshot keys through the
+-- driver cost more than shuffling them at 1M labels).
 WITH as_of_days AS (
   SELECT DISTINCT as_of AS ds
   FROM ${labels}
@@ -24,7 +25,7 @@ exact AS (
   LEFT SEMI JOIN as_of_days d ON f.ds = d.ds
 ),
 labelled AS (
-  SELECT /*+ BROADCAST(e) */
+  SELECT
     l.customer_id, l.as_of, l.oldest_feature_ds, l.label,
     e.ds IS NOT NULL AS has_exact
   FROM ${labels} l
