@@ -239,6 +239,12 @@ def main() -> None:
         help="also publish a third generation with this rate limit while the readers run",
     )
     parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="redis.batch_size (fields per send) of the unthrottled publishes (default: settings)",
+    )
+    parser.add_argument(
         "--limited-batch-size",
         default=None,
         help="redis.batch_size (fields per send) of the rate-limited publish (default: "
@@ -259,9 +265,10 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
         RedisServer(Path(tmp) / "redis", maxmemory="8gb") as server,
     ):
-        settings = load_settings(
-            environ={"SCOREHOUSE_SPARK__PROFILE": "local", "SCOREHOUSE_REDIS__URL": server.url}
-        )
+        environ = {"SCOREHOUSE_SPARK__PROFILE": "local", "SCOREHOUSE_REDIS__URL": server.url}
+        if args.batch_size:
+            environ["SCOREHOUSE_REDIS__BATCH_SIZE"] = str(args.batch_size)
+        settings = load_settings(environ=environ)
         spark = get_spark(settings, app_name="bench-redis-load")
         rng = np.random.default_rng(7)
         first, second = rng.random(n), rng.random(n)
@@ -329,6 +336,11 @@ def main() -> None:
             # gives (the loader's Spark tasks keep the default priority).
             assert server.pid is not None
             prioritize(server.pid, args.priority)
+        # Commands that ran over 1 ms inside Redis while the readers ran (the loader's HSETs,
+        # verify's HLENs, cleanup's UNLINKs): what a reader can queue behind.
+        admin.config_set("slowlog-log-slower-than", 1000)
+        admin.config_set("slowlog-max-len", 100000)
+        admin.slowlog_reset()
         with Readers(server.url, n, args.priority) as readers:
             with readers.during("quiet_before"):
                 time.sleep(2)
@@ -348,6 +360,12 @@ def main() -> None:
                     limited_runs.append({"label": label, "batch_size": cfg.redis.batch_size,
                                          "info": info})  # fmt: skip
             time.sleep(1)
+
+        slow: dict[str, list[int]] = {}
+        for entry in admin.slowlog_get(100000):
+            name = entry["command"].split(b" ", 1)[0].decode().upper()
+            slow.setdefault(name, []).append(int(entry["duration"]))
+        slowlog = {k: {"n": len(v), "max_us": max(v)} for k, v in sorted(slow.items())}
 
         # 4. the pipe once more, last: the first load into a fresh server pays for growing
         # its memory, and a shared host's load drifts during a run.
@@ -395,6 +413,7 @@ def main() -> None:
                 }
                 for run in limited_runs
             ],
+            "redis_commands_over_1ms_during_readers": slowlog,
             "reader_lookups": readers.result.get("reads"),
             "reader_missing": readers.result.get("missing"),
             "reader_mixed_batches": readers.result.get("mixed"),
