@@ -155,7 +155,7 @@ def test_run_records_metrics_params_lineage_and_artifacts(
         "metrics.md",
     } <= report
     experiment = client.get_experiment(run.info.experiment_id)
-    assert experiment.artifact_location.endswith("mlartifacts")
+    assert experiment.artifact_location.endswith(str(module_settings.mlflow.artifact_location))
 
 
 def test_logged_model_pins_requirements_and_has_a_signature(
