@@ -3,13 +3,14 @@
     flock /tmp/scorehouse-bench.lock python bench/score.py [--customers 5000000]
         [--rounds 200] [--depth 6] [--no-parts] [--challenger] [--home DIR]
 
-The limit is measured in the same run: `inplace_predict` of the same rows, already in
-memory as one `to_matrix` float32 matrix, with the same booster and as many threads as
-Spark has cores. The stage is `score_date` with monitoring off (monitoring is timed
-separately) on a features snapshot written through `Warehouse`; its per-part times come
-from `ScoringRun.timings` (score = read + predict + spool, checks, write = percentile +
-Parquet in the tasks, commit). `--no-parts` skips the read-only passes that split the
-scoring pass into Parquet read / hand-off / predict; `--challenger` adds a shadow run.
+The limit is measured in the same run: the best of three `inplace_predict` calls on the
+same rows, already in memory as one `to_matrix` float32 matrix, with the same booster and
+as many threads as Spark has cores. The stage is `score_date` with monitoring off
+(monitoring is timed separately) on a features snapshot written through `Warehouse`;
+its per-part times come from `ScoringRun.timings` (score = read + predict + spool,
+checks, write = percentile + Parquet in the tasks, commit). `--no-parts` skips the
+read-only passes that split the scoring pass into Parquet read / hand-off / predict;
+`--challenger` adds a shadow run.
 Peak memory is the resident set of this process and all its children (JVM, Python
 workers), sampled every 0.2 s.
 """
@@ -253,9 +254,13 @@ def main() -> None:
     del table
     booster.set_param({"nthread": cores})
     booster.inplace_predict(matrix[:10_000], missing=np.nan)
-    started = time.perf_counter()
-    limit_scores = booster.inplace_predict(matrix, missing=np.nan)
-    limit_s = time.perf_counter() - started
+    # Best of three: the strictest reference (one run can lose seconds to the host).
+    limit_runs = []
+    for _ in range(3):
+        started = time.perf_counter()
+        limit_scores = booster.inplace_predict(matrix, missing=np.nan)
+        limit_runs.append(time.perf_counter() - started)
+    limit_s = min(limit_runs)
     assert len(limit_scores) == args.customers
     load_end = os.getloadavg()
 
@@ -270,6 +275,7 @@ def main() -> None:
         "load_average_start": [round(x, 2) for x in load_start],
         "load_average_end": [round(x, 2) for x in load_end],
         "limit_seconds": round(limit_s, 2),
+        "limit_runs_seconds": [round(x, 2) for x in limit_runs],
         "limit_rows_per_s": round(rows / limit_s),
         "stage_seconds": round(stage_s, 2),
         "stage_rows_per_s": round(rows / stage_s),
