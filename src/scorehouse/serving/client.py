@@ -231,12 +231,22 @@ class Client:
         info = live.info
         conn = self._conn()
         slots = [self._slot(info, i) for i in ids]
-        pipe = conn.pipeline(transaction=False)
-        for slot in slots:
-            if slot is not None:
-                pipe.hget(keys.score_key(self.ns, live.generation, slot.bucket), slot.field)
-        fetched = iter(pipe.execute())
-        raw = [next(fetched) if slot is not None else None for slot in slots]
+        raw: list[Any]
+        if len(slots) == 1:
+            # One id: a plain HGET, without a pipeline object's cost on the hot path.
+            only = slots[0]
+            raw = [
+                None
+                if only is None
+                else conn.hget(keys.score_key(self.ns, live.generation, only.bucket), only.field)
+            ]
+        else:
+            pipe = conn.pipeline(transaction=False)
+            for slot in slots:
+                if slot is not None:
+                    pipe.hget(keys.score_key(self.ns, live.generation, slot.bucket), slot.field)
+            fetched = iter(pipe.execute())
+            raw = [next(fetched) if slot is not None else None for slot in slots]
         results: list[Score | None] = [
             None
             if value is None
