@@ -194,7 +194,7 @@ def fit_distributed(
     # xgboost.spark splits every Arrow batch into train and validation rows and fails on
     # an empty split (KeyError 'values' with a feature-column list), which a partition's
     # last, short batch hits by chance. One batch per partition (no record limit) always
-    # holds both: the partitions are round-robin mixes of the two.
+    # holds both: every partition mixes the two (hashed by `lay_out`, or round-robin).
     key = "spark.sql.execution.arrow.maxRecordsPerBatch"
     before = spark.conf.get(key, "10000")  # Spark's default when the session sets none
     spark.conf.set(key, "0")
