@@ -55,6 +55,18 @@ def resp_stream(
     return b"".join(keys.resp_hsets(hash_keys, starts, fields, values))
 
 
+def latency_percentiles(seconds: list[float]) -> dict[str, float | None]:
+    """p50 and p99 in µs of latencies given in seconds, and their count."""
+    lat = np.array(seconds) * 1e6
+    if not len(lat):
+        return {"p50_us": None, "p99_us": None, "n": 0}
+    return {
+        "p50_us": float(np.percentile(lat, 50)),
+        "p99_us": float(np.percentile(lat, 99)),
+        "n": len(lat),
+    }
+
+
 class Probe:
     """One HGET of a small key every 0.5 ms on its own connection: what one lookup waits."""
 
@@ -81,14 +93,7 @@ class Probe:
         self.thread.join()
 
     def percentiles(self) -> dict[str, float | None]:
-        lat = np.array(self.latencies) * 1e6
-        if not len(lat):
-            return {"p50_us": None, "p99_us": None, "n": 0}
-        return {
-            "p50_us": float(np.percentile(lat, 50)),
-            "p99_us": float(np.percentile(lat, 99)),
-            "n": len(lat),
-        }
+        return latency_percentiles(self.latencies)
 
 
 def redis_cpu_s(client: redis.Redis) -> float:
@@ -219,14 +224,7 @@ class Readers:
 
     def percentiles(self, label: str) -> dict[str, float | None]:
         number = next(k for k, v in self.labels.items() if v == label)
-        lat = np.array(self.result.get("latencies", {}).get(number, [])) * 1e6
-        if not len(lat):
-            return {"p50_us": None, "p99_us": None, "n": 0}
-        return {
-            "p50_us": float(np.percentile(lat, 50)),
-            "p99_us": float(np.percentile(lat, 99)),
-            "n": len(lat),
-        }
+        return latency_percentiles(self.result.get("latencies", {}).get(number, []))
 
 
 def main() -> None:
