@@ -626,7 +626,7 @@ class Warehouse:
                 table, prepared, mode, partition_cols, replace_partitions, allow_new_columns
             )
         table_dir = Path(self.uri(table))
-        stage = table_dir / STAGING_DIR / uuid.uuid4().hex
+        stage = self.staging_dir(table)
         try:
             files = self._stage(prepared, stage, partition_cols, target)
             self._check_staged(table, files, target, partition_cols, replace_partitions)
@@ -642,9 +642,7 @@ class Warehouse:
                     allow_new_columns,
                 )
         finally:
-            shutil.rmtree(stage, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                (table_dir / STAGING_DIR).rmdir()  # only when no other writer is staging
+            _discard_stage(stage)
 
     def _stage(
         self,
@@ -705,9 +703,7 @@ class Warehouse:
                     allow_new_columns=False,
                 )
         finally:
-            shutil.rmtree(stage, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                (table_dir / STAGING_DIR).rmdir()  # only when no other writer is staging
+            _discard_stage(stage)
 
     def _check_staged(
         self,
@@ -868,7 +864,7 @@ class Warehouse:
         )
         # One task per partition value, so each partition ends as few files as possible.
         df = df.repartition(*[F.col(f"`{c}`") for c in part_cols]) if part_cols else df.coalesce(1)
-        stage = table_dir / STAGING_DIR / uuid.uuid4().hex
+        stage = self.staging_dir(table)
         try:
             files = self._stage(df, stage, part_cols, schema, rows_per_file)
             with commit_lock(table_dir):
@@ -880,9 +876,7 @@ class Warehouse:
                     )
                 return self._commit_rewrite(table, latest, stage, files, chosen, part_cols)
         finally:
-            shutil.rmtree(stage, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                (table_dir / STAGING_DIR).rmdir()
+            _discard_stage(stage)
 
     def _commit_rewrite(
         self,
@@ -1013,6 +1007,13 @@ class Warehouse:
             if not dry_run:
                 self._spark_delta_table(table).vacuum(float(retention_hours))
         return sorted(os.path.relpath(unquote(str(r[0]).removeprefix("file:")), uri) for r in rows)
+
+
+def _discard_stage(stage: Path) -> None:
+    """Removes a staging folder, and the staging root when no other writer is using it."""
+    shutil.rmtree(stage, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        stage.parent.rmdir()  # fails while another writer's folder is in it
 
 
 def _staged_files(
