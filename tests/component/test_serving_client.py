@@ -378,3 +378,25 @@ def test_read_only_user_can_read_scores_but_not_write(
         assert client.get(1234).source == "cache"
     finally:
         admin.acl_deluser("reader")
+
+
+def test_an_error_reply_never_leaves_a_reply_for_the_next_lookup(tmp_path: Path) -> None:
+    # Lookups write HGETs straight onto kept connections: after an error reply in the middle
+    # of a batch, the unread replies must not be read by the next lookup.
+    with RedisServer(tmp_path / "redis") as server:
+        admin = server.client()
+        admin.set("sh:current", "G")
+        admin.hset("sh:G:meta", mapping={"ds": "2026-01-15", "model_version": "3"})
+        admin.hset("sh:G:s:{0}", mapping={"1": 100_000_000, "2": 200_000_000})
+        admin.set("sh:G:s:{5}", "not a hash")  # HGET on it answers WRONGTYPE
+        with Client(make_settings(server.url), breaker_threshold=100) as client:
+            broken = client.get_many([5001, 1, 2])
+            assert [(r.source, r.score) for r in broken] == [("default", 0.05)] * 3
+            assert "WRONGTYPE" in (broken[0].reason or "")
+            assert [(r.source, r.score) for r in client.get_many([2, 1])] == [
+                ("cache", 0.2),
+                ("cache", 0.1),
+            ]
+            assert client.get(5001).source == "default"
+            assert (client.get(1).source, client.get(1).score) == ("cache", 0.1)
+            assert client.get(999).source == "default"  # a miss without a model

@@ -126,7 +126,11 @@ def is_integer_id(text: str) -> bool:
 
 def slot_of(entity_id: object, bucket_size: int, string_buckets: int) -> Slot:
     """Bucket and field of an entity id (the rule in the module docstring)."""
-    text = canonical_id(entity_id)
+    return slot_of_canonical(canonical_id(entity_id), bucket_size, string_buckets)
+
+
+def slot_of_canonical(text: str, bucket_size: int, string_buckets: int) -> Slot:
+    """`slot_of` for an id already through `canonical_id` (a lookup checks it once)."""
     if is_integer_id(text):
         value = int(text)
         return Slot(str(value // bucket_size), str(value % bucket_size))
