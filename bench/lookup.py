@@ -15,6 +15,11 @@ work (on a busy shared host: latency of the service rather than of the scheduler
 table quotes the median over runs of each run's p50 and p99, and the best run's p99. One
 extra pass with httpx (hits only) shows the client's share. Fallback runs use
 write_back=False so every request misses. The load average is recorded before and after.
+
+The host's floor, in the same passes and on the same ids: `floor_raw_socket_hget` (the
+HGET's RESP bytes written to a plain TCP socket and the reply read back: no client library
+at all) and `redis_py_hget` (a bare `redis.Redis.hget`); `client_hit_over_floor` is the
+client hit's p50/p99 divided by the floor's, each pass's own ratio, median over passes.
 """
 
 from __future__ import annotations
@@ -236,6 +241,29 @@ def start_service(
     return child, port
 
 
+class RawHget:
+    """HGET on a plain TCP socket: the RESP bytes out, one reply in (the host's floor)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def hget(self, entity: int) -> bytes:
+        key = keys.score_key("sh", GENERATION, str(entity // 1000)).encode()
+        field = str(entity % 1000).encode()
+        self.sock.sendall(
+            b"*3\r\n$4\r\nHGET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, len(field), field)
+        )
+        reply = self.sock.recv(4096)
+        lines = 1 if reply.startswith(b"$-1") else 2  # nil, or "$<n>" + the value
+        while reply.count(b"\r\n") < lines:
+            reply += self.sock.recv(4096)
+        return reply
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def summarize(runs: list[dict[str, float]]) -> dict[str, float]:
     """Median over runs of each run's p50 and p99, the best run's p99, and every run's p99."""
     p99s = [r["p99_us"] for r in runs]
@@ -283,7 +311,15 @@ def main() -> None:
     misses = rng.integers(half, args.entities, max(1000, args.requests // 4))
     others: dict[str, int] = {}  # responses from another source than the path's
     runs: dict[str, list[dict[str, float]]] = {
-        name: [] for name in ("client_hit", "client_fallback", "http_hit", "http_fallback")
+        name: []
+        for name in (
+            "client_hit",
+            "floor_raw_socket_hget",
+            "redis_py_hget",
+            "client_fallback",
+            "http_hit",
+            "http_fallback",
+        )
     }
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis") as server:
         assert server.pid is not None
@@ -305,7 +341,18 @@ def main() -> None:
         try:
             http = KeepAliveHttp(services[0][1])
             other = KeepAliveHttp(services[1][1]) if len(services) > 1 else None
+            raw = RawHget(server.port)
+            bare = redis.Redis.from_url(server.url)
+            assert raw.hget(int(hits[0])).startswith(b"$")
+
+            def bare_hget(entity: int) -> object:
+                return bare.hget(
+                    keys.score_key("sh", GENERATION, str(entity // 1000)), str(entity % 1000)
+                )
+
             # Warm up both sides (the first fallback copies the booster, caches fill).
+            time_calls(raw.hget, hits[:2000])
+            time_calls(bare_hget, hits[:2000])
             time_calls(client.get, hits[:2000])
             time_calls(client.get, misses[:200])
             time_http(http, hits[:2000], "cache")
@@ -314,6 +361,8 @@ def main() -> None:
                 time_http(other, hits[:2000], "cache")
             for _ in range(args.runs):
                 runs["client_hit"].append(percentiles(time_calls(client.get, hits)))
+                runs["floor_raw_socket_hget"].append(percentiles(time_calls(raw.hget, hits)))
+                runs["redis_py_hget"].append(percentiles(time_calls(bare_hget, hits)))
                 runs["client_fallback"].append(percentiles(time_calls(client.get, misses)))
                 runs["http_hit"].append(percentiles(time_http(http, hits, "cache", others)))
                 runs["http_fallback"].append(
@@ -329,12 +378,25 @@ def main() -> None:
                     time_calls(lambda e: httpx_client.get(f"/v1/scores/{e}"), hits)
                 )
             http.close()
+            raw.close()
+            bare.close()
         finally:
             for child, _ in services:
                 child.terminate()
                 child.wait(timeout=10)
     result: dict[str, object] = {name: summarize(r) for name, r in runs.items()}
     result["http_hit_httpx_client_one_run"] = httpx_hit
+    result["client_hit_over_floor"] = {
+        f"{q}_ratio": float(
+            np.median(
+                [
+                    c[f"{q}_us"] / f[f"{q}_us"]
+                    for c, f in zip(runs["client_hit"], runs["floor_raw_socket_hget"], strict=True)
+                ]
+            )
+        )
+        for q in ("p50", "p99")
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "entities": args.entities,
@@ -354,11 +416,19 @@ def main() -> None:
     print(f"{'path':<30} {'p50 µs':>8} {'p99 µs':>8} {'best p99':>9}  (median of {args.runs} runs)")
     for name, figures in result.items():
         assert isinstance(figures, dict)
+        if "p50_us" not in figures:
+            continue
         best = figures.get("best_p99_us")
         print(
             f"{name:<30} {figures['p50_us']:>8.0f} {figures['p99_us']:>8.0f} "
             f"{'' if best is None else f'{best:>9.0f}'}"
         )
+    ratio = result["client_hit_over_floor"]
+    assert isinstance(ratio, dict)
+    print(
+        f"client hit / raw-socket HGET floor: p50 {ratio['p50_ratio']:.2f}x, "
+        f"p99 {ratio['p99_ratio']:.2f}x (median of per-run ratios)"
+    )
     print(
         f"pin {args.pin}: bench CPUs {sorted(bench_cpus)}, service + redis CPUs {sorted(server_cpus)}"
     )
