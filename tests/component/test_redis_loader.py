@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from scorehouse.settings import Settings, load_settings
 
 DS = date(2026, 1, 15)
 N = 2500
+B = load_settings(environ={}).redis.bucket_size  # the default bucket width
 
 
 def make_settings(url: str, **env: str) -> Settings:
@@ -57,11 +59,15 @@ def cfg(redis_url: str) -> Settings:
 
 
 def read_all_scores(
-    client: redis.Redis, generation: str, ids: list[object], string_buckets: int = 0
+    client: redis.Redis,
+    generation: str,
+    ids: list[object],
+    string_buckets: int = 0,
+    bucket_size: int = B,
 ) -> list[float | None]:
     pipe = client.pipeline(transaction=False)
     for entity in ids:
-        slot = keys.slot_of(entity, 1000, string_buckets)
+        slot = keys.slot_of(entity, bucket_size, string_buckets)
         pipe.hget(keys.score_key("sh", generation, slot.bucket), slot.field)
     return [None if raw is None else keys.decode_score(raw) for raw in pipe.execute()]
 
@@ -86,7 +92,7 @@ def test_publish_loads_every_score_and_vector_then_flips(
     meta = {k.decode(): v.decode() for k, v in client.hgetall(f"sh:{info.generation}:meta").items()}
     assert meta["ds"] == "2026-01-15" and meta["model_version"] == "3" and meta["status"] == "live"
     assert int(meta["count"]) == N and int(meta["features_count"]) == N and meta["loaded_at"]
-    assert meta["features"] == ",".join(feature_names())
+    assert meta["features"] == ",".join(feature_names()) and meta["bucket_size"] == str(B)
     got = np.array(read_all_scores(client, info.generation, ids), dtype=float)
     assert np.abs(got - scores).max() <= 0.5e-9 + 1e-15
     # Every feature vector equals the batch path's float32 input bit for bit.
@@ -94,12 +100,12 @@ def test_publish_loads_every_score_and_vector_then_flips(
     expected = to_matrix({n: pdf[n].to_numpy() for n in names}, names)
     pipe = client.pipeline(transaction=False)
     for entity in ids:
-        pipe.hget(f"sh:{info.generation}:f:{{{entity // 1000}}}", str(entity % 1000))
+        pipe.hget(f"sh:{info.generation}:f:{{{entity // B}}}", str(entity % B))
     vectors = np.vstack([keys.decode_features(raw, len(names)) for raw in pipe.execute()])
     assert np.array_equal(vectors, expected, equal_nan=True)
     # Score buckets stay compact.
     assert client.object("encoding", f"sh:{info.generation}:s:{{0}}") == b"listpack"
-    assert client.hlen(f"sh:{info.generation}:s:{{0}}") == 1000
+    assert client.hlen(f"sh:{info.generation}:s:{{0}}") == B
 
 
 def test_string_and_integer_ids_follow_the_documented_rule(
@@ -118,7 +124,8 @@ def test_string_and_integer_ids_follow_the_documented_rule(
     assert info.string_buckets == 1
     got = read_all_scores(client, info.generation, ids, info.string_buckets)
     assert got == pytest.approx(list(scores), abs=1e-9)
-    assert client.hget(f"sh:{info.generation}:s:{{1}}", "234") is not None
+    slot = keys.slot_of(1234, B, 0)
+    assert client.hget(f"sh:{info.generation}:s:{{{slot.bucket}}}", slot.field) is not None
     assert client.hget(f"sh:{info.generation}:s:{{x0}}", "cust-ab") is not None
 
 
@@ -199,7 +206,10 @@ def test_interrupted_load_leaves_readers_on_the_old_generation_and_a_retry_finis
         # The server fills up halfway: writes fail with OOM, as they would for real.
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if client.zcard("sh:generations") == 2 and len(client.keys("sh:*:s:*")) > 6 + 1:
+            old_buckets = 6000 // B
+            if client.zcard("sh:generations") == 2 and len(client.keys("sh:*:s:*")) > (
+                old_buckets + max(1, old_buckets // 3)
+            ):
                 client.config_set("maxmemory", str(client.info("memory")["used_memory"]))
                 return
             time.sleep(0.01)
@@ -241,7 +251,7 @@ def test_duplicate_ids_fail_verification_without_flipping(
     ("setting", "value", "message"),
     [
         ("maxmemory-policy", "allkeys-lru", "needs 'noeviction'"),
-        ("hash-max-listpack-entries", "128", "hash-max-listpack-entries 128 < bucket size 1000"),
+        ("hash-max-listpack-entries", "64", f"hash-max-listpack-entries 64 < bucket size {B}"),
         ("maxmemory", "used+200000", "not enough memory"),
     ],
 )
@@ -296,7 +306,7 @@ def _reader_loop(
             continue
         pipe = reader.pipeline(transaction=False)
         for entity in ids:
-            pipe.hget(f"sh:{generation.decode()}:s:{{{entity // 1000}}}", str(entity % 1000))
+            pipe.hget(f"sh:{generation.decode()}:s:{{{entity // B}}}", str(entity % B))
         values = pipe.execute()
         out("reads", len(values))
         if any(v is None for v in values):
@@ -370,7 +380,7 @@ def test_writer_sends_short_commands_across_arrow_batches_and_every_value_lands(
     # Per batch of 700 ids (500-1199 | 1200-1899 | 1900-2599 | 2600-3299 | 3300-3499), one
     # command per bucket run and per 300 fields: 2+1 | 3 | 1+2 | 2+1 | 1.
     assert stats.to_pydict()["rows"] == [3000] and stats.to_pydict()["commands"] == [13]
-    assert read_all_scores(client, "G1", ids.tolist()) == pytest.approx(
+    assert read_all_scores(client, "G1", ids.tolist(), bucket_size=1000) == pytest.approx(
         keys.encode_scores(scores) / keys.SCORE_SCALE, abs=0
     )
     assert [client.hlen(f"sh:G1:s:{{{b}}}") for b in range(5)] == [500, 1000, 1000, 500, 0]
@@ -384,7 +394,7 @@ def test_writer_with_spark_computed_slots_stores_string_ids(
     pdf = frame.orderBy("bucket").select("bucket", "field", "score").toPandas()
     batches = pa.Table.from_pandas(pdf, preserve_index=False).to_batches(max_chunksize=2)
     next(loader.load_batches(iter(batches), _spec(redis_url, "G2", command_fields=2)))
-    assert read_all_scores(client, "G2", ids, string_buckets=3) == pytest.approx(
+    assert read_all_scores(client, "G2", ids, string_buckets=3, bucket_size=1000) == pytest.approx(
         list(np.linspace(0.1, 0.5, 5)), abs=1e-9
     )
 
@@ -446,6 +456,47 @@ def test_writer_resends_unanswered_batches_after_a_dropped_connection(
     assert killed and killed[0] >= 1
     assert "connection to Redis lost during the load" in caplog.text
     assert stats["rows"] == [6000]
-    assert read_all_scores(client, "G3", ids.tolist()) == pytest.approx(
+    assert read_all_scores(client, "G3", ids.tolist(), bucket_size=1000) == pytest.approx(
         keys.encode_scores(scores) / keys.SCORE_SCALE, abs=0
     )
+
+
+def test_a_load_capped_at_one_connection_by_a_niced_thread_lands_every_score(
+    spark: SparkSession, redis_url: str, client: redis.Redis
+) -> None:
+    ids = list(range(3000))
+    scores = np.random.default_rng(5).random(3000)
+    capped = make_settings(
+        redis_url, SCOREHOUSE_REDIS__LOAD_CONNECTIONS="1", SCOREHOUSE_REDIS__LOAD_NICE="7"
+    )
+    frame = scores_frame(spark, ids, scores).repartition(4)
+    info = loader.publish(spark, capped, ds=DS, scores=frame, model_name="m", model_version="1")
+    assert info.stats["load_tasks"] == 1
+    got = np.array(read_all_scores(client, info.generation, ids), dtype=float)
+    assert np.abs(got - scores).max() <= 0.5e-9 + 1e-15
+    assert loader.count_entries(client, f"sh:{info.generation}:s:*") == 3000
+
+
+def test_the_niced_writer_thread_leaves_the_worker_priority_and_reports_errors(
+    redis_url: str, client: redis.Redis
+) -> None:
+    before = os.getpriority(os.PRIO_PROCESS, 0)  # this thread's niceness (Linux: per thread)
+    table = pa.table({"customer_id": np.arange(2000, dtype=np.int64), "score": np.full(2000, 0.5)})
+    stats = next(
+        loader.load_batches(
+            iter(table.to_batches(max_chunksize=300)),
+            _spec(redis_url, "G4", integer_ids=True, nice=5),
+        )
+    )
+    assert stats.to_pydict()["rows"] == [2000]
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before
+    assert read_all_scores(client, "G4", [0, 1999], bucket_size=1000) == [0.5, 0.5]
+    client.set(keys.score_key("sh", "G5", "1"), "not a hash")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        next(
+            loader.load_batches(
+                iter(table.to_batches(max_chunksize=300)),
+                _spec(redis_url, "G5", integer_ids=True, nice=5),
+            )
+        )
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -53,9 +54,9 @@ SCORE_BYTES_ESTIMATE = 16
 # Feature buckets exceed hash-max-listpack-value and become real hash tables.
 FEATURE_OVERHEAD_ESTIMATE = 80
 HEADROOM_FACTOR = 1.2
-# At most this many fields per HSET. Redis inserts into a listpack in time linear in its
-# length, so one 1000-field HSET runs ~3 ms and every other client waits behind it; 100-field
-# commands run ~0.3 ms and cost the server the same in total (measured, docs/benchmarks.md).
+# At most this many fields per HSET (redis.hset_fields). Redis inserts into a listpack in time
+# linear in its length, so one 1000-field HSET runs ~3 ms and every other client waits behind
+# it; 100-field commands cost the server the same in total (measured, docs/benchmarks.md).
 COMMAND_FIELDS = 100
 # Batches sent but not yet answered, per connection: the server applies one while the task
 # builds the next.
@@ -106,6 +107,8 @@ class LoadSpec:
     feature_columns: tuple[str, ...] = ()
     integer_ids: bool = False  # every id is an integer id: rows carry the id, not bucket/field
     command_fields: int = COMMAND_FIELDS
+    nice: int = 0  # niceness of the thread that writes (redis.load_nice)
+    max_tasks: int | None = None  # at most this many load tasks (redis.load_connections)
 
 
 # --- preflight ---------------------------------------------------------------------------
@@ -243,6 +246,8 @@ def _load_frame(
     per row cost more than the rest of the load.
     """
     target = _partitions(spark, rows)
+    if spec.max_tasks:
+        target = spec.max_tasks
     values = ["score"] if spec.kind == "s" else list(spec.feature_columns)
     if string_buckets == 0:
         spec = replace(spec, integer_ids=True)
@@ -252,7 +257,10 @@ def _load_frame(
         spec = replace(spec, integer_ids=False)
         prepared = with_slots(df, spec.bucket_size, string_buckets)
         order, columns = "bucket", ["bucket", "field", *values]
-    if prepared.rdd.getNumPartitions() > 2 * target:
+    partitions = prepared.rdd.getNumPartitions()
+    if partitions > 2 * target or (spec.max_tasks and partitions > spec.max_tasks):
+        # Fewer tasks, no shuffle: with `load_connections` this bounds the connections (and
+        # the CPU) a load takes at once.
         prepared = prepared.coalesce(target)
     result = (
         prepared.sortWithinPartitions(order)
@@ -261,7 +269,8 @@ def _load_frame(
     )
     # One stats row per task: summed here rather than by a Spark aggregation (a shuffle stage).
     per_task = result.collect()
-    return {k: sum(int(row[k] or 0) for row in per_task) for k in ("rows", "commands", "bytes")}
+    totals = {k: sum(int(row[k] or 0) for row in per_task) for k in ("rows", "commands", "bytes")}
+    return {**totals, "tasks": len(per_task)}
 
 
 # --- executor side ------------------------------------------------------------------------
@@ -446,7 +455,36 @@ def _commands(
 
 
 def load_batches(batches: Iterator[pa.RecordBatch], spec: LoadSpec) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: HSET every row of bucket-sorted batches into the generation."""
+    """mapInArrow body: HSET every row of bucket-sorted batches into the generation.
+
+    With `spec.nice` the work runs in a thread that lowers its own CPU priority first: where
+    the loader shares cores with Redis or its readers, the scheduler then runs them first
+    whenever they are runnable. Linux sets niceness per thread and an unprivileged process
+    cannot raise it back, so only this short-lived thread is lowered, never the reused Python
+    worker that runs the next task.
+    """
+    if not spec.nice:
+        yield _load(batches, spec)
+        return
+    outcome: list[pa.RecordBatch | BaseException] = []
+
+    def run() -> None:
+        try:
+            with contextlib.suppress(OSError):
+                os.nice(spec.nice)
+            outcome.append(_load(batches, spec))
+        except BaseException as exc:  # re-raised in the task's own thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="scorehouse-load", daemon=True)
+    thread.start()
+    thread.join()
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    yield outcome[0]
+
+
+def _load(batches: Iterator[pa.RecordBatch], spec: LoadSpec) -> pa.RecordBatch:
     writer = _Writer(spec)
     rows = 0
     key_cache: dict[str, bytes] = {}
@@ -459,7 +497,7 @@ def load_batches(batches: Iterator[pa.RecordBatch], spec: LoadSpec) -> Iterator[
         writer.finish()
     finally:
         writer.close()
-    yield pa.RecordBatch.from_pydict(
+    return pa.RecordBatch.from_pydict(
         {"rows": [rows], "commands": [writer.commands], "bytes": [writer.bytes]},
         schema=pa.schema([("rows", pa.int64()), ("commands", pa.int64()), ("bytes", pa.int64())]),
     )
@@ -661,9 +699,21 @@ def publish(
         client.zadd(keys.generations_key(ns), {generation: time.time()})
         client.hset(keys.meta_key(ns, generation), mapping=meta)  # type: ignore[arg-type]
         tasks = max(1, spark.sparkContext.defaultParallelism)
+        if cfg.load_connections:
+            tasks = min(tasks, cfg.load_connections)
         per_task = cfg.max_keys_per_second / tasks if cfg.max_keys_per_second else None
         spec = LoadSpec(
-            params, ns, generation, "s", cfg.bucket_size, cfg.batch_size, per_task, cluster
+            params,
+            ns,
+            generation,
+            "s",
+            cfg.bucket_size,
+            cfg.batch_size,
+            per_task,
+            cluster,
+            command_fields=cfg.hset_fields,
+            nice=cfg.load_nice,
+            max_tasks=cfg.load_connections,
         )
         t_load = time.monotonic()
         try:
@@ -672,17 +722,7 @@ def publish(
             _fail(client, ns, generation, live, exc)
         load_s = time.monotonic() - t_load
         if features is not None:
-            fspec = LoadSpec(
-                params,
-                ns,
-                generation,
-                "f",
-                cfg.bucket_size,
-                cfg.batch_size,
-                per_task,
-                cluster,
-                names,
-            )
+            fspec = replace(spec, kind="f", feature_columns=names)
             try:
                 _load_frame(spark, features, fspec, string_buckets, features_count)
             except Exception as exc:
@@ -721,6 +761,7 @@ def publish(
         "total_s": total_s,
         "entities_per_s": count / load_s if load_s else 0.0,
         "commands": stats["commands"],
+        "load_tasks": stats["tasks"],
         "bytes_sent": stats["bytes"],
         "removed_generations": len(removed),
         "warnings": len(warnings),
