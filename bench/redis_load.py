@@ -1,16 +1,25 @@
 """Redis load benchmark: publish N predictions vs `redis-cli --pipe` fed the same HSETs.
 
-    python bench/redis_load.py --rows 5000000 [--max-keys-per-second N [--limited-batch-size F,...]]
+    flock /tmp/scorehouse-bench.lock python bench/redis_load.py --rows 5000000
 
-Prints a table and writes bench/results/redis_load.json: entities/s of the loader's load
-stage and end to end; the same commands (the loader's 100-field HSETs) through `redis-cli
---pipe`, and for reference one 1000-field HSET per bucket; Redis CPU seconds per run (INFO
-cpu, steadier than wall time on a shared host); bytes per prediction (INFO used_memory);
-single-HGET probe latency during each load (a thread in this process); readers' batch-of-16
-p50/p99 (a separate reader process, so it waits on Redis and the CPU, not on this process's
-GIL) while idle and while a second generation loads, and with `--max-keys-per-second N`
-while a third one loads at that rate limit; misses / mixed reads seen by the reader across
-the flips (must be 0); and the load average before and after.
+Prints tables and writes bench/results/redis_load.json:
+
+1. Redis's own cost of an HSET against the bucket width and the fields' order (`redis-cli
+   --pipe`, no loader): Redis CPU µs per entity, µs per HSET (INFO commandstats), bytes per
+   prediction.
+2. The loader's commands (default settings) through `redis-cli --pipe`, then a publish with
+   the default settings: entities/s of the load stage and the ratio to the pipe; bytes per
+   prediction (INFO used_memory); the pipe again, last.
+3. A reader process (GET pointer + 16 pipelined HGETs every 0.5 ms, as an app does) runs
+   while idle and during one publish per `--variants` entry (settings over the defaults; the
+   `*_dedicated` ones run the loader on CPU 0 and redis-server + the reader on the others,
+   as with Redis on its own host). Per phase: the reader's batch p50/p99; the load stage's
+   entities/s and ratio to the pipe; Redis's time per HSET and commands over 1 ms (SLOWLOG:
+   wall time inside Redis); redis-server's CPU share and run-queue wait and the reader's
+   run-queue wait (/proc/PID/schedstat), i.e. Redis's service time apart from waiting for a
+   CPU. Missing and mixed reads across every flip must be 0.
+The load average before and after. `--priority rt|nice` (root) raises redis-server and the
+reader above the host's other work (a shared host); on a quiet machine leave it out.
 """
 
 from __future__ import annotations
@@ -137,13 +146,16 @@ def _reader_process(url: str, n: int, phase: Any, ready: Any, stop: Any, conn: A
     """What an app does, in its own process: GET pointer, 16 pipelined HGETs, every 0.5 ms.
 
     A reader thread inside the benchmark would wait for the GIL behind the Spark driver's
-    Python threads (py4j) and measure that, not Redis. Latencies are kept per phase (the
-    value of `phase` when the batch started); counts and latencies go back through `conn`.
+    Python threads (py4j) and measure that, not Redis. The bucket width comes from the
+    generation's metadata (read once per generation, as the key contract says). Latencies are
+    kept per phase (the value of `phase` when the batch started); counts and latencies go
+    back through `conn`.
     """
     expected = expected_values(n)
     client = redis.Redis.from_url(url)
     rng = np.random.default_rng(1)
     latencies: dict[int, list[float]] = {}
+    widths: dict[str, int] = {}
     reads = missing = mixed = 0
     client.ping()
     ready.set()
@@ -155,9 +167,13 @@ def _reader_process(url: str, n: int, phase: Any, ready: Any, stop: Any, conn: A
         if generation is None:
             continue
         gen = generation.decode()
+        width = widths.get(gen)
+        if width is None:
+            width = widths[gen] = int(client.hget(keys.meta_key("sh", gen), "bucket_size") or 1000)
+            start = time.perf_counter()  # once per generation: not a lookup's cost
         pipe = client.pipeline(transaction=False)
         for entity in ids.tolist():
-            pipe.hget(keys.score_key("sh", gen, str(entity // 1000)), str(entity % 1000))
+            pipe.hget(keys.score_key("sh", gen, str(entity // width)), str(entity % width))
         values = pipe.execute()
         latencies.setdefault(current, []).append(time.perf_counter() - start)
         reads += len(ids)
@@ -171,6 +187,42 @@ def _reader_process(url: str, n: int, phase: Any, ready: Any, stop: Any, conn: A
         time.sleep(0.0005)
     conn.send({"latencies": latencies, "reads": reads, "missing": missing, "mixed": mixed})
     conn.close()
+
+
+def schedstat(pid: int) -> tuple[float, float, int]:
+    """(CPU s, run-queue wait s, time slices) of a process's main thread (/proc schedstat)."""
+    try:
+        cpu, wait, slices = Path(f"/proc/{pid}/schedstat").read_text().split()
+    except OSError:
+        return 0.0, 0.0, 0
+    return int(cpu) / 1e9, int(wait) / 1e9, int(slices)
+
+
+def descendants(root: int) -> list[int]:
+    """Every process under `root` (the Spark JVM, its Python daemon and workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def pin(pids: list[int], cpus: set[int]) -> None:
+    """CPU affinity of every thread of `pids` (processes that exit meanwhile are skipped)."""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(int(task.name), cpus)
 
 
 def prioritize(pid: int, priority: str) -> None:
@@ -227,26 +279,66 @@ class Readers:
         return latency_percentiles(self.result.get("latencies", {}).get(number, []))
 
 
+# Readers' phases: each one publishes a new generation (the next day) with these settings
+# over the defaults while the reader process runs. "dedicated" runs the loader (this process,
+# the Spark JVM and its Python workers) on the first CPU and redis-server and the reader on
+# the others: Redis on its own host, as deployed. The old defaults are the ones before
+# 2026-11-23 (buckets of 1000, 2000 fields per write, no niceness).
+OLD = {"bucket_size": 1000, "batch_size": 2000, "load_nice": 0}
+VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
+    "defaults": ({}, False),
+    "defaults_dedicated": ({}, True),
+    "old_defaults": (OLD, False),
+    "old_defaults_dedicated": (OLD, True),
+    "nice_0": ({"load_nice": 0}, False),
+    "one_connection": ({"load_connections": 1}, False),
+    "hset_fields_25": ({"hset_fields": 25}, False),
+    "batch_200": ({"batch_size": 200}, False),
+    "batch_2000": ({"batch_size": 2000}, False),
+    "rate_limited": ({"max_keys_per_second": 100_000}, False),
+}
+# Redis's own cost per HSET against the bucket width (redis-cli --pipe, no loader).
+SWEEP = ((1000, 100, "asc"), (1000, 100, "desc"), (500, 100, "asc"), (250, 125, "asc"),
+         (128, 128, "asc"))  # fmt: skip
+
+
+def sweep_stream(scores: np.ndarray, bucket_size: int, command_fields: int, order: str) -> bytes:
+    """`resp_stream`, with the fields of each bucket in ascending or descending order."""
+    ids = np.arange(len(scores), dtype=np.int64)
+    if order == "desc":
+        last = np.minimum((ids // bucket_size + 1) * bucket_size, len(ids)) - 1
+        ids = (ids // bucket_size) * bucket_size + (last - ids) % bucket_size
+    buckets = ids // bucket_size
+    starts = keys.command_starts(buckets[1:] != buckets[:-1], command_fields)
+    hash_keys = [keys.score_key("sh", "sweep", str(b)).encode() for b in buckets[starts].tolist()]
+    fields = pa.array(ids % bucket_size).cast(pa.string())
+    return b"".join(
+        keys.resp_hsets(hash_keys, starts, fields, pa.array(keys.encode_scores(scores)))
+    )
+
+
+def same_width_pipe(sweep: list[dict[str, Any]], bucket_size: int, default: float) -> float:
+    """The pipe's entities/s for buckets of `bucket_size` (ascending fields), from the sweep."""
+    for row in sweep:
+        if row["bucket_size"] == bucket_size and row["order"] == "asc":
+            return float(row["entities_per_s"])
+    return default
+
+
+def with_redis(settings: Any, **updates: Any) -> Any:
+    return settings.model_copy(update={"redis": settings.redis.model_copy(update=updates)})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument(
-        "--max-keys-per-second",
-        type=int,
-        default=None,
-        help="also publish a third generation with this rate limit while the readers run",
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"readers' phases to run, comma-separated, from: {', '.join(VARIANTS)}",
     )
     parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="redis.batch_size (fields per send) of the unthrottled publishes (default: settings)",
-    )
-    parser.add_argument(
-        "--limited-batch-size",
-        default=None,
-        help="redis.batch_size (fields per send) of the rate-limited publish (default: "
-        "settings); a comma-separated list runs one rate-limited publish per value",
+        "--sweep-rows", type=int, default=None, help="rows per bucket-width pipe run (--rows)"
     )
     parser.add_argument(
         "--priority",
@@ -257,20 +349,25 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "redis_load.json")
     args = parser.parse_args()
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
     n = args.rows
+    cpus = sorted(os.sched_getaffinity(0))
     load_before = os.getloadavg()
     with (
         tempfile.TemporaryDirectory() as tmp,
         RedisServer(Path(tmp) / "redis", maxmemory="8gb") as server,
     ):
         environ = {"SCOREHOUSE_SPARK__PROFILE": "local", "SCOREHOUSE_REDIS__URL": server.url}
-        if args.batch_size:
-            environ["SCOREHOUSE_REDIS__BATCH_SIZE"] = str(args.batch_size)
         settings = load_settings(environ=environ)
+        cfg = settings.redis
         spark = get_spark(settings, app_name="bench-redis-load")
         rng = np.random.default_rng(7)
         first, second = rng.random(n), rng.random(n)
         admin = server.client()
+        assert server.pid is not None
         frames = [
             spark.createDataFrame(
                 pd.DataFrame({"customer_id": np.arange(n, dtype=np.int64), "score": values})
@@ -281,12 +378,10 @@ def main() -> None:
             frame.count()
         # Python workers start once per executor core: a nightly run has them warm from
         # scoring. Warm one per core here, outside the measured loads.
-        warm = settings.model_copy(
-            update={"redis": settings.redis.model_copy(update={"namespace": "warm"})}
-        )
         cores = spark.sparkContext.defaultParallelism
         loader.publish(
-            spark, warm, ds=date(2026, 1, 1),
+            spark, settings.model_copy(update={"redis": cfg.model_copy(update={"namespace": "warm"})}),
+            ds=date(2026, 1, 1),
             scores=spark.createDataFrame(
                 pd.DataFrame({"customer_id": np.arange(20_000), "score": first[:20_000]})
             ).repartition(cores),
@@ -294,15 +389,26 @@ def main() -> None:
         )  # fmt: skip
         admin.flushall()
 
-        # 1. redis-cli --pipe: the loader's commands, then one 1000-field HSET per bucket.
+        # 1. Redis's cost per HSET against the bucket width and field order (pipe, no loader).
         pipe_file = Path(tmp) / "load.resp"
-        pipe = {}
-        for name, fields in (("same", loader.COMMAND_FIELDS), ("1000_field_hsets", 1000)):
-            pipe_file.write_bytes(resp_stream(first, "sh", "pipe", 1000, fields))
-            pipe[name] = pipe_run(server, pipe_file, n)
-        pipe_file.unlink()
+        sweep = []
+        rows = min(n, args.sweep_rows or n)
+        for width, fields, order in SWEEP:
+            pipe_file.write_bytes(sweep_stream(first[:rows], width, fields, order))
+            admin.config_resetstat()
+            run = pipe_run(server, pipe_file, rows)
+            stat = admin.info("commandstats")
+            sweep.append({"bucket_size": width, "hset_fields": fields, "order": order,
+                          "redis_cpu_us_per_entity": float(run["redis_cpu_s"]) / rows * 1e6,  # type: ignore[arg-type]
+                          "hset_us_per_call": float(stat.get("cmdstat_hset", {}).get("usec_per_call", 0.0)),
+                          "bytes_per_prediction": run["bytes_per_prediction"],
+                          "entities_per_s": run["entities_per_s"]})  # fmt: skip
 
-        # 2. publish generation 1 (Spark local, executors write in parallel).
+        # 2. redis-cli --pipe fed the loader's commands (default layout), then publish
+        # generation 1 (Spark local, executors write in parallel), nothing else running.
+        pipe = {}
+        pipe_file.write_bytes(resp_stream(first, "sh", "pipe", cfg.bucket_size, cfg.hset_fields))
+        pipe["same"] = pipe_run(server, pipe_file, n)
         base = admin.info("memory")["used_memory"]
         cpu = redis_cpu_s(admin)
         with Probe(server.url) as probe:
@@ -313,126 +419,164 @@ def main() -> None:
         publish_cpu = redis_cpu_s(admin) - cpu
         bytes_per = (admin.info("memory")["used_memory"] - base - 100) / n  # minus the probe key
 
-        # 3. publish generation 2 while a reader process runs: latency, misses, mixed reads;
-        # then, with --max-keys-per-second, generation 3 (the first values again) throttled.
-        sizes = [
-            int(v) for v in (args.limited_batch_size or str(settings.redis.batch_size)).split(",")
-        ]
-        limited = [
-            settings.model_copy(
-                update={
-                    "redis": settings.redis.model_copy(
-                        update={"max_keys_per_second": args.max_keys_per_second, "batch_size": b}
-                    )
-                }
-            )
-            for b in sizes
-        ]
-        limited_runs: list[dict[str, Any]] = []
+        # 3. Readers: idle, then one publish per variant (alternating values, so a batch that
+        # mixed two generations would show). Per phase: the reader's batch p50/p99, Redis's
+        # own time per HSET (INFO commandstats) and commands over 1 ms (SLOWLOG, wall time
+        # inside Redis, so a preempted command counts), and the CPU and run-queue wait of
+        # redis-server's main thread and of the reader (/proc schedstat): service time apart
+        # from waiting for a CPU.
         if args.priority:
-            # Redis and the reader ahead of the host's other work: what a dedicated Redis host
-            # gives (the loader's Spark tasks keep the default priority).
-            assert server.pid is not None
             prioritize(server.pid, args.priority)
-        # Commands that ran over 1 ms inside Redis while the readers ran (the loader's HSETs,
-        # verify's HLENs, cleanup's UNLINKs): what a reader can queue behind.
         admin.config_set("slowlog-log-slower-than", 1000)
         admin.config_set("slowlog-max-len", 100000)
-        admin.slowlog_reset()
+        phases: list[dict[str, Any]] = []
         with Readers(server.url, n, args.priority) as readers:
-            with readers.during("quiet_before"):
-                time.sleep(2)
-            with readers.during("publish"):
-                info2 = loader.publish(
-                    spark, settings, ds=date(2026, 1, 16), scores=frames[1],
-                    model_name="m", model_version="1",
-                )  # fmt: skip
-            if args.max_keys_per_second:
-                for number, cfg in enumerate(limited):
-                    label = f"publish_rate_limited_{number}"
-                    with readers.during(label):
-                        info = loader.publish(
-                            spark, cfg, ds=date(2026, 1, 17 + number),
-                            scores=frames[number % 2], model_name="m", model_version="1",
-                        )  # fmt: skip
-                    limited_runs.append({"label": label, "batch_size": cfg.redis.batch_size,
-                                         "info": info})  # fmt: skip
+            assert readers.process.pid is not None
+            reader_pid = readers.process.pid
+
+            def measure(label: str, body: Any) -> dict[str, Any]:
+                admin.slowlog_reset()
+                admin.config_resetstat()
+                redis0, reader0, t0 = (
+                    schedstat(server.pid),
+                    schedstat(reader_pid),
+                    time.perf_counter(),
+                )
+                with readers.during(label):
+                    out = body()
+                wall = time.perf_counter() - t0
+                redis1, reader1 = schedstat(server.pid), schedstat(reader_pid)
+                slow = [int(e["duration"]) for e in admin.slowlog_get(100000)]
+                hset = admin.info("commandstats").get("cmdstat_hset", {})
+                return {"label": label, "seconds": wall, "load_stage": out,
+                        "hset_us_per_call": float(hset.get("usec_per_call", 0.0)),
+                        "commands_over_1ms": len(slow), "slowest_command_us": max(slow, default=0),
+                        "redis_cpu_share": (redis1[0] - redis0[0]) / wall,
+                        "redis_runqueue_wait_ms_per_s": (redis1[1] - redis0[1]) / wall * 1e3,
+                        "redis_wait_per_wakeup_us": (redis1[1] - redis0[1]) / max(1, redis1[2] - redis0[2]) * 1e6,
+                        "reader_runqueue_wait_ms_per_s": (reader1[1] - reader0[1]) / wall * 1e3}  # fmt: skip
+
+            phases.append(measure("idle", lambda: time.sleep(3)))
+            for number, name in enumerate(variants):
+                updates, dedicated = VARIANTS[name]
+                run_settings = with_redis(settings, **updates)
+                if dedicated and len(cpus) > 1:
+                    pin(descendants(os.getpid()), {cpus[0]})
+                    pin([server.pid, reader_pid], set(cpus[1:]))
+
+                def body(run_settings: Any = run_settings, number: int = number) -> dict[str, Any]:
+                    info = loader.publish(
+                        spark, run_settings, ds=date(2026, 2, 1 + number),
+                        scores=frames[(number + 1) % 2], model_name="m", model_version="1",
+                    )  # fmt: skip
+                    return {
+                        k: info.stats[k]
+                        for k in ("entities_per_s", "load_s", "total_s", "load_tasks")
+                    }
+
+                phases.append({"variant": name, "settings": {**cfg.model_dump(include=set(
+                    ["bucket_size", "batch_size", "hset_fields", "max_keys_per_second",
+                     "load_nice", "load_connections"])), **updates}, "dedicated_cores": dedicated,
+                    **measure(name, body)})  # fmt: skip
+                if dedicated:
+                    pin([*descendants(os.getpid()), server.pid, reader_pid], set(cpus))
             time.sleep(1)
+        for phase in phases:
+            phase["reader_batch16"] = readers.percentiles(phase["label"])
 
-        slow: dict[str, list[int]] = {}
-        for entry in admin.slowlog_get(100000):
-            name = entry["command"].split(b" ", 1)[0].decode().upper()
-            slow.setdefault(name, []).append(int(entry["duration"]))
-        slowlog = {k: {"n": len(v), "max_us": max(v)} for k, v in sorted(slow.items())}
-
-        # 4. the pipe once more, last: the first load into a fresh server pays for growing
-        # its memory, and a shared host's load drifts during a run.
+        # 4. the pipe once more, last (the first load into a fresh server pays for growing its
+        # memory, and a shared host's load drifts during a run).
         admin.flushall()
-        pipe_file.write_bytes(resp_stream(first, "sh", "pipe", 1000, loader.COMMAND_FIELDS))
         pipe["again"] = pipe_run(server, pipe_file, n)
         pipe_file.unlink()
-        pipe_rate = pipe["same"]["entities_per_s"]
-        assert isinstance(pipe_rate, float)
+        pipe_rate = float(pipe["same"]["entities_per_s"])  # type: ignore[arg-type]
+        fastest = max(float(v["entities_per_s"]) for v in pipe.values())  # type: ignore[arg-type]
         result = {
             "rows": n,
+            "defaults": cfg.model_dump(
+                include={
+                    "bucket_size",
+                    "batch_size",
+                    "hset_fields",
+                    "max_keys_per_second",
+                    "load_nice",
+                    "load_connections",
+                }
+            ),
             "redis_cli_pipe_entities_per_s": pipe_rate,
             "redis_cli_pipe_redis_cpu_s": pipe["same"]["redis_cpu_s"],
             "redis_cli_pipe_bytes_per_prediction": pipe["same"]["bytes_per_prediction"],
-            "redis_cli_pipe_probe_hget_p99_us": pipe["same"]["probe"]["p99_us"],  # type: ignore[index]
-            "redis_cli_pipe_1000_field_hsets_entities_per_s": pipe["1000_field_hsets"][
-                "entities_per_s"
-            ],
-            "redis_cli_pipe_1000_field_hsets_redis_cpu_s": pipe["1000_field_hsets"]["redis_cpu_s"],
-            "redis_cli_pipe_1000_field_hsets_probe_hget_p99_us": pipe["1000_field_hsets"]["probe"][
-                "p99_us"
-            ],  # type: ignore[index]
             "redis_cli_pipe_again_last_entities_per_s": pipe["again"]["entities_per_s"],
-            "redis_cli_pipe_again_last_redis_cpu_s": pipe["again"]["redis_cpu_s"],
             "publish_load_stage_entities_per_s": info1.stats["entities_per_s"],
             "publish_load_stage_s": info1.stats["load_s"],
             "load_vs_pipe": info1.stats["entities_per_s"] / pipe_rate,
-            "load_vs_fastest_pipe": info1.stats["entities_per_s"]
-            / max(float(v["entities_per_s"]) for v in pipe.values()),  # type: ignore[arg-type]
+            "load_vs_fastest_pipe": info1.stats["entities_per_s"] / fastest,
             "publish_redis_cpu_s": publish_cpu,
             "publish_end_to_end_s": info1.stats["total_s"],
-            "publish_end_to_end_entities_per_s": n / info1.stats["total_s"],
             "publish_commands": info1.stats["commands"],
-            "publish_probe_hget_p50_us": probe.percentiles()["p50_us"],
             "publish_probe_hget_p99_us": probe.percentiles()["p99_us"],
             "bytes_per_prediction": bytes_per,
-            "reader_process_batch16_quiet_before": readers.percentiles("quiet_before"),
-            "reader_process_batch16_during_publish": readers.percentiles("publish"),
-            "reader_process_batch16_during_rate_limited_publishes": [
+            "listpack_cost_by_bucket_width": sweep,
+            "readers_phases": [
                 {
-                    "batch_size_fields": run["batch_size"],
-                    **readers.percentiles(run["label"]),
-                    "load_stage_entities_per_s": run["info"].stats["entities_per_s"],
-                    "publish_s": run["info"].stats["total_s"],
+                    **phase,
+                    "load_vs_fastest_pipe": phase["load_stage"]["entities_per_s"] / fastest,
+                    "load_vs_pipe_same_width": phase["load_stage"]["entities_per_s"]
+                    / same_width_pipe(sweep, phase["settings"]["bucket_size"], fastest),
                 }
-                for run in limited_runs
+                if "variant" in phase
+                else phase
+                for phase in phases
             ],
-            "redis_commands_over_1ms_during_readers": slowlog,
             "reader_lookups": readers.result.get("reads"),
             "reader_missing": readers.result.get("missing"),
             "reader_mixed_batches": readers.result.get("mixed"),
-            "second_publish_load_stage_entities_per_s": info2.stats["entities_per_s"],
-            "second_publish_s": info2.stats["total_s"],
             "readers_and_redis_priority": args.priority or "normal",
-            "rate_limit_keys_per_s": args.max_keys_per_second,
-            "batch_size_fields": settings.redis.batch_size,
             "load_average_before": " ".join(f"{x:.2f}" for x in load_before),
             "load_average_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         }
         spark.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        print(
-            f"{key:<{width}}  {value:,.2f}"
-            if isinstance(value, float)
-            else f"{key:<{width}}  {value}"
-        )
+    print_tables(result)
+
+
+def print_tables(result: dict[str, Any]) -> None:
+    print(f"rows {result['rows']:,}; defaults {result['defaults']}")
+    print(f"redis-cli --pipe (loader's commands): {result['redis_cli_pipe_entities_per_s']:,.0f}/s "
+          f"(again, last: {result['redis_cli_pipe_again_last_entities_per_s']:,.0f}/s)")  # fmt: skip
+    print(f"publish, load stage: {result['publish_load_stage_entities_per_s']:,.0f}/s = "
+          f"{result['load_vs_pipe']:.2f} of the pipe, {result['load_vs_fastest_pipe']:.2f} of the "
+          f"fastest pipe; end to end {result['publish_end_to_end_s']:.1f} s; "
+          f"{result['bytes_per_prediction']:.2f} B per prediction")  # fmt: skip
+    print("\nlistpack cost (redis-cli --pipe, no loader)")
+    print(f"{'bucket':>7} {'fields/HSET':>11} {'order':>5} {'Redis µs/entity':>15} "
+          f"{'µs/HSET':>8} {'B/pred':>7} {'entities/s':>11}")  # fmt: skip
+    for row in result["listpack_cost_by_bucket_width"]:
+        print(f"{row['bucket_size']:>7} {row['hset_fields']:>11} {row['order']:>5} "
+              f"{row['redis_cpu_us_per_entity']:>15.2f} {row['hset_us_per_call']:>8.0f} "
+              f"{row['bytes_per_prediction']:>7.2f} {row['entities_per_s']:>11,.0f}")  # fmt: skip
+    print("\nreaders (batch of 16, ms) during each publish")
+    print(f"{'phase':<24} {'p50':>5} {'p99':>6} {'load/s':>9} {'vs pipe':>7} {'same w':>6} {'µs/HSET':>7} "
+          f"{'>1ms':>5} {'max µs':>7} {'Redis CPU':>9} {'Redis wait ms/s':>15} {'reader wait ms/s':>16}")  # fmt: skip
+    for phase in result["readers_phases"]:
+        lat = phase["reader_batch16"]
+        load = phase.get("load_stage") or {}
+        p50 = (lat["p50_us"] or 0) / 1e3
+        p99 = (lat["p99_us"] or 0) / 1e3
+        print(f"{phase['label']:<24} {p50:>5.2f} {p99:>6.2f} "
+              f"{load.get('entities_per_s', 0):>9,.0f} {phase.get('load_vs_fastest_pipe', 0):>7.2f} "
+              f"{phase.get('load_vs_pipe_same_width', 0):>6.2f} "
+              f"{phase['hset_us_per_call']:>7.0f} {phase['commands_over_1ms']:>5} "
+              f"{phase['slowest_command_us']:>7} {phase['redis_cpu_share']:>9.2f} "
+              f"{phase['redis_runqueue_wait_ms_per_s']:>15.1f} "
+              f"{phase['reader_runqueue_wait_ms_per_s']:>16.1f}")  # fmt: skip
+    print(f"\nreader: {result['reader_lookups']:,} lookups, {result['reader_missing']} missing, "
+          f"{result['reader_mixed_batches']} mixed batches; priority "
+          f"{result['readers_and_redis_priority']}")  # fmt: skip
+    print(
+        f"load average before {result['load_average_before']}, after {result['load_average_after']}"
+    )
 
 
 if __name__ == "__main__":
