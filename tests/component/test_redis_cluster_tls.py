@@ -65,11 +65,13 @@ def test_publish_spreads_over_the_cluster_and_lookups_follow(
     )
     cluster = ClusterClient(host="127.0.0.1", port=redis_cluster.servers[0].port)
     assert cluster.get("sh:current") == info.generation.encode()
-    # 30 score + 30 feature buckets land on every master, each pair on one slot.
+    # 30,000 / bucket_size score + as many feature buckets land on every master, each pair
+    # on one slot.
+    buckets = 30_000 // cfg.redis.bucket_size
     per_master = [
         len(server.client().keys(f"sh:{info.generation}:s:*")) for server in redis_cluster.servers
     ]
-    assert sum(per_master) == 30 and min(per_master) > 0
+    assert sum(per_master) == buckets and min(per_master) > 0
     for server in redis_cluster.servers:
         node = server.client()
         for key in node.keys(f"sh:{info.generation}:s:*"):
@@ -79,7 +81,8 @@ def test_publish_spreads_over_the_cluster_and_lookups_follow(
     results = client.get_many(range(0, 30_000, 997))
     assert {r.source for r in results} == {"cache"}
     assert [r.score for r in results] == pytest.approx(list(scores.score[::997]), abs=5e-10)
-    cluster.hdel(keys.score_key("sh", info.generation, "12"), "345")
+    slot = keys.slot_of(12345, cfg.redis.bucket_size, 0)
+    cluster.hdel(keys.score_key("sh", info.generation, slot.bucket), slot.field)
     fallback = client.get(12345)
     assert fallback.source == "fallback" and abs(fallback.score - scores.score[12345]) <= 1e-6
     assert client.get(12345).source == "cache"

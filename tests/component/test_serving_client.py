@@ -141,18 +141,19 @@ def test_a_miss_is_scored_from_stored_features_and_written_back(
 ) -> None:
     generation, _, scores = published
     raw = redis_server.client()
-    key = f"sh:{generation}:s:{{4}}"
-    saved = raw.hget(key, "321")
-    raw.hdel(key, "321")
+    slot = keys.slot_of(4321, make_settings(redis_server.url).redis.bucket_size, 0)
+    key = keys.score_key("sh", generation, slot.bucket)
+    saved = raw.hget(key, slot.field)
+    raw.hdel(key, slot.field)
     try:
         with Client(make_settings(redis_server.url), model=StaticModel("7", booster)) as client:
             first = client.get(4321)
             assert first.source == "fallback" and first.model_version == "7"
             assert abs(first.score - scores.score[4321]) <= 1e-6
-            assert raw.hget(key, "321") is not None  # written back
+            assert raw.hget(key, slot.field) is not None  # written back
             assert client.get(4321).source == "cache"
     finally:
-        raw.hset(key, "321", saved)
+        raw.hset(key, slot.field, saved)
 
 
 def test_a_customer_without_features_gets_the_no_history_score(
@@ -167,7 +168,11 @@ def test_a_customer_without_features_gets_the_no_history_score(
         assert result.source == "fallback" and result.score == pytest.approx(expected, abs=1e-7)
         assert result.model_version == "8"
     # A newer champion's score is returned but not written into version 7's generation.
-    assert redis_server.client().hget(f"sh:{generation}:s:{{10000}}", "123") is None
+    slot = keys.slot_of(10_000_123, make_settings(redis_server.url).redis.bucket_size, 0)
+    assert (
+        redis_server.client().hget(keys.score_key("sh", generation, slot.bucket), slot.field)
+        is None
+    )
 
 
 def test_an_unknown_customer_scores_like_a_batch_customer_with_no_events(
@@ -356,12 +361,15 @@ def test_read_only_user_can_read_scores_but_not_write(
         pointer = reader.get("sh:current").decode()
         assert pointer == generation
         assert reader.hget(f"sh:{pointer}:meta", "model_version") == b"7"
-        assert keys.decode_score(reader.hget(f"sh:{pointer}:s:{{1}}", "234")) == pytest.approx(
+        width = int(reader.hget(f"sh:{pointer}:meta", "bucket_size"))
+        slot = keys.slot_of(1234, width, 0)  # as an app does: the width from the metadata
+        key = keys.score_key("sh", pointer, slot.bucket)
+        assert keys.decode_score(reader.hget(key, slot.field)) == pytest.approx(
             scores.score[1234], abs=5e-10
         )
         for write in (
             lambda: reader.set("sh:current", "x"),
-            lambda: reader.hset(f"sh:{pointer}:s:{{1}}", "234", 1),
+            lambda: reader.hset(key, slot.field, 1),
             lambda: reader.unlink("sh:current"),
             lambda: reader.flushall(),
             lambda: reader.get("other:key"),
