@@ -1,17 +1,31 @@
 -- training_set: each row of ${keys} (training_set_keys.sql: customer, as_of, label and
--- the snapshot date the point-in-time rule chose) with that snapshot of ${features},
+-- the snapshot date the point-in-time rule chose) with that snapshot of the features,
 -- carried as one struct (`features`, null when no snapshot qualifies).
 --
 -- The keys (four narrow columns, about 40 MB per million labels) are broadcast and the
 -- snapshots are scanned once and probed on (customer_id, ds), so no wide snapshot row
 -- is shuffled or sorted. The whole row comes from one snapshot: a null feature is never
--- filled from an older one.
+-- filled from an older one. ${as_of_features} are the snapshots dated on an as-of date
+-- (most rows come from there) and ${older_features} those of the older days some row
+-- may reach: two scans, so that the files holding most of the output are split across
+-- the tasks on their own instead of landing in whichever task their files were packed
+-- into (the probe is bound by writing its output).
 SELECT /*+ BROADCAST(k) */
   k.customer_id,
   k.as_of,
   k.label,
   STRUCT(f.*) AS features
-FROM ${features} f
+FROM ${as_of_features} f
+JOIN ${keys} k
+  ON f.customer_id = k.customer_id
+ AND f.ds = k.feature_ds
+UNION ALL
+SELECT /*+ BROADCAST(k) */
+  k.customer_id,
+  k.as_of,
+  k.label,
+  STRUCT(f.*) AS features
+FROM ${older_features} f
 JOIN ${keys} k
   ON f.customer_id = k.customer_id
  AND f.ds = k.feature_ds

@@ -8,50 +8,34 @@
 --   snapshot dated as_of qualifies: it holds events up to the end of that day, while
 --   the label looks strictly after it.
 --
--- Snapshots are daily and as-of dates are dates, so the rule is two equi-joins on
--- (customer_id, ds) instead of a range join or a sort per customer: most rows have the
--- snapshot of their own as-of date; only the rest look back over the older days of
--- their TTL (at most ttl_days candidate days each), newest found wins. The look-back
--- side (rows without an exact-day snapshot) is small and broadcast; the exact-day
--- match is left to the planner (a broadcast of a million snapshot keys through the
--- driver cost more than shuffling them at 1M labels).
-WITH as_of_days AS (
-  SELECT DISTINCT as_of AS ds
+-- ${windows} holds, for each distinct (as_of, oldest_feature_ds) of the labels, one row
+-- per day ds of [oldest_feature_ds, as_of]. Snapshots are daily and as-of dates are
+-- dates, so a snapshot key meets the windows holding its day by an equi-join on ds
+-- against that tiny broadcast table (no range join, no sort per customer). Label rows
+-- and those candidates then go through one aggregation on (customer_id, as_of,
+-- oldest_feature_ds): the newest candidate day is the row's snapshot. Everything here
+-- is narrow (customer_id and dates), and that aggregation is the only shuffle; groups
+-- without a label row (snapshots of customers nobody labelled) are dropped. Labels are
+-- one row per (customer_id, as_of), as training_labels.sql makes them.
+WITH candidates AS (
+  SELECT /*+ BROADCAST(w) */
+    f.customer_id, w.as_of, w.oldest_feature_ds, CAST(NULL AS INT) AS label, f.ds
+  FROM ${features} f
+  JOIN ${windows} w
+    ON f.ds = w.ds
+),
+keyed AS (
+  SELECT customer_id, as_of, oldest_feature_ds, label, CAST(NULL AS DATE) AS ds
   FROM ${labels}
-),
-exact AS (
-  SELECT /*+ BROADCAST(d) */ f.customer_id, f.ds
-  FROM ${features} f
-  LEFT SEMI JOIN as_of_days d ON f.ds = d.ds
-),
-labelled AS (
-  SELECT
-    l.customer_id, l.as_of, l.oldest_feature_ds, l.label,
-    e.ds IS NOT NULL AS has_exact
-  FROM ${labels} l
-  LEFT JOIN exact e
-    ON e.customer_id = l.customer_id
-   AND e.ds = l.as_of
-   AND l.oldest_feature_ds <= l.as_of
-),
-lookback AS (
-  SELECT customer_id, as_of,
-         EXPLODE(SEQUENCE(oldest_feature_ds, DATE_SUB(as_of, 1))) AS ds
-  FROM labelled
-  WHERE NOT has_exact AND oldest_feature_ds < as_of
-),
-older AS (
-  SELECT /*+ BROADCAST(c) */ c.customer_id, c.as_of, MAX(f.ds) AS feature_ds
-  FROM ${features} f
-  JOIN lookback c
-    ON f.customer_id = c.customer_id
-   AND f.ds = c.ds
-  GROUP BY c.customer_id, c.as_of
+  UNION ALL
+  SELECT customer_id, as_of, oldest_feature_ds, label, ds
+  FROM candidates
 )
-SELECT /*+ BROADCAST(o) */
-  l.customer_id, l.as_of, l.label,
-  IF(l.has_exact, l.as_of, o.feature_ds) AS feature_ds
-FROM labelled l
-LEFT JOIN older o
-  ON o.customer_id = l.customer_id
- AND o.as_of = l.as_of
+SELECT
+  customer_id,
+  as_of,
+  MAX(label) AS label,
+  MAX(ds) AS feature_ds
+FROM keyed
+GROUP BY customer_id, as_of, oldest_feature_ds
+HAVING COUNT(label) > 0

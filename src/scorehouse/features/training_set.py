@@ -54,27 +54,52 @@ def labels(
     )
 
 
+WINDOW_DAYS_SCHEMA = StructType(
+    [
+        StructField("as_of", DateType(), False),
+        StructField("oldest_feature_ds", DateType(), False),
+        StructField("ds", DateType(), False),
+    ]
+)
+
+
 def point_in_time_join(labelled: DataFrame, features: DataFrame) -> DataFrame:
     """customer_id, as_of, label, feature_ds and the registry features (null: no snapshot in TTL)."""
     spark = labelled.sparkSession
-    # Only the days some row may read (its as-of date back to its oldest feature date):
-    # a static partition filter, so no scan below touches another day. Rows of other
-    # days can never qualify, so the rule itself is unchanged.
+    # The days each row may read (its as-of date back to its oldest feature date): they
+    # feed the keys statement as a tiny table and become static partition filters, so
+    # no scan below touches another day. Rows of other days can never qualify.
     windows = labelled.select("oldest_feature_ds", "as_of").distinct().collect()
-    days = sorted(
+    window_days = [
+        (w.as_of, w.oldest_feature_ds, d)
+        for w in windows
+        if w.oldest_feature_ds <= w.as_of
+        for d in transforms.day_range(w.oldest_feature_ds, w.as_of)
+    ]
+    as_of_days = sorted({w.as_of for w in windows})
+    older_days = sorted({d for _, _, d in window_days} - set(as_of_days))
+    keys = run_sql(
+        spark,
+        "training/training_set_keys",
         {
-            d
-            for w in windows
-            if w.oldest_feature_ds <= w.as_of
-            for d in transforms.day_range(w.oldest_feature_ds, w.as_of)
-        }
+            "labels": labelled,
+            "windows": spark.createDataFrame(window_days, WINDOW_DAYS_SCHEMA),
+            "features": features.where(F.col("ds").isin([d for _, _, d in window_days])).select(
+                "customer_id", "ds"
+            ),
+        },
     )
-    features = features.where(F.col("ds").isin(days))
-    keys = run_sql(spark, "training/training_set_keys", {"labels": labelled, "features": features})
-    # Computed once: the probe, the rows without a snapshot and partition pruning all
-    # read the keys.
+    # Computed once: the broadcast probe and the rows without a snapshot both read them.
     keys = keys.localCheckpoint()
-    joined = run_sql(spark, "training/training_set", {"keys": keys, "features": features})
+    joined = run_sql(
+        spark,
+        "training/training_set",
+        {
+            "keys": keys,
+            "as_of_features": features.where(F.col("ds").isin(as_of_days)),
+            "older_features": features.where(F.col("ds").isin(older_days)),
+        },
+    )
     return joined.select(
         "customer_id",
         "as_of",
