@@ -357,6 +357,15 @@ class _Trace:
             # barrier, booster to the driver, sklearn wrapper, best-iteration slice
             "fit_result_to_driver": first("fit_end") - last("collective_exit"),
         }
+        # Spark answers a barrier()/allGather() by polling once a second (JVM side), so
+        # each call costs up to a second however ready the workers are. The first call
+        # (before any hook) is counted, the others timed, per worker (the slowest).
+        calls: dict[int, list[float]] = {}
+        for r in ev.get("barrier_call", []):
+            calls.setdefault(r["pid"], []).append(r["end"] - r["start"])
+        if calls:
+            out["fit_barrier_calls"] = 1 + max(len(v) for v in calls.values())
+            out["fit_barrier_seconds_after_first"] = max(sum(v) for v in calls.values())
         return {k: round(v, 3) for k, v in out.items()}
 
 
@@ -391,9 +400,33 @@ def _worker_mark(fn: Any, name: str) -> Any:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         t = time.time()
         _log(name, t, t, proc_start=_proc_start())
+        _time_barrier_calls()
         return fn(*args, **kwargs)
 
     return wrapper
+
+
+def _time_barrier_calls() -> None:
+    """From here on, log every barrier() and allGather() of this worker process.
+
+    Called right after the fit's first barrier (which therefore is counted, not timed).
+    """
+    from pyspark import BarrierTaskContext
+
+    for name in ("barrier", "allGather"):
+        method = getattr(BarrierTaskContext, name)
+        if getattr(method, "_traced", False):
+            continue
+
+        def traced(self: Any, *args: Any, _method: Any = method, **kwargs: Any) -> Any:
+            t = time.time()
+            try:
+                return _method(self, *args, **kwargs)
+            finally:
+                _log("barrier_call", t, time.time(), pid=os.getpid())
+
+        traced._traced = True  # type: ignore[attr-defined]
+        setattr(BarrierTaskContext, name, traced)
 
 
 def _traced_context(base: Any) -> Any:
