@@ -66,7 +66,7 @@ class RedisSettings(_Model):
     # Loading (docs/redis-keys.md "Loading settings"): fields per write, fields per HSET,
     # optional total rate, the niceness of the executors' writing thread, and at most this
     # many load tasks (= connections per master) at once (None: one per Spark partition).
-    batch_size: int = Field(default=500, ge=1)
+    batch_size: int = Field(default=200, ge=1)
     hset_fields: int = Field(default=100, ge=1)
     max_keys_per_second: int | None = None
     load_nice: int = Field(default=10, ge=0, le=19)
