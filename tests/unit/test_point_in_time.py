@@ -34,29 +34,12 @@ def _snapshots(spark: SparkSession, rows: list[tuple[int, date, float | None]]) 
     )
 
 
-@hyp_settings(
-    max_examples=25,
-    deadline=None,
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-@given(
-    snapshots=st.lists(
-        st.tuples(
-            st.integers(1, 3), st.integers(0, 20), st.one_of(st.none(), st.floats(-1e6, 1e6))
-        ),
-        max_size=25,
-        unique_by=lambda t: (t[0], t[1]),
-    ),
-    label_rows=st.lists(
-        st.tuples(st.integers(1, 4), st.integers(0, 22), st.integers(0, 5)), min_size=1, max_size=15
-    ),
-)
-def test_join_takes_latest_snapshot_within_ttl(
+def _assert_matches_oracle(
     spark: SparkSession,
     snapshots: list[tuple[int, int, float | None]],
     label_rows: list[tuple[int, int, int]],
 ) -> None:
+    """point_in_time_join on these day offsets and TTLs equals a brute-force oracle."""
     snaps = [(c, BASE + timedelta(days=d), v) for c, d, v in snapshots]
     label_data = [
         (c, BASE + timedelta(days=d), BASE + timedelta(days=d - ttl), i % 2)
@@ -85,6 +68,76 @@ def test_join_takes_latest_snapshot_within_ttl(
         else:
             expected[(customer, as_of)] = (latest[0], latest[1], label)
     assert got == expected
+
+
+ORACLE_SETTINGS = hyp_settings(
+    max_examples=25,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+def _snapshot_lists(days: int) -> st.SearchStrategy[list[tuple[int, int, float | None]]]:
+    return st.lists(
+        st.tuples(
+            st.integers(1, 3), st.integers(0, days), st.one_of(st.none(), st.floats(-1e6, 1e6))
+        ),
+        max_size=25,
+        unique_by=lambda t: (t[0], t[1]),
+    )
+
+
+@ORACLE_SETTINGS
+@given(
+    snapshots=_snapshot_lists(20),
+    label_rows=st.lists(
+        st.tuples(st.integers(1, 4), st.integers(0, 22), st.integers(0, 5)), min_size=1, max_size=15
+    ),
+)
+def test_join_takes_latest_snapshot_within_ttl(
+    spark: SparkSession,
+    snapshots: list[tuple[int, int, float | None]],
+    label_rows: list[tuple[int, int, int]],
+) -> None:
+    _assert_matches_oracle(spark, snapshots, label_rows)
+
+
+@ORACLE_SETTINGS
+@given(
+    # Windows of up to 63 days over 150 days: they start and end in different 63-day
+    # words of the bit masks (training_set_keys_bits.sql).
+    snapshots=_snapshot_lists(150),
+    label_rows=st.lists(
+        st.tuples(st.integers(1, 4), st.integers(0, 150), st.integers(0, 62)),
+        min_size=1,
+        max_size=15,
+    ),
+)
+def test_join_takes_latest_snapshot_across_mask_words(
+    spark: SparkSession,
+    snapshots: list[tuple[int, int, float | None]],
+    label_rows: list[tuple[int, int, int]],
+) -> None:
+    _assert_matches_oracle(spark, snapshots, label_rows)
+
+
+@ORACLE_SETTINGS
+@given(
+    # Some window is longer than 63 days: the general statement (training_set_keys.sql).
+    snapshots=_snapshot_lists(150),
+    label_rows=st.lists(
+        st.tuples(st.integers(1, 4), st.integers(0, 150), st.integers(0, 100)),
+        min_size=1,
+        max_size=15,
+    ).filter(lambda rows: any(ttl >= 63 for _, _, ttl in rows)),
+)
+def test_join_takes_latest_snapshot_with_long_ttl(
+    spark: SparkSession,
+    snapshots: list[tuple[int, int, float | None]],
+    label_rows: list[tuple[int, int, int]],
+) -> None:
+    _assert_matches_oracle(spark, snapshots, label_rows)
 
 
 def _customers(spark: SparkSession) -> DataFrame:

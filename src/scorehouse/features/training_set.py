@@ -54,6 +54,9 @@ def labels(
     )
 
 
+# Windows up to this many days take the bit-mask keys (training_set_keys_bits.sql);
+# longer ones the general statement (training_set_keys.sql), same rule.
+BIT_WINDOW_DAYS = 63
 WINDOW_DAYS_SCHEMA = StructType(
     [
         StructField("as_of", DateType(), False),
@@ -67,8 +70,8 @@ def point_in_time_join(labelled: DataFrame, features: DataFrame) -> DataFrame:
     """customer_id, as_of, label, feature_ds and the registry features (null: no snapshot in TTL)."""
     spark = labelled.sparkSession
     # The days each row may read (its as-of date back to its oldest feature date): they
-    # feed the keys statement as a tiny table and become static partition filters, so
-    # no scan below touches another day. Rows of other days can never qualify.
+    # become static partition filters, so no scan below touches another day. Rows of
+    # other days can never qualify.
     windows = labelled.select("oldest_feature_ds", "as_of").distinct().collect()
     window_days = [
         (w.as_of, w.oldest_feature_ds, d)
@@ -77,18 +80,27 @@ def point_in_time_join(labelled: DataFrame, features: DataFrame) -> DataFrame:
         for d in transforms.day_range(w.oldest_feature_ds, w.as_of)
     ]
     as_of_days = sorted({w.as_of for w in windows})
-    older_days = sorted({d for _, _, d in window_days} - set(as_of_days))
-    keys = run_sql(
-        spark,
-        "training/training_set_keys",
-        {
-            "labels": labelled,
-            "windows": spark.createDataFrame(window_days, WINDOW_DAYS_SCHEMA),
-            "features": features.where(F.col("ds").isin([d for _, _, d in window_days])).select(
-                "customer_id", "ds"
-            ),
-        },
-    )
+    reachable = sorted({d for _, _, d in window_days})
+    older_days = sorted(set(reachable) - set(as_of_days))
+    snapshot_keys = features.where(F.col("ds").isin(reachable)).select("customer_id", "ds")
+    longest = max((w.as_of - w.oldest_feature_ds).days + 1 for w in windows) if windows else 0
+    if reachable and longest <= BIT_WINDOW_DAYS:
+        keys = run_sql(
+            spark,
+            "training/training_set_keys_bits",
+            {"labels": labelled, "features": snapshot_keys},
+            base=reachable[0],
+        )
+    else:
+        keys = run_sql(
+            spark,
+            "training/training_set_keys",
+            {
+                "labels": labelled,
+                "windows": spark.createDataFrame(window_days, WINDOW_DAYS_SCHEMA),
+                "features": snapshot_keys,
+            },
+        )
     # Computed once: the broadcast probe and the rows without a snapshot both read them.
     keys = keys.localCheckpoint()
     joined = run_sql(
