@@ -17,7 +17,8 @@ Bucket and field of an entity id:
 
 The `{<bucket>}` part is a Redis Cluster hash tag: the score and feature buckets of one entity
 share a slot (a miss reads features and writes the score back on one node), and a generation's
-~N/1000 buckets hash to as many slots, so a load and a removal spread evenly over the masters.
+~N/bucket_size buckets hash to as many slots, so a load and a removal spread evenly over the
+masters.
 """
 
 from __future__ import annotations
