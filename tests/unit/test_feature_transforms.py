@@ -128,6 +128,43 @@ def test_next_day_chain_equals_range_build(spark: SparkSession) -> None:
     )
 
 
+def test_next_day_chain_follows_signups_and_attribute_changes(spark: SparkSession) -> None:
+    first = date(2026, 2, 1)  # range-built; the chain advances Feb 2..6 from it
+    customers = _customers(
+        spark,
+        [
+            (1, date(2025, 1, 1), date(2025, 1, 1), "consumer", "south", True),
+            (1, date(2026, 2, 3), date(2025, 1, 1), "smb", "east", False),  # changes Feb 3
+            (1, date(2026, 2, 5), date(2025, 1, 1), "enterprise", "east", True),  # and Feb 5
+            (2, date(2026, 2, 2), date(2026, 2, 2), "smb", "north", False),  # signs up Feb 2
+            (3, date(2026, 2, 4), date(2026, 2, 4), "consumer", "west", None),  # signs up Feb 4
+            (3, date(2026, 2, 6), date(2026, 2, 4), "consumer", "north", True),
+            (4, date(2026, 2, 1), date(2026, 2, 1), "enterprise", "west", True),  # on `first`
+            (5, date(2026, 3, 1), date(2026, 3, 1), "consumer", "east", False),  # after the days
+            (6, date(2025, 6, 1), date(2025, 6, 1), "consumer", "south", False),  # never buys
+        ],
+    )
+    transactions = _transactions(
+        spark,
+        [
+            (1, date(2025, 2, 2), 1, 3.0),  # leaves the 365-day window on Feb 2
+            (1, date(2026, 1, 3), 2, 4.5),  # leaves the 30-day window on Feb 2
+            (1, date(2026, 2, 3), 1, 9.99),
+            (2, date(2026, 2, 2), 4, 20.0),
+            (2, date(2026, 2, 5), 1, 1.0),
+            (3, date(2026, 2, 4), 2, 7.0),
+            (3, date(2026, 2, 6), 1, 8.25),
+            (4, date(2026, 2, 1), 1, 5.0),
+            (4, date(2026, 2, 6), 1, 6.0),
+            (5, date(2026, 3, 1), 1, 1.0),
+        ],
+    )
+    days = transforms.day_range(first, date(2026, 2, 6))
+    chained = _build_chained(customers, transactions, days)
+    assertDataFrameEqual(chained, _build_range(customers, transactions, days))
+    _assert_matches_oracle(chained, customers, transactions, days)
+
+
 @st.composite
 def histories(draw: st.DrawFn) -> tuple[list[tuple], list[tuple]]:
     n_customers = draw(st.integers(1, 4))

@@ -7,18 +7,22 @@ including the state columns the next day is advanced from.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import pyarrow.parquet as pq
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
 from scorehouse.errors import ValidationError
 from scorehouse.features import transforms
-from scorehouse.features.checks import feature_profile, feature_violations
+from scorehouse.features.checks import feature_profile, feature_violations, profile_columns
 from scorehouse.features.registry import feature_names
 from scorehouse.settings import Settings
 from scorehouse.tables import Warehouse
@@ -78,25 +82,10 @@ def build_features(
         for ds in days:
             previous_state = wh.read(tables.features, partitions={"ds": [ds - timedelta(days=1)]})
             daily = wh.read(tables.customer_daily, partitions={"ds": transforms.leaving_days(ds)})
-            # The day's entity space feeds the state and the row-count check: computed
-            # once (it sorts every customer version), not once for each.
-            day_entities = transforms.entities(customers, [ds]).persist(
-                StorageLevel.MEMORY_AND_DISK
+            state = transforms.next_day_state(previous_state, daily, customers, ds)
+            count, version = check_and_commit(
+                wh, settings, transforms.features_from_state(state), customers, [ds]
             )
-            try:
-                state = transforms.next_day_state(
-                    previous_state, daily, customers, ds, day_entities=day_entities
-                )
-                count, version = check_and_commit(
-                    wh,
-                    settings,
-                    transforms.features_from_state(state),
-                    customers,
-                    [ds],
-                    day_entities=day_entities,
-                )
-            finally:
-                day_entities.unpersist()
             rows += count
     else:
         daily = wh.read(tables.customer_daily, ds_between=(EARLIEST, days[-1]))
@@ -183,39 +172,77 @@ def check_and_commit(
     days: list[date],
     *,
     table: str | None = None,
-    day_entities: DataFrame | None = None,
 ) -> tuple[int, int]:
     """Validate the build, then replace its days in the features table (or `table`);
-    nothing is committed on failure. Returns (rows, version). `day_entities`:
-    entities(customers, days) when the caller already has them."""
+    nothing is committed on failure. Returns (rows, version).
+
+    Into an existing table (deltalake engine) the build is computed once: Spark writes
+    it to a staging folder while the profile is gathered in the same pass (an
+    Observation), the rows per day come from the files' footers, and the files are
+    committed only when every rule holds. Otherwise (first build, native Delta) the
+    build is persisted, profiled, then written."""
     problems = _check_types(features)
     if problems:
         raise ValidationError(_violation_message(settings, days, problems))
+    target = table or settings.tables.features
+    if wh.engine == "deltalake" and wh.exists(target):
+        return _stage_check_commit(wh, settings, features, customers, days, target)
     features = features.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         profile = feature_profile(features)
         rows_per_ds = {r.ds: r["count"] for r in features.groupBy("ds").count().collect()}
-        entities_per_ds = {
-            r.ds: r["count"]
-            for r in (
-                transforms.entities(customers, days) if day_entities is None else day_entities
-            )
-            .groupBy("ds")
-            .count()
-            .collect()
-        }
-        problems = feature_violations(profile, rows_per_ds, entities_per_ds)
+        problems = feature_violations(profile, rows_per_ds, _entities_per_ds(customers, days))
         if problems:
             raise ValidationError(_violation_message(settings, days, problems))
         version = wh.overwrite(
-            table or settings.tables.features,
-            features,
-            partition_by=["ds"],
-            replace_partitions={"ds": days},
+            target, features, partition_by=["ds"], replace_partitions={"ds": days}
         )
         return int(profile.get("rows") or 0), version
     finally:
         features.unpersist()
+
+
+def _entities_per_ds(customers: DataFrame, days: list[date]) -> dict[date, int]:
+    counts = transforms.entities(customers, days).groupBy("ds").count().collect()
+    return {r.ds: r["count"] for r in counts}
+
+
+def _stage_check_commit(
+    wh: Warehouse,
+    settings: Settings,
+    features: DataFrame,
+    customers: DataFrame,
+    days: list[date],
+    table: str,
+) -> tuple[int, int]:
+    stage = wh.staging_dir(table)
+    handed_over = False  # commit_parquet removes the stage itself
+    observation = Observation("feature_profile")
+    try:
+        (
+            features.select(*[F.col(f"`{name}`") for name in wh.schema(table).names])
+            .observe(observation, *profile_columns())
+            .write.mode("errorifexists")
+            .option("compression", "zstd")
+            .partitionBy("ds")
+            .parquet(str(stage))
+        )
+        profile = observation.get
+        rows_per_ds: dict[date, int] = {}
+        for path in stage.glob("ds=*/*.parquet"):
+            ds = date.fromisoformat(path.parent.name.removeprefix("ds="))
+            rows_per_ds[ds] = rows_per_ds.get(ds, 0) + pq.read_metadata(path).num_rows
+        problems = feature_violations(profile, rows_per_ds, _entities_per_ds(customers, days))
+        if problems:
+            raise ValidationError(_violation_message(settings, days, problems))
+        handed_over = True
+        version = wh.commit_parquet(table, stage, mode="overwrite", replace_partitions={"ds": days})
+        return int(profile.get("rows") or 0), version
+    finally:
+        if not handed_over:
+            shutil.rmtree(stage, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                stage.parent.rmdir()  # only when no other writer is staging
 
 
 def _violation_message(settings: Settings, days: list[date], problems: list[str]) -> str:

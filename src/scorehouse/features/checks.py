@@ -5,16 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from scorehouse.features.registry import FeatureDef, load_registry
 
 
-def feature_profile(
-    features: DataFrame, registry: tuple[FeatureDef, ...] | None = None
-) -> dict[str, float]:
-    """Null count, min and max of every feature and the row count per ds, in one Spark job."""
+def profile_columns(registry: tuple[FeatureDef, ...] | None = None) -> list[Column]:
+    """The aggregates of a profile: rows, and null count, min and max of every feature."""
     registry = registry or load_registry()
     aggs = [F.count(F.lit(1)).alias("rows")]
     for f in registry:
@@ -24,7 +22,14 @@ def feature_profile(
             F.min(col).cast("double").alias(f"{f.name}__min"),
             F.max(col).cast("double").alias(f"{f.name}__max"),
         ]
-    row = features.agg(*aggs).first()
+    return aggs
+
+
+def feature_profile(
+    features: DataFrame, registry: tuple[FeatureDef, ...] | None = None
+) -> dict[str, float]:
+    """Null count, min and max of every feature and the row count, in one Spark job."""
+    row = features.agg(*profile_columns(registry)).first()
     return {} if row is None else row.asDict()
 
 

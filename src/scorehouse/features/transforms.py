@@ -59,26 +59,15 @@ def state_for_days(daily: DataFrame, customers: DataFrame, days: Sequence[date])
 
 
 def next_day_state(
-    previous_state: DataFrame,
-    daily: DataFrame,
-    customers: DataFrame,
-    ds: date,
-    *,
-    day_entities: DataFrame | None = None,
+    previous_state: DataFrame, daily: DataFrame, customers: DataFrame, ds: date
 ) -> DataFrame:
-    """Feature state on `ds` from the state on the day before and five days of rollups.
-
-    `day_entities` (entities(customers, [ds])) may be passed when the caller needs them
-    again, so that they are computed once."""
+    """Feature state on `ds` from the state on the day before, five days of rollups
+    and the customer versions (only those that change on `ds` are used)."""
     spark = daily.sparkSession
     return run_sql(
         spark,
         "features/customer_state_next_day",
-        {
-            "previous_state": previous_state,
-            "daily": daily,
-            "entities": entities(customers, [ds]) if day_entities is None else day_entities,
-        },
+        {"previous_state": previous_state, "daily": daily, "customers": customers},
         ds=ds,
     )
 

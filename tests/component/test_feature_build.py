@@ -1,0 +1,100 @@
+"""Feature builds through the warehouse: the next-day path (staged, checked, committed)
+against the range statement, and a failed check that commits nothing."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.testing import assertDataFrameEqual
+
+from scorehouse.errors import ValidationError
+from scorehouse.features import transforms
+from scorehouse.features.build import EARLIEST, build_features
+from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
+from scorehouse.settings import Settings
+from scorehouse.tables import STAGING_DIR, Warehouse
+
+DAY1 = date(2026, 3, 1)
+DAY2 = date(2026, 3, 2)
+DAY3 = date(2026, 3, 3)
+CUSTOMERS = [
+    (1, date(2025, 12, 1), date(2025, 12, 1), "consumer", "north", True),
+    (1, DAY2, date(2025, 12, 1), "smb", "north", False),  # new attributes from DAY2
+    (2, date(2026, 1, 15), date(2026, 1, 15), "smb", "west", False),
+    (3, DAY2, DAY2, "enterprise", "east", True),  # signs up on DAY2
+    (4, date(2025, 3, 2), date(2025, 3, 2), "consumer", "south", None),
+]
+EVENTS = [
+    (1, date(2025, 3, 2), 1, 4.0),  # leaves the 365-day window on DAY2
+    (1, date(2026, 2, 20), 1, 12.5),
+    (2, DAY1, 1, 99.99),
+    (1, DAY2, 2, 30.0),
+    (3, DAY2, 3, 45.0),
+    (4, DAY3, 2, 8.0),
+]
+
+
+@pytest.fixture
+def raw(spark: SparkSession, settings: Settings) -> Warehouse:
+    wh = Warehouse.from_settings(spark, settings)
+    wh.overwrite(settings.tables.customers, spark.createDataFrame(CUSTOMERS, RAW_CUSTOMERS))
+    tx = [
+        (f"t{i}", c, datetime(d.year, d.month, d.day, 10), q, a, d)
+        for i, (c, d, q, a) in enumerate(EVENTS)
+    ]
+    wh.overwrite(
+        settings.tables.transactions,
+        spark.createDataFrame(tx, RAW_TRANSACTIONS),
+        partition_by=["ds"],
+    )
+    return wh
+
+
+def _staging_left(wh: Warehouse, table: str) -> list[str]:
+    stage = Path(wh.uri(table)) / STAGING_DIR
+    return sorted(p.name for p in stage.iterdir()) if stage.exists() else []
+
+
+def test_next_day_builds_equal_the_range_statement(
+    spark: SparkSession, settings: Settings, raw: Warehouse
+) -> None:
+    assert build_features(spark, settings, DAY1).mode == "range"
+    for ds in (DAY2, DAY3):
+        build = build_features(spark, settings, ds)
+        assert (build.mode, build.rows) == ("next-day", 4)
+    tables = settings.tables
+    built = raw.read(tables.features, partitions={"ds": [DAY2, DAY3]})
+    daily = raw.read(tables.customer_daily, ds_between=(EARLIEST, DAY3))
+    expected = transforms.features_from_state(
+        transforms.state_for_days(daily, raw.read(tables.customers), [DAY2, DAY3])
+    )
+    assertDataFrameEqual(built, expected.select(*built.columns))
+    assert _staging_left(raw, tables.features) == []
+
+
+def test_a_failed_check_commits_nothing(
+    spark: SparkSession, settings: Settings, raw: Warehouse
+) -> None:
+    tables = settings.tables
+    build_features(spark, settings, DAY1)
+    version = raw.version(tables.features)
+    # A customer known since February recorded after DAY1 was built: the snapshot of
+    # DAY1 (the next day's starting point) lacks them, and the row count check says so.
+    late = spark.createDataFrame(
+        [(5, date(2026, 2, 1), date(2026, 2, 1), "smb", "east", True)], RAW_CUSTOMERS
+    )
+    raw.append(tables.customers, late)
+    with pytest.raises(ValidationError) as err:
+        build_features(spark, settings, DAY2)
+    assert f"features build {DAY2} rejected, nothing committed to {tables.features}" in str(
+        err.value
+    )
+    assert f"row count on {DAY2}: 4 rows for 5 entities (must be equal)" in str(err.value)
+    assert raw.version(tables.features) == version
+    assert raw.partition_values(tables.features) == [DAY1]
+    assert _staging_left(raw, tables.features) == []
+    # Rebuilding from the day the late version applies to repairs the chain.
+    assert build_features(spark, settings, DAY1, DAY2).rows == 9
