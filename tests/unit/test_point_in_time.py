@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, IntegerType, LongType, StructField, StructType
 
 from scorehouse.features import training_set, transforms
-from scorehouse.features.registry import feature_names
+from scorehouse.features.registry import feature_names, load_registry
 from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
 
 BASE = date(2026, 3, 1)
@@ -197,3 +197,44 @@ def test_events_after_as_of_change_no_feature(spark: SparkSession) -> None:
     assert labels_after[(3, as_of[1])] == 1
     labels_before = {(r.customer_id, r.as_of): r.label for r in before.collect()}
     assert labels_before[(1, as_of[0])] == 0
+
+
+def test_only_as_of_dates_whose_horizon_is_complete_are_sampled() -> None:
+    start, end = date(2026, 1, 1), date(2026, 1, 31)
+    # Raw events end on Jan 30: with a 10-day horizon the last usable as-of date is Jan 20.
+    dates = training_set.as_of_dates(start, end, 7, 10, date(2026, 1, 30))
+    assert dates == [date(2026, 1, 1), date(2026, 1, 8), date(2026, 1, 15)]
+    assert training_set.as_of_dates(start, end, 7, 40, date(2026, 1, 30)) == []
+
+
+def test_rows_without_a_snapshot_in_the_ttl_are_counted_then_dropped_or_defaulted(
+    spark: SparkSession,
+) -> None:
+    labels = spark.createDataFrame(
+        [
+            (1, date(2026, 3, 10), date(2026, 3, 7), 1),  # snapshot 2 days old: kept
+            (2, date(2026, 3, 10), date(2026, 3, 7), 0),  # snapshot 5 days old: stale
+            (3, date(2026, 3, 10), date(2026, 3, 7), 1),  # no snapshot at all: stale
+        ],
+        LABELS,
+    )
+    snapshots = _snapshots(
+        spark, [(1, date(2026, 3, 8), 2.5), (2, date(2026, 3, 5), 7.0), (3, date(2026, 3, 11), 1.0)]
+    )
+    joined = training_set.point_in_time_join(labels, snapshots)
+    assert joined.where("feature_ds IS NULL").count() == 2
+
+    dropped = training_set.apply_stale_policy(joined, "drop")
+    assert [(r.customer_id, r.feature_ds) for r in dropped.collect()] == [(1, date(2026, 3, 8))]
+
+    defaulted = {
+        r.customer_id: r for r in training_set.apply_stale_policy(joined, "default").collect()
+    }
+    assert sorted(defaulted) == [1, 2, 3]
+    registry = load_registry()
+    for customer in (2, 3):
+        row = defaulted[customer]
+        assert row.feature_ds is None
+        # Features with a no-history value get it; the others stay missing.
+        assert {f.name: row[f.name] for f in registry} == {f.name: f.no_history for f in registry}
+    assert all(defaulted[1][f.name] == 2.5 for f in registry)
