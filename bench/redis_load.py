@@ -300,7 +300,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
         False,
     ),
     "hset_fields_25": ({"hset_fields": 25}, False),
-    "batch_200": ({"batch_size": 200}, False),
+    "batch_500": ({"batch_size": 500}, False),
     "batch_2000": ({"batch_size": 2000}, False),
     "rate_limited": ({"max_keys_per_second": 100_000}, False),
 }
