@@ -292,7 +292,6 @@ VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
     "old_defaults_dedicated": (OLD, True),
     "nice_0": ({"load_nice": 0}, False),
     "one_connection": ({"load_connections": 1}, False),
-    "one_connection_batch_200": ({"load_connections": 1, "batch_size": 200}, False),
     "bucket_500": ({"bucket_size": 500}, False),
     "bucket_500_one_connection": ({"bucket_size": 500, "load_connections": 1}, False),
     "bucket_1000_one_connection_batch_200": (
