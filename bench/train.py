@@ -1,6 +1,7 @@
 """Distributed training as `scorehouse train` runs it vs single-node `xgboost.train`.
 
     python bench/train.py --rows 1000000 5000000 [--rounds 100] [--variants ...]
+        [--spark-conf KEY=VALUE ...]
 
 Both sides start from the same Parquet training set (synthesized here: the registry's
 features, nulls where the feature SQL leaves them, a planted signal), use the product's
@@ -161,6 +162,8 @@ PLAN = SplitPlan(
     test_start=TEST_START,
 )
 TRACE_LOG = "/tmp/scorehouse-bench-train-trace.jsonl"
+# --spark-conf: settings laid over the local profile, to try one against the default.
+EXTRA_CONF: dict[str, str] = {}
 
 
 def params() -> dict[str, Any]:
@@ -213,7 +216,7 @@ def _spark(cores: int) -> Any:
         environ={
             "SCOREHOUSE_SPARK__PROFILE": "local",
             "SCOREHOUSE_SPARK__MASTER": f"local[{cores}]",
-            "SCOREHOUSE_SPARK__CONF": json.dumps({"spark.driver.memory": "8g"}),
+            "SCOREHOUSE_SPARK__CONF": json.dumps({"spark.driver.memory": "8g", **EXTRA_CONF}),
         }
     )
     return get_spark(settings, app_name="bench-train"), settings
@@ -485,8 +488,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/scorehouse-bench-train"))
     parser.add_argument("--out", type=Path, default=HERE / "results" / "train.json")
+    parser.add_argument(
+        "--spark-conf",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra Spark settings for the Spark variants (compare with a run without)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode: "variant:rows"
     args = parser.parse_args(argv)
+    EXTRA_CONF.update(dict(kv.split("=", 1) for kv in args.spark_conf))
 
     if args.one:
         variant, rows = args.one.split(":")
@@ -516,6 +527,7 @@ def main(argv: list[str] | None = None) -> None:
                 str(args.cores),
                 "--data-dir",
                 str(args.data_dir),
+                *(["--spark-conf", *args.spark_conf] if args.spark_conf else []),
             ]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
@@ -545,6 +557,7 @@ def main(argv: list[str] | None = None) -> None:
             {
                 "machine": {"cores": os.cpu_count(), "loadavg_at_end": load},
                 "rounds": args.rounds,
+                "spark_conf": EXTRA_CONF,
                 "results": results,
             },
             indent=2,
