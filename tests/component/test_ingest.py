@@ -43,6 +43,7 @@ b6,1,2026-07-04 10:00:00,1,1.00
 b7,99,2026-05-04 10:00:00,1,1.00
 a1,1,2026-05-04 10:00:00,1,1.00
 dup,2,2026-04-01 08:00:00,3,31.00
+b8,3,2025-02-28 23:59:59,1,1.00
 """
 # What is already in the table before the file above arrives.
 PREVIOUS_CSV = """transaction_id,customer_id,event_time,quantity,amount
@@ -60,6 +61,7 @@ EXPECTED_REJECTS = [
     (13, "customer_id", v.UNKNOWN_CUSTOMER),
     (14, "transaction_id", v.DUPLICATE),
     (15, "transaction_id", v.DUPLICATE),
+    (16, "event_time", v.BEFORE_SIGNUP),
 ]
 
 
@@ -100,8 +102,8 @@ def test_bad_csv_rows_go_to_quarantine_with_their_rule(
         spark, settings, table="transactions", path=path, now=NOW, ingest_id="run1"
     )
 
-    assert (result.rows_read, result.rows_appended, result.rows_already_loaded) == (15, 5, 1)
-    assert result.rows_rejected == 9
+    assert (result.rows_read, result.rows_appended, result.rows_already_loaded) == (16, 5, 1)
+    assert result.rows_rejected == 10
     assert quarantine_of(spark, settings, "run1") == EXPECTED_REJECTS
     wh = Warehouse.from_settings(spark, settings)
     assertDataFrameEqual(
@@ -125,6 +127,7 @@ def test_bad_csv_rows_go_to_quarantine_with_their_rule(
     assert str(path.resolve()) in summary
     assert "quantity / non_positive: 1 rows (e.g. rows 10)" in summary
     assert "transaction_id / duplicate: 2 rows (e.g. rows 14, 15)" in summary
+    assert "event_time / before_signup: 1 rows (e.g. rows 16)" in summary
 
 
 def test_rerunning_the_same_file_adds_nothing(
@@ -209,7 +212,7 @@ def test_over_threshold_fails_and_commits_nothing(
         ingest_file(spark, with_customers, table="transactions", path=path, now=NOW)
     message = str(err.value)
     assert str(path.resolve()) in message
-    assert "8 of 15 rows" in message and "nothing was committed" in message
+    assert "9 of 16 rows" in message and "nothing was committed" in message
     assert "quantity / wrong_type" in message and "customer_id / unknown_customer" in message
     wh = Warehouse.from_settings(spark, with_customers)
     assert not wh.exists(with_customers.tables.transactions)

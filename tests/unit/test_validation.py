@@ -234,19 +234,34 @@ def test_customer_values_are_normalised_and_valid_from_defaults_to_signup(
     )
 
 
-def test_unknown_customers_are_flagged(spark: SparkSession) -> None:
+def test_unknown_customers_and_purchases_before_signup_are_flagged(spark: SparkSession) -> None:
     checked = checked_tx(
         spark,
         [
             GOOD_TX,
             ("t2", "8", "2026-05-30 10:00:00", "1", "1.0"),
             ("t3", "x", "2026-05-30", "1", "1"),
+            ("t4", "9", "2026-05-31 23:59:59", "1", "1.0"),  # the day before 9 is known
+            ("t5", "9", "2026-06-01 00:00:00", "1", "1.0"),
         ],
     )
-    known = spark.createDataFrame([(7,), (7,), (9,)], "customer_id long")
+    known = spark.createDataFrame(
+        [(7, date(2026, 1, 1)), (7, date(2026, 3, 1)), (9, date(2026, 6, 1))],
+        "customer_id long, valid_from date",
+    )
     result = v.check_known_customers(checked, known)
     assertDataFrameEqual(
-        broken(result), [(2, "customer_id", v.UNKNOWN_CUSTOMER), (3, "customer_id", v.WRONG_TYPE)]
+        broken(result),
+        [
+            (2, "customer_id", v.UNKNOWN_CUSTOMER),
+            (3, "customer_id", v.WRONG_TYPE),
+            (4, "event_time", v.BEFORE_SIGNUP),
+        ],
+    )
+    message = result.filter(F.col(v.ROW_NUMBER) == 4).select(F.col(v.VIOLATIONS)[0]["message"])
+    assert message.first()[0] == (
+        "event_time 2026-05-31 23:59:59 is before customer 9 is known "
+        "(signup / first valid_from 2026-06-01)"
     )
 
 

@@ -134,9 +134,9 @@ def ingest_file(
     if contract.target == "transactions":
         customers = settings.tables.customers
         known = (
-            wh.read(customers).select("customer_id")
+            wh.read(customers).select("customer_id", "valid_from")
             if wh.exists(customers)
-            else spark.createDataFrame([], "customer_id long")
+            else spark.createDataFrame([], "customer_id long, valid_from date")
         )
         checked = v.check_known_customers(checked, known)
     existing = wh.read(target_table) if wh.exists(target_table) else None

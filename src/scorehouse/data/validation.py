@@ -347,17 +347,32 @@ def _append(df: DataFrame, flagged: Column, violation: Column) -> DataFrame:
     )
 
 
-def check_known_customers(df: DataFrame, known_ids: DataFrame) -> DataFrame:
-    """Flag rows whose (valid) customer_id is not among `known_ids.customer_id`."""
-    known = known_ids.select(F.col("customer_id").alias("_known_id")).distinct()
+def check_known_customers(df: DataFrame, customers: DataFrame) -> DataFrame:
+    """Flag transactions whose (valid) customer_id is not in `customers` (customer_id,
+    valid_from), or that happened before the customer was known (its first valid_from).
+
+    A purchase dated before the customer exists would count in a full rebuild of the
+    features but not in the day-by-day build, which starts a new customer from an empty
+    state on the day it becomes known: such rows are rejected here.
+    """
+    known = customers.groupBy(F.col("customer_id").alias("_known_id")).agg(
+        F.min("valid_from").alias("_known_from")
+    )
     joined = df.join(known, _col("customer_id") == _col("_known_id"), "left")
-    flagged = _col("customer_id").isNotNull() & _col("_known_id").isNull()
-    message = F.format_string(
+    unknown = _col("customer_id").isNotNull() & _col("_known_id").isNull()
+    unknown_message = F.format_string(
         "customer_id %s is not in the customers table", _col("customer_id").cast("string")
     )
-    return _append(joined, flagged, _violation("customer_id", UNKNOWN_CUSTOMER, message)).drop(
-        "_known_id"
+    early = F.to_date(_col("event_time")) < _col("_known_from")
+    early_message = F.format_string(
+        "event_time %s is before customer %s is known (signup / first valid_from %s)",
+        _shown(_col("event_time")),
+        _col("customer_id").cast("string"),
+        _shown(_col("_known_from")),
     )
+    flagged = _append(joined, unknown, _violation("customer_id", UNKNOWN_CUSTOMER, unknown_message))
+    flagged = _append(flagged, early, _violation("event_time", BEFORE_SIGNUP, early_message))
+    return flagged.drop("_known_id", "_known_from")
 
 
 def check_duplicates(
