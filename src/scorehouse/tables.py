@@ -642,7 +642,7 @@ class Warehouse:
                     allow_new_columns,
                 )
         finally:
-            _discard_stage(stage)
+            discard_stage(stage)
 
     def _stage(
         self,
@@ -703,7 +703,7 @@ class Warehouse:
                     allow_new_columns=False,
                 )
         finally:
-            _discard_stage(stage)
+            discard_stage(stage)
 
     def _check_staged(
         self,
@@ -876,7 +876,7 @@ class Warehouse:
                     )
                 return self._commit_rewrite(table, latest, stage, files, chosen, part_cols)
         finally:
-            _discard_stage(stage)
+            discard_stage(stage)
 
     def _commit_rewrite(
         self,
@@ -1009,7 +1009,7 @@ class Warehouse:
         return sorted(os.path.relpath(unquote(str(r[0]).removeprefix("file:")), uri) for r in rows)
 
 
-def _discard_stage(stage: Path) -> None:
+def discard_stage(stage: Path) -> None:
     """Removes a staging folder, and the staging root when no other writer is using it."""
     shutil.rmtree(stage, ignore_errors=True)
     with contextlib.suppress(OSError):

@@ -7,9 +7,7 @@ including the state columns the next day is advanced from.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -25,7 +23,7 @@ from scorehouse.features import transforms
 from scorehouse.features.checks import feature_profile, feature_violations, profile_columns
 from scorehouse.features.registry import feature_names
 from scorehouse.settings import Settings
-from scorehouse.tables import Warehouse
+from scorehouse.tables import Warehouse, discard_stage
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +214,6 @@ def _stage_check_commit(
     table: str,
 ) -> tuple[int, int]:
     stage = wh.staging_dir(table)
-    handed_over = False  # commit_parquet removes the stage itself
     observation = Observation("feature_profile")
     try:
         (
@@ -235,14 +232,10 @@ def _stage_check_commit(
         problems = feature_violations(profile, rows_per_ds, _entities_per_ds(customers, days))
         if problems:
             raise ValidationError(_violation_message(settings, days, problems))
-        handed_over = True
         version = wh.commit_parquet(table, stage, mode="overwrite", replace_partitions={"ds": days})
         return int(profile.get("rows") or 0), version
     finally:
-        if not handed_over:
-            shutil.rmtree(stage, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                stage.parent.rmdir()  # only when no other writer is staging
+        discard_stage(stage)  # a no-op once commit_parquet has taken the files
 
 
 def _violation_message(settings: Settings, days: list[date], problems: list[str]) -> str:

@@ -85,6 +85,8 @@ class CircuitBreaker:
         return "half-open" if self.clock() - self.opened_at >= self.cooldown_s else "open"
 
     def allow(self) -> bool:
+        if self.opened_at is None:  # closed: no lock on the hot path (one attribute read)
+            return True
         with self._lock:
             if self.opened_at is None:
                 return True
@@ -94,6 +96,8 @@ class CircuitBreaker:
             return False
 
     def success(self) -> None:
+        if not self.failures and self.opened_at is None:  # nothing to reset: no lock
+            return
         with self._lock:
             self.failures = 0
             self.opened_at = None
@@ -148,28 +152,7 @@ class Client:
 
     def get(self, entity_id: object) -> Score:
         """One score; raises only `keys.InvalidEntityId`."""
-        entity = keys.canonical_id(entity_id)
-        if self.redis_breaker.opened_at is not None and not self.redis_breaker.allow():
-            return self._default(entity, "redis circuit open")
-        try:
-            live = self._current()
-            if live is None:
-                self.redis_breaker.success()
-                return self._default(entity, "no generation published")
-            slot = self._slot(live.info, entity)
-            raw = (
-                None
-                if slot is None
-                else self._read(keys.score_key(self.ns, live.generation, slot.bucket), slot.field)
-            )
-            score = None if raw is None else keys.decode_score(raw)
-            if self.redis_breaker.failures:
-                self.redis_breaker.success()
-        except Exception as exc:  # a fault must never reach the caller
-            return self._redis_failed(exc, [entity])[0]
-        if score is not None:
-            return self._score(entity, score, "cache", live.info, live.info.model_version)
-        return self._fallback(live, [entity], [slot])[0]
+        return self.get_many([entity_id])[0]
 
     def get_many(self, entity_ids: Iterable[object]) -> list[Score]:
         """Scores in input order (one pipelined round trip for the hits)."""
@@ -255,13 +238,6 @@ class Client:
                     self._direct = _Direct(conn)
                 direct = self._direct
         return direct
-
-    def _read(self, key: str, field: str) -> Any:
-        """HGET key field."""
-        direct = self._wire()
-        if direct is None:
-            return self._conn().hget(key, field)
-        return direct.hgets(((key, field),))[0]
 
     def _hget_slots(
         self, key_of: Callable[[str], str], slots: Sequence[keys.Slot | None]
