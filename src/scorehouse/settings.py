@@ -63,12 +63,16 @@ class RedisSettings(_Model):
     # one, so its load cost per entity grows with this width (2.2 µs at 1000, 0.64 µs at
     # 250) while memory barely moves (10.4 vs 10.7 B per prediction): docs/benchmarks.md.
     bucket_size: int = Field(default=250, ge=1, le=65536)
-    # Loading (docs/redis-keys.md "Loading settings"): fields per write, fields per HSET,
-    # optional total rate, the niceness of the executors' writing thread, and at most this
-    # many load tasks (= connections per master) at once (None: one per Spark partition).
+    # Loading (docs/redis-keys.md "Loading settings"): fields per write, unanswered writes
+    # per connection, fields per HSET, optional total rate, the CPU scheduling of the
+    # executors' loading thread (idle: Linux SCHED_IDLE, it runs only on CPU time no other
+    # thread wants; normal: niceness `load_nice`), and at most this many load tasks
+    # (= connections per master) at once (None: one per core, or per Spark partition).
     batch_size: int = Field(default=200, ge=1)
+    inflight_batches: int = Field(default=1, ge=1)
     hset_fields: int = Field(default=100, ge=1)
     max_keys_per_second: int | None = None
+    load_scheduler: Literal["idle", "normal"] = "idle"
     load_nice: int = Field(default=10, ge=0, le=19)
     load_connections: int | None = Field(default=None, ge=1)
     keep_generations: int = Field(default=2, ge=1)

@@ -6,9 +6,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
@@ -500,3 +500,136 @@ def test_the_niced_writer_thread_leaves_the_worker_priority_and_reports_errors(
             )
         )
     assert os.getpriority(os.PRIO_PROCESS, 0) == before
+
+
+# --- the load tasks read the tables' Parquet files themselves (publish_date) -------------
+
+
+def write_day(
+    spark: SparkSession, cfg: Settings, ds: date, ids: np.ndarray, seed: int
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Champion + challenger predictions and feature vectors of `ids` (in that order, shuffled
+    over 3 files per table), as scoring and the feature build write them; returns the
+    champion scores and the features."""
+    from scorehouse.schemas import PREDICTIONS
+    from scorehouse.tables import Warehouse
+
+    rng = np.random.default_rng(seed)
+    champion, challenger = rng.random(len(ids)), rng.random(len(ids))
+    now = datetime(2026, 1, 16, 2, tzinfo=UTC)
+    rows = [
+        (int(i), ds, float(s), 0.5, "propensity", version, role, "run", 3, now, None)
+        for role, version, scores in (("champion", "7", champion), ("challenger", "8", challenger))
+        for i, s in zip(ids, scores, strict=True)
+    ]
+    wh = Warehouse.from_settings(spark, cfg)
+    frame = spark.createDataFrame(rows, PREDICTIONS)
+    wh.append(cfg.tables.predictions, frame.repartition(3), partition_by=["ds"])
+    _, features = features_frame(spark, ids.tolist(), seed)
+    features["ds"] = ds
+    wh.append(
+        cfg.tables.features, spark.createDataFrame(features).repartition(3), partition_by=["ds"]
+    )
+    return champion, features.drop(columns="ds")
+
+
+def test_publish_date_loads_from_the_tables_files_in_bucket_runs(
+    spark: SparkSession, settings: Settings, redis_url: str, client: redis.Redis
+) -> None:
+    cfg = make_settings(redis_url, SCOREHOUSE_WAREHOUSE=str(settings.warehouse))
+    ids = np.random.default_rng(2).permutation(3000)  # 12 buckets, every file out of order
+    champion, features = write_day(spark, cfg, DS, ids, seed=3)
+    write_day(spark, cfg, date(2026, 1, 16), ids, seed=4)  # another day: not loaded
+    info = loader.publish_date(spark, cfg, DS)
+    assert info.stats["load_path"] == "files" and info.stats["load_rows"] == 3000
+    got = np.array(read_all_scores(client, info.generation, ids.tolist()), dtype=float)
+    assert np.abs(got - champion).max() <= 0.5e-9 + 1e-15  # the champion's, not the challenger's
+    # Each task sorts its rows: per bucket it holds, one HSET per 100 fields (at most 2 for a
+    # bucket's 250), not one per out-of-order row (~3000).
+    assert info.stats["commands"] <= info.stats["load_tasks"] * 12 * 2
+    names = feature_names()
+    pipe = client.pipeline(transaction=False)
+    for entity in ids.tolist():
+        slot = keys.slot_of(entity, B, 0)
+        pipe.hget(keys.features_key("sh", info.generation, slot.bucket), slot.field)
+    vectors = np.vstack([keys.decode_features(raw, len(names)) for raw in pipe.execute()])
+    expected = to_matrix({n: features[n].to_numpy() for n in names}, names)
+    assert np.array_equal(vectors, expected, equal_nan=True)
+    assert client.get("sh:current") == info.generation.encode()
+
+
+def test_file_batches_stream_files_in_id_order_and_sort_the_rest(tmp_path: object) -> None:
+    import pyarrow.parquet as pq
+
+    from scorehouse.scoring.reader import Slice
+
+    folder = str(tmp_path)
+    ids = np.arange(10_000, dtype=np.int64)
+    roles = np.where(ids % 3 == 0, "challenger", "champion")
+    pq.write_table(
+        pa.table({"customer_id": ids, "score": ids / 1e4, "model_role": roles}),
+        f"{folder}/sorted.parquet",
+        row_group_size=4000,
+    )
+    shuffled = np.random.default_rng(1).permutation(ids)
+    pq.write_table(
+        pa.table({"customer_id": shuffled, "score": shuffled / 1e4}), f"{folder}/shuffled.parquet"
+    )
+    types = {"customer_id": pa.int64(), "score": pa.float64(), "model_role": pa.string()}
+
+    def batches(name: str, groups: int, role: str | None) -> list[pa.RecordBatch]:
+        pieces = [
+            Slice(f"{folder}/{name}", g, 0, 4000 if groups > 1 else 10_000) for g in range(groups)
+        ]
+        pieces[-1] = replace(pieces[-1], length=10_000 - 4000 * (groups - 1))
+        source = loader.FileSource(None, types, role)  # type: ignore[arg-type]
+        return list(loader._file_batches(pieces, source, ("score",)))
+
+    streamed = batches("sorted.parquet", 3, "champion")
+    kept = pa.Table.from_batches(streamed).column("customer_id").to_numpy()
+    assert np.array_equal(kept, ids[ids % 3 != 0])
+    assert len(streamed) >= 3  # passed on as read, not gathered
+    # A file out of id order: its rows come back sorted (bucket runs); the role column absent
+    # from the file reads as nulls and keeps no row.
+    ordered = pa.Table.from_batches(batches("shuffled.parquet", 1, None))
+    assert np.array_equal(ordered.column("customer_id").to_numpy(), ids)
+    assert np.array_equal(ordered.column("score").to_numpy(), ids / 1e4)
+    assert batches("shuffled.parquet", 1, "champion") == []
+
+
+def test_the_load_thread_runs_sched_idle_and_the_worker_keeps_its_policy(
+    spark: SparkSession, redis_url: str, client: redis.Redis
+) -> None:
+    seen: list[tuple[str, int]] = []
+
+    def observed(table: pa.Table) -> Iterator[pa.RecordBatch]:
+        for batch in table.to_batches(max_chunksize=500):
+            seen.append((threading.current_thread().name, os.sched_getscheduler(0)))
+            yield batch
+
+    before = (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0))
+    table = pa.table({"customer_id": np.arange(2000, dtype=np.int64), "score": np.full(2000, 0.5)})
+    spec = _spec(redis_url, "G6", integer_ids=True, scheduler="idle", nice=5)
+    assert next(loader.load_batches(observed(table), spec)).to_pydict()["rows"] == [2000]
+    assert set(seen) == {("scorehouse-load", os.SCHED_IDLE)}
+    assert (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0)) == before
+    assert read_all_scores(client, "G6", [0, 1999], bucket_size=1000) == [0.5, 0.5]
+
+    # In Spark: the task that loads runs SCHED_IDLE; the reused Python worker that runs the
+    # next task does not.
+    cfg = make_settings(redis_url)
+    assert cfg.redis.load_scheduler == "idle"
+    info = loader.publish(
+        spark, cfg, ds=DS, scores=scores_frame(spark, list(range(3000)), np.full(3000, 0.25)),
+        model_name="m", model_version="1",
+    )  # fmt: skip
+    assert info.stats["load_rows"] == 3000
+
+    def policies(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            yield pa.RecordBatch.from_pydict(
+                {"policy": [os.sched_getscheduler(0)] * batch.num_rows}
+            )
+
+    after = spark.range(0, 64, numPartitions=4).mapInArrow(policies, "policy long").collect()
+    assert {row.policy for row in after} == {os.SCHED_OTHER}

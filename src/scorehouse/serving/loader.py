@@ -24,10 +24,10 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -41,6 +41,16 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from scorehouse.errors import RedisLoadError
 from scorehouse.features.registry import feature_names, to_matrix
+from scorehouse.scoring.reader import (
+    SLICE_SCHEMA,
+    Slice,
+    SnapshotPlan,
+    arrow_types,
+    choose_reader,
+    pinned_schema,
+    plan_snapshot,
+    read_slice,
+)
 from scorehouse.serving import keys
 from scorehouse.serving.connection import AnyRedis, RedisParams, is_cluster, masters
 from scorehouse.serving.generation import GenerationInfo, _text
@@ -49,6 +59,10 @@ from scorehouse.settings import Settings
 log = logging.getLogger(__name__)
 
 ID = "customer_id"
+ROLE = "model_role"
+# Rows per Arrow batch a load task decodes from a Parquet row group: big enough that the
+# per-batch Python work vanishes, small enough that the first HSETs leave at once.
+READ_ROWS = 65_536
 # Measured: ~10 B per prediction in 1000-field listpack buckets; 16 leaves margin.
 SCORE_BYTES_ESTIMATE = 16
 # Feature buckets exceed hash-max-listpack-value and become real hash tables.
@@ -58,14 +72,16 @@ HEADROOM_FACTOR = 1.2
 # linear in its length, so one 1000-field HSET runs ~3 ms and every other client waits behind
 # it; 100-field commands cost the server the same in total (measured, docs/benchmarks.md).
 COMMAND_FIELDS = 100
-# Batches sent but not yet answered, per connection: the server applies one while the task
-# builds the next.
+# Batches sent but not yet answered, per connection (redis.inflight_batches): the server
+# applies them while the task builds the next ones.
 INFLIGHT_BATCHES = 1
 SEND_RETRIES = 2
 # The lock expires soon after its publisher dies (a retry can then start); a heartbeat
 # thread keeps it while the publisher lives.
 LOCK_TTL_MS = 120_000
 LOCK_RENEW_S = 20.0
+# One row per load task: its share of the files' row-group slices.
+TASK_SLICES_SCHEMA = T.StructType([T.StructField("slices", T.ArrayType(SLICE_SCHEMA), False)])
 STATS_SCHEMA = T.StructType(
     [
         T.StructField("rows", T.LongType()),
@@ -109,6 +125,39 @@ class LoadSpec:
     command_fields: int = COMMAND_FIELDS
     nice: int = 0  # niceness of the thread that writes (redis.load_nice)
     max_tasks: int | None = None  # at most this many load tasks (redis.load_connections)
+    scheduler: str = "normal"  # "idle": the loading thread runs SCHED_IDLE (redis.load_scheduler)
+    inflight: int = INFLIGHT_BATCHES  # unanswered batches per connection (redis.inflight_batches)
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """One partition of a Delta table at a pinned version, read by the load tasks themselves.
+
+    The tasks decode the planned Parquet row-group slices with pyarrow (as scoring does,
+    scoring/reader.py), so the rows never pass through Spark's JVM-to-Python hand-over, which
+    capped the load at ~0.8-1M rows/s on 2 cores and competed with Redis for the CPU.
+    """
+
+    plan: SnapshotPlan
+    types: dict[str, pa.DataType]  # table types of the columns read (nulls where a file lacks one)
+    role: str | None = None  # keep only rows whose `model_role` is this (the predictions table)
+
+
+def plan_files(
+    spark: SparkSession,
+    wh: Any,
+    table: str,
+    version: int,
+    ds: date,
+    columns: Sequence[str],
+    role: str | None = None,
+) -> FileSource:
+    """Plan the load tasks' reads of partition ds=`ds` of `table` at `version` (driver side:
+    the Delta log and the files' footers, no data read)."""
+    # Whole row groups: `task_slices` cuts them into the load tasks' shares.
+    plan = plan_snapshot(wh.uri(table), table, version, ds, 1)
+    read = [*columns, ROLE] if role is not None else list(columns)
+    return FileSource(plan, arrow_types(pinned_schema(wh, table, version), read), role)
 
 
 # --- preflight ---------------------------------------------------------------------------
@@ -267,6 +316,50 @@ def _load_frame(
         .select(*columns)
         .mapInArrow(lambda batches: load_batches(batches, spec), STATS_SCHEMA)
     )
+    return _task_totals(result)
+
+
+def _load_files(spark: SparkSession, source: FileSource, spec: LoadSpec) -> dict[str, int]:
+    """Runs the load tasks over the planned row-group slices (integer ids only): each task
+    reads its share with pyarrow, keeps bucket runs (see `_file_batches`) and writes.
+
+    One task per core (at most `max_tasks`), each over an equal run of consecutive rows of
+    the files: the whole load runs in one wave with one connection per task, so no task
+    waits behind another and Redis is fed by every core until the end.
+    """
+    spec = replace(spec, integer_ids=True)
+    values = ("score",) if spec.kind == "s" else spec.feature_columns
+    tasks = spec.max_tasks or spark.sparkContext.defaultParallelism
+    shares = task_slices(source.plan.slices, tasks)
+    rows = [([s.__dict__ for s in share],) for share in shares]
+    frame = spark.createDataFrame(
+        spark.sparkContext.parallelize(rows, max(1, len(rows))), TASK_SLICES_SCHEMA
+    )
+    return _task_totals(frame.mapInArrow(_FileLoad(spec, source, values), STATS_SCHEMA))
+
+
+def task_slices(slices: Sequence[Slice], tasks: int) -> list[list[Slice]]:
+    """`slices` (in order) cut into at most `tasks` runs of consecutive rows of equal size."""
+    total = sum(s.length for s in slices)
+    count = max(1, min(tasks, total))
+    bounds = [total * (i + 1) // count for i in range(count)]  # cumulative end of each share
+    shares: list[list[Slice]] = [[] for _ in range(count)]
+    done = 0  # rows before the current slice
+    task = 0
+    for piece in slices:
+        offset = 0
+        while offset < piece.length:
+            take = min(piece.length - offset, bounds[task] - done - offset)
+            if take > 0:
+                shares[task].append(replace(piece, offset=piece.offset + offset, length=take))
+                offset += take
+            if done + offset >= bounds[task] and task < count - 1:
+                task += 1
+        done += piece.length
+    return [share for share in shares if share]
+
+
+def _task_totals(result: DataFrame) -> dict[str, int]:
     # One stats row per task: summed here rather than by a Spark aggregation (a shuffle stage).
     per_task = result.collect()
     totals = {k: sum(int(row[k] or 0) for row in per_task) for k in ("rows", "commands", "bytes")}
@@ -352,7 +445,7 @@ class _Writer:
         self.commands += count
         self.bytes += len(data)
         self.written += entries
-        while len(node.inflight) > INFLIGHT_BATCHES:
+        while len(node.inflight) > self.spec.inflight:
             self._ack(node)
 
     def _ack(self, node: _Node) -> None:
@@ -455,24 +548,31 @@ def _commands(
 
 
 def load_batches(batches: Iterator[pa.RecordBatch], spec: LoadSpec) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: HSET every row of bucket-sorted batches into the generation.
+    """mapInArrow body: HSET every row of bucket-sorted batches into the generation (in a
+    thread of lowered CPU priority, see `_run_lowered`)."""
+    yield _run_lowered(lambda: _load(batches, spec), spec)
 
-    With `spec.nice` the work runs in a thread that lowers its own CPU priority first: where
-    the loader shares cores with Redis or its readers, the scheduler then runs them first
-    whenever they are runnable. Linux sets niceness per thread and an unprivileged process
-    cannot raise it back, so only this short-lived thread is lowered, never the reused Python
-    worker that runs the next task.
+
+_T = TypeVar("_T")
+
+
+def _run_lowered(work: Callable[[], _T], spec: LoadSpec) -> _T:
+    """`work()` in a short-lived thread that first lowers its own CPU priority.
+
+    Where the loader shares cores with Redis or its readers, the scheduler then runs them
+    first whenever they are runnable: under SCHED_IDLE (`spec.scheduler == "idle"`) the thread
+    runs only on CPU time no normal thread wants; otherwise at niceness `spec.nice`. Linux
+    sets both per thread and an unprivileged thread cannot undo them, so only this thread is
+    lowered, never the reused Python worker that runs the next task.
     """
-    if not spec.nice:
-        yield _load(batches, spec)
-        return
-    outcome: list[pa.RecordBatch | BaseException] = []
+    if spec.scheduler != "idle" and not spec.nice:
+        return work()
+    outcome: list[Any] = []
 
     def run() -> None:
         try:
-            with contextlib.suppress(OSError):
-                os.nice(spec.nice)
-            outcome.append(_load(batches, spec))
+            _lower_this_thread(spec)
+            outcome.append(work())
         except BaseException as exc:  # re-raised in the task's own thread
             outcome.append(exc)
 
@@ -481,7 +581,79 @@ def load_batches(batches: Iterator[pa.RecordBatch], spec: LoadSpec) -> Iterator[
     thread.join()
     if isinstance(outcome[0], BaseException):
         raise outcome[0]
-    yield outcome[0]
+    return outcome[0]
+
+
+def _lower_this_thread(spec: LoadSpec) -> None:
+    # A host without SCHED_IDLE (not Linux) or a refused call just loads at normal priority.
+    with contextlib.suppress(OSError, AttributeError):
+        if spec.scheduler == "idle":
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        elif spec.nice:
+            os.nice(spec.nice)
+
+
+@dataclass(frozen=True)
+class _FileLoad:
+    """mapInArrow body over slice rows (reader.SLICE_SCHEMA): read, then load, one task."""
+
+    spec: LoadSpec
+    source: FileSource
+    values: tuple[str, ...]
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        pieces = [
+            Slice(**piece)
+            for batch in batches
+            for row in batch.to_pylist()
+            for piece in row["slices"]
+        ]
+        # Reading, sorting and encoding run in the lowered thread too: the whole task.
+        yield _run_lowered(
+            lambda: _load(_file_batches(pieces, self.source, self.values), self.spec), self.spec
+        )
+
+
+def _file_batches(
+    pieces: Sequence[Slice], source: FileSource, values: Sequence[str]
+) -> Iterator[pa.RecordBatch]:
+    """(id, values...) batches of the slices' rows (of `source.role`), in bucket runs.
+
+    Batches are passed on as they are read while the ids keep ascending (files written in id
+    order: no sort, the first HSETs leave at once). From the first batch out of order on, the
+    rest of the task's rows are gathered and sorted by id with numpy (one argsort), so an HSET
+    still carries a run of one bucket whatever the files' order.
+    """
+    columns = [ID, *values] + ([ROLE] if source.role is not None else [])
+    last = -1
+    pending: list[pa.RecordBatch] = []
+    for piece in pieces:
+        for batch in read_slice(piece, columns, source.types, READ_ROWS):
+            if source.role is not None:
+                batch = batch.filter(_is_value(batch.column(ROLE), source.role))
+            batch = batch.select([ID, *values])
+            if batch.num_rows == 0:
+                continue
+            if batch.column(0).null_count:
+                raise RedisLoadError(f"{batch.column(0).null_count} rows have a null {ID}")
+            ids = batch.column(0).to_numpy()
+            if not pending and ids[0] >= last and bool((ids[1:] >= ids[:-1]).all()):
+                last = int(ids[-1])
+                yield batch
+            else:
+                pending.append(batch)
+    if pending:
+        rest = pa.Table.from_batches(pending).combine_chunks()
+        order = np.argsort(rest.column(0).to_numpy(), kind="stable")
+        yield from rest.take(order).to_batches(max_chunksize=READ_ROWS)
+
+
+def _is_value(column: pa.Array, value: str) -> pa.Array:
+    """Boolean mask column == value; a dictionary column is compared through its indices."""
+    if pa.types.is_dictionary(column.type):
+        hits = [i for i, v in enumerate(column.dictionary.to_pylist()) if v == value]
+        return pc.is_in(column.indices, pa.array(hits, column.indices.type))
+    return pc.equal(column, value)
 
 
 def _load(batches: Iterator[pa.RecordBatch], spec: LoadSpec) -> pa.RecordBatch:
@@ -630,9 +802,16 @@ def publish(
     model_version: str,
     attempt: str | None = None,
     strict_config: bool = False,
+    scores_files: FileSource | None = None,
+    features_files: FileSource | None = None,
 ) -> GenerationInfo:
     """Load `scores` (customer_id, score) and optional `features` (customer_id + registry
-    columns) into a new generation, verify it, flip the pointer and prune old generations."""
+    columns) into a new generation, verify it, flip the pointer and prune old generations.
+
+    `scores_files` / `features_files`: the same rows as the frames, planned as Parquet slices
+    (`plan_files`); when every id is an integer id the load tasks read those files themselves
+    (the frames still give the row count, fingerprint and the verification sample).
+    """
     cfg = settings.redis
     ns = cfg.namespace
     params = RedisParams.from_settings(cfg)
@@ -714,17 +893,28 @@ def publish(
             command_fields=cfg.hset_fields,
             nice=cfg.load_nice,
             max_tasks=cfg.load_connections,
+            scheduler=cfg.load_scheduler,
+            inflight=cfg.inflight_batches,
         )
+        # Integer ids only: the tasks read the files; string ids are bucketed by Spark.
+        from_files = string_buckets == 0 and scores_files is not None
         t_load = time.monotonic()
         try:
-            stats = _load_frame(spark, scores, spec, string_buckets, count)
+            if from_files:
+                assert scores_files is not None
+                stats = _load_files(spark, scores_files, spec)
+            else:
+                stats = _load_frame(spark, scores, spec, string_buckets, count)
         except Exception as exc:
             _fail(client, ns, generation, live, exc)
         load_s = time.monotonic() - t_load
         if features is not None:
             fspec = replace(spec, kind="f", feature_columns=names)
             try:
-                _load_frame(spark, features, fspec, string_buckets, features_count)
+                if string_buckets == 0 and features_files is not None:
+                    _load_files(spark, features_files, fspec)
+                else:
+                    _load_frame(spark, features, fspec, string_buckets, features_count)
             except Exception as exc:
                 _fail(client, ns, generation, live, exc)
         verify(
@@ -762,6 +952,8 @@ def publish(
         "entities_per_s": count / load_s if load_s else 0.0,
         "commands": stats["commands"],
         "load_tasks": stats["tasks"],
+        "load_rows": stats["rows"],
+        "load_path": "files" if from_files else "spark",
         "bytes_sent": stats["bytes"],
         "removed_generations": len(removed),
         "warnings": len(warnings),
@@ -918,9 +1110,13 @@ def publish_date(spark: SparkSession, settings: Settings, ds: date) -> Generatio
 
     warehouse = Warehouse.from_settings(spark, settings)
     tables = settings.tables
-    predictions = warehouse.read(tables.predictions, partitions={"ds": [ds]}).where(
-        F.col("model_role") == "champion"
-    )
+    # One pinned version per table: the frame (count, fingerprint, verification) and the
+    # files the load tasks read (with the arrow reader) are the same rows.
+    files = choose_reader("auto", warehouse) == "arrow"
+    version = warehouse.version(tables.predictions)
+    predictions = warehouse.read(
+        tables.predictions, version=version, partitions={"ds": [ds]}
+    ).where(F.col(ROLE) == "champion")
     models = predictions.select("model_name", "model_version").distinct().collect()
     if not models:
         raise RedisLoadError(f"no champion predictions for ds={ds} in table {tables.predictions}")
@@ -928,13 +1124,19 @@ def publish_date(spark: SparkSession, settings: Settings, ds: date) -> Generatio
         found = ", ".join(f"{m.model_name} v{m.model_version}" for m in models)
         raise RedisLoadError(f"champion predictions for ds={ds} come from several models: {found}")
     features = None
+    features_files = None
     if warehouse.exists(tables.features):
         names = feature_names()
-        frame = warehouse.read(tables.features, partitions={"ds": [ds]})
+        fversion = warehouse.version(tables.features)
+        frame = warehouse.read(tables.features, version=fversion, partitions={"ds": [ds]})
         missing = [n for n in (ID, *names) if n not in frame.columns]
         if missing:
             raise RedisLoadError(f"table {tables.features} lacks feature columns {missing}")
         features = frame.select(ID, *names)
+        if files:
+            features_files = plan_files(
+                spark, warehouse, tables.features, fversion, ds, [ID, *names]
+            )
     else:
         log.warning("table %s does not exist: publishing scores without features", tables.features)
     return publish(
@@ -945,4 +1147,10 @@ def publish_date(spark: SparkSession, settings: Settings, ds: date) -> Generatio
         features=features,
         model_name=models[0].model_name,
         model_version=str(models[0].model_version),
+        scores_files=plan_files(
+            spark, warehouse, tables.predictions, version, ds, [ID, "score"], role="champion"
+        )
+        if files
+        else None,
+        features_files=features_files,
     )
