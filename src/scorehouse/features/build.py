@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import pyarrow.parquet as pq
@@ -39,6 +41,19 @@ class FeatureBuild:
     rows: int
     features_version: int
     seconds: float
+    # wall seconds per phase (rollups, write + profile, entity count, commit), summed
+    # over the days of a chain: where a build's time goes, without a profiler
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def _timed(phases: dict[str, float] | None, name: str) -> Iterator[None]:
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        if phases is not None:
+            phases[name] = phases.get(name, 0.0) + time.perf_counter() - began
 
 
 def build_features(
@@ -65,7 +80,9 @@ def build_features(
     days = sorted(set(days))
     wh = Warehouse.from_settings(spark, settings)
     tables = settings.tables
-    refresh_rollups(spark, wh, settings, days, missing_up_to=days[-1])
+    phases: dict[str, float] = {}
+    with _timed(phases, "rollups"):
+        refresh_rollups(spark, wh, settings, days, missing_up_to=days[-1])
     customers = wh.read(tables.customers)
     previous = days[0] - timedelta(days=1)
     chain = (
@@ -82,14 +99,19 @@ def build_features(
             daily = wh.read(tables.customer_daily, partitions={"ds": transforms.leaving_days(ds)})
             state = transforms.next_day_state(previous_state, daily, customers, ds)
             count, version = check_and_commit(
-                wh, settings, transforms.features_from_state(state), customers, [ds]
+                wh,
+                settings,
+                transforms.features_from_state(state),
+                customers,
+                [ds],
+                phases=phases,
             )
             rows += count
     else:
         daily = wh.read(tables.customer_daily, ds_between=(EARLIEST, days[-1]))
         state = transforms.state_for_days(daily, customers, days)
         rows, version = check_and_commit(
-            wh, settings, transforms.features_from_state(state), customers, days
+            wh, settings, transforms.features_from_state(state), customers, days, phases=phases
         )
     build = FeatureBuild(
         days[0],
@@ -99,15 +121,17 @@ def build_features(
         rows,
         version,
         time.perf_counter() - began,
+        {name: round(seconds, 2) for name, seconds in phases.items()},
     )
     log.info(
-        "features for %d days %s..%s: %d rows in %.1fs (%s), %s version %d",
+        "features for %d days %s..%s: %d rows in %.1fs (%s; %s), %s version %d",
         len(days),
         build.start,
         build.end,
         rows,
         build.seconds,
         build.mode,
+        ", ".join(f"{name} {seconds:.1f}s" for name, seconds in build.phases.items()),
         tables.features,
         version,
     )
@@ -170,6 +194,7 @@ def check_and_commit(
     days: list[date],
     *,
     table: str | None = None,
+    phases: dict[str, float] | None = None,
 ) -> tuple[int, int]:
     """Validate the build, then replace its days in the features table (or `table`);
     nothing is committed on failure. Returns (rows, version).
@@ -184,17 +209,21 @@ def check_and_commit(
         raise ValidationError(_violation_message(settings, days, problems))
     target = table or settings.tables.features
     if wh.engine == "deltalake" and wh.exists(target):
-        return _stage_check_commit(wh, settings, features, customers, days, target)
+        return _stage_check_commit(wh, settings, features, customers, days, target, phases)
     features = features.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        profile = feature_profile(features)
-        rows_per_ds = {r.ds: r["count"] for r in features.groupBy("ds").count().collect()}
-        problems = feature_violations(profile, rows_per_ds, _entities_per_ds(customers, days))
+        with _timed(phases, "profile"):
+            profile = feature_profile(features)
+            rows_per_ds = {r.ds: r["count"] for r in features.groupBy("ds").count().collect()}
+        with _timed(phases, "entity count"):
+            entities = _entities_per_ds(customers, days)
+        problems = feature_violations(profile, rows_per_ds, entities)
         if problems:
             raise ValidationError(_violation_message(settings, days, problems))
-        version = wh.overwrite(
-            target, features, partition_by=["ds"], replace_partitions={"ds": days}
-        )
+        with _timed(phases, "write + commit"):
+            version = wh.overwrite(
+                target, features, partition_by=["ds"], replace_partitions={"ds": days}
+            )
         return int(profile.get("rows") or 0), version
     finally:
         features.unpersist()
@@ -212,27 +241,34 @@ def _stage_check_commit(
     customers: DataFrame,
     days: list[date],
     table: str,
+    phases: dict[str, float] | None,
 ) -> tuple[int, int]:
     stage = wh.staging_dir(table)
     observation = Observation("feature_profile")
     try:
-        (
-            features.select(*[F.col(f"`{name}`") for name in wh.schema(table).names])
-            .observe(observation, *profile_columns())
-            .write.mode("errorifexists")
-            .option("compression", "zstd")
-            .partitionBy("ds")
-            .parquet(str(stage))
-        )
-        profile = observation.get
+        with _timed(phases, "write + profile"):
+            (
+                features.select(*[F.col(f"`{name}`") for name in wh.schema(table).names])
+                .observe(observation, *profile_columns())
+                .write.mode("errorifexists")
+                .option("compression", "zstd")
+                .partitionBy("ds")
+                .parquet(str(stage))
+            )
+            profile = observation.get
         rows_per_ds: dict[date, int] = {}
         for path in stage.glob("ds=*/*.parquet"):
             ds = date.fromisoformat(path.parent.name.removeprefix("ds="))
             rows_per_ds[ds] = rows_per_ds.get(ds, 0) + pq.read_metadata(path).num_rows
-        problems = feature_violations(profile, rows_per_ds, _entities_per_ds(customers, days))
+        with _timed(phases, "entity count"):
+            entities = _entities_per_ds(customers, days)
+        problems = feature_violations(profile, rows_per_ds, entities)
         if problems:
             raise ValidationError(_violation_message(settings, days, problems))
-        version = wh.commit_parquet(table, stage, mode="overwrite", replace_partitions={"ds": days})
+        with _timed(phases, "commit"):
+            version = wh.commit_parquet(
+                table, stage, mode="overwrite", replace_partitions={"ds": days}
+            )
         return int(profile.get("rows") or 0), version
     finally:
         discard_stage(stage)  # a no-op once commit_parquet has taken the files
