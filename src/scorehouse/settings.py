@@ -69,7 +69,7 @@ class RedisSettings(_Model):
     # thread wants; normal: niceness `load_nice`), and at most this many load tasks
     # (= connections per master) at once (None: one per core, or per Spark partition).
     batch_size: int = Field(default=200, ge=1)
-    inflight_batches: int = Field(default=1, ge=1)
+    inflight_batches: int = Field(default=4, ge=1)
     hset_fields: int = Field(default=100, ge=1)
     max_keys_per_second: int | None = None
     load_scheduler: Literal["idle", "normal"] = "idle"

@@ -633,3 +633,21 @@ def test_the_load_thread_runs_sched_idle_and_the_worker_keeps_its_policy(
 
     after = spark.range(0, 64, numPartitions=4).mapInArrow(policies, "policy long").collect()
     assert {row.policy for row in after} == {os.SCHED_OTHER}
+
+
+def test_a_detached_load_runs_in_its_own_lowered_session_and_reports_back() -> None:
+    def where() -> tuple[int, int, int, str]:
+        with open("/proc/self/autogroup") as group:
+            return os.getpid(), os.getsid(0), os.sched_getscheduler(0), group.read()
+
+    mine = where()
+    pid, sid, policy, group = loader._run_detached(where)
+    assert pid != mine[0] and sid == pid  # a child leading a session of its own
+    assert policy == os.SCHED_IDLE and group.split()[-1] == "19" and group != mine[3]
+    assert where() == mine  # this process is left as it was
+
+    def fail() -> None:
+        raise redis.ResponseError("WRONGTYPE from the child")
+
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE from the child"):
+        loader._run_detached(fail)

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import math
 import os
+import pickle
 import re
 import threading
 import time
@@ -74,7 +75,7 @@ HEADROOM_FACTOR = 1.2
 COMMAND_FIELDS = 100
 # Batches sent but not yet answered, per connection (redis.inflight_batches): the server
 # applies them while the task builds the next ones.
-INFLIGHT_BATCHES = 1
+INFLIGHT_BATCHES = 4
 SEND_RETRIES = 2
 # The lock expires soon after its publisher dies (a retry can then start); a heartbeat
 # thread keeps it while the publisher lives.
@@ -595,7 +596,11 @@ def _lower_this_thread(spec: LoadSpec) -> None:
 
 @dataclass(frozen=True)
 class _FileLoad:
-    """mapInArrow body over slice rows (reader.SLICE_SCHEMA): read, then load, one task."""
+    """mapInArrow body over a task's slices (TASK_SLICES_SCHEMA): read, then load.
+
+    With `scheduler == "idle"` the whole task (reading, sorting, encoding, sending) runs in a
+    forked process of its own (see `_run_detached`); otherwise in a thread as `load_batches`.
+    """
 
     spec: LoadSpec
     source: FileSource
@@ -608,10 +613,70 @@ class _FileLoad:
             for row in batch.to_pylist()
             for piece in row["slices"]
         ]
-        # Reading, sorting and encoding run in the lowered thread too: the whole task.
-        yield _run_lowered(
-            lambda: _load(_file_batches(pieces, self.source, self.values), self.spec), self.spec
+
+        def work() -> pa.RecordBatch:
+            return _load(_file_batches(pieces, self.source, self.values), self.spec)
+
+        yield (
+            _run_detached(work) if self.spec.scheduler == "idle" else _run_lowered(work, self.spec)
         )
+
+
+def _run_detached(work: Callable[[], _T]) -> _T:
+    """`work()` in a forked child that leads a session of its own at the lowest CPU priority;
+    its result (or exception) comes back pickled through a pipe.
+
+    Why a process: Linux shares the CPU between *autogroups* (one per session; redis-server
+    daemonizes into its own) before it looks at a thread's policy, so a SCHED_IDLE thread in
+    the Spark worker's session still takes half a core from a busy Redis and delays its
+    wake-ups by milliseconds (measured: docs/benchmarks.md "Redis", 2026-12-03). A new
+    session gets its own autogroup, which the child lowers to niceness 19, then runs
+    SCHED_IDLE inside it. The reused Python worker is left as it was. The child uses no Spark,
+    JVM or deltalake state: it reads files and opens its own Redis connections.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the worker's code
+        status = 1
+        try:
+            os.close(read_fd)
+            _detach_and_lower()
+            try:
+                outcome: Any = work()
+            except BaseException as exc:
+                outcome = exc
+            try:
+                data = pickle.dumps(outcome)
+            except Exception:  # an exception that does not pickle: keep its text
+                data = pickle.dumps(RedisLoadError(f"{type(outcome).__name__}: {outcome}"))
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(data)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as incoming:
+        data = incoming.read()
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        raise RedisLoadError(
+            f"the load process {pid} ended without a result (wait status {status})"
+        )
+    outcome = pickle.loads(data)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def _detach_and_lower() -> None:
+    # Each step is best effort: a host without autogroups or SCHED_IDLE just loads lower
+    # by what it allows.
+    with contextlib.suppress(OSError):
+        os.setsid()
+    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as group:
+        group.write("19")
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def _file_batches(
