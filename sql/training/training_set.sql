@@ -3,22 +3,30 @@
 -- carried as one struct (`features`, null when no snapshot qualifies).
 --
 -- The keys (four narrow columns, about 40 MB per million labels) are broadcast and the
--- snapshots are scanned once and probed on (customer_id, ds), so no wide snapshot row
--- is shuffled or sorted. The whole row comes from one snapshot: a null feature is never
--- filled from an older one. ${as_of_features} are the snapshots dated on an as-of date
--- (most rows come from there) and ${older_features} those of the older days some row
--- may reach: two scans, so that the files holding most of the output are split across
--- the tasks on their own instead of landing in whichever task their files were packed
--- into (the probe is bound by writing its output).
+-- snapshots are scanned once and probed, so no wide snapshot row is shuffled or sorted.
+-- The whole row comes from one snapshot: a null feature is never filled from an older
+-- one. ${as_of_features} are the snapshots dated on an as-of date (most rows come from
+-- there) and ${older_features} those of the older days some row may reach, each probed
+-- with the keys that chose one of its days (${as_of_keys}, ${older_keys}): two scans, so
+-- that the files holding most of the output are split across the tasks on their own
+-- instead of landing in whichever task their files were packed into (the probe is bound
+-- by writing its output).
+--
+-- The probe's key is customer_id alone and the snapshot day is matched by the two bounds
+-- `f.ds <= k.feature_ds AND f.ds >= k.feature_ds` (equal days, written so that Spark
+-- keeps it out of the hash key): a single long key goes into Spark's long-keyed hash
+-- map, much cheaper to build on the driver than a (customer_id, ds) key, and no dynamic
+-- partition pruning subquery re-reads the broadcast keys (the days are already static
+-- filters).
 SELECT /*+ BROADCAST(k) */
   k.customer_id,
   k.as_of,
   k.label,
   STRUCT(f.*) AS features
 FROM ${as_of_features} f
-JOIN ${keys} k
+JOIN ${as_of_keys} k
   ON f.customer_id = k.customer_id
- AND f.ds = k.feature_ds
+ AND f.ds <= k.feature_ds AND f.ds >= k.feature_ds
 UNION ALL
 SELECT /*+ BROADCAST(k) */
   k.customer_id,
@@ -26,9 +34,9 @@ SELECT /*+ BROADCAST(k) */
   k.label,
   STRUCT(f.*) AS features
 FROM ${older_features} f
-JOIN ${keys} k
+JOIN ${older_keys} k
   ON f.customer_id = k.customer_id
- AND f.ds = k.feature_ds
+ AND f.ds <= k.feature_ds AND f.ds >= k.feature_ds
 UNION ALL
 SELECT customer_id, as_of, label, NULL AS features
 FROM ${keys}

@@ -108,6 +108,9 @@ def point_in_time_join(labelled: DataFrame, features: DataFrame) -> DataFrame:
         "training/training_set",
         {
             "keys": keys,
+            # Each scan meets only the keys that chose one of its days.
+            "as_of_keys": keys.where(F.col("feature_ds").isin(as_of_days)),
+            "older_keys": keys.where(F.col("feature_ds").isin(older_days)),
             "as_of_features": features.where(F.col("ds").isin(as_of_days)),
             "older_features": features.where(F.col("ds").isin(older_days)),
         },
