@@ -1,11 +1,13 @@
 """Feature builds through the warehouse: the next-day path (staged, checked, committed)
-against the range statement, and a failed check that commits nothing."""
+against the range statement, a failed check that commits nothing, and the profile read
+from the written files' footers against the aggregated one."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
@@ -13,6 +15,7 @@ from pyspark.testing import assertDataFrameEqual
 from scorehouse.errors import ValidationError
 from scorehouse.features import transforms
 from scorehouse.features.build import EARLIEST, build_features
+from scorehouse.features.checks import feature_profile, footer_profile
 from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
 from scorehouse.settings import Settings
 from scorehouse.tables import STAGING_DIR, Warehouse
@@ -98,3 +101,39 @@ def test_a_failed_check_commits_nothing(
     assert _staging_left(raw, tables.features) == []
     # Rebuilding from the day the late version applies to repairs the chain.
     assert build_features(spark, settings, DAY1, DAY2).rows == 9
+
+
+def test_a_range_violation_in_a_next_day_build_commits_nothing(
+    spark: SparkSession, settings: Settings, raw: Warehouse
+) -> None:
+    tables = settings.tables
+    build_features(spark, settings, DAY1)
+    version = raw.version(tables.features)
+    # A return booked as a negative quantity (written around ingest, which rejects it).
+    refund = [("r1", 2, datetime(2026, 3, 2, 9), -7, 5.0, DAY2)]
+    raw.append(tables.transactions, spark.createDataFrame(refund, RAW_TRANSACTIONS))
+    with pytest.raises(ValidationError) as err:
+        build_features(spark, settings, DAY2)
+    assert "quantity_7d: must be >= 0 (min -6.0)" in str(err.value)
+    assert "quantity_365d: must be >= 0 (min -6.0)" in str(err.value)
+    assert raw.version(tables.features) == version
+    assert raw.partition_values(tables.features) == [DAY1]
+    assert _staging_left(raw, tables.features) == []
+
+
+def test_the_profile_from_the_written_footers_equals_the_aggregated_one(
+    spark: SparkSession, settings: Settings, raw: Warehouse, tmp_path: Path
+) -> None:
+    tables = settings.tables
+    daily = transforms.daily_rollups(
+        raw.read(tables.transactions), transforms.day_range(date(2025, 3, 1), DAY3)
+    )
+    features = transforms.features_from_state(
+        transforms.state_for_days(daily, raw.read(tables.customers), [DAY1, DAY2, DAY3])
+    )
+    # several files and row groups per day, so that the footers' statistics are merged
+    features.repartition(3).write.option("parquet.block.size", 1024).partitionBy("ds").parquet(
+        str(tmp_path / "out")
+    )
+    footers = [pq.read_metadata(path) for path in (tmp_path / "out").glob("ds=*/*.parquet")]
+    assert footer_profile(footers) == feature_profile(features)

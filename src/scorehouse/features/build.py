@@ -16,13 +16,13 @@ from datetime import date, timedelta
 
 import pyarrow.parquet as pq
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
 from scorehouse.errors import ValidationError
 from scorehouse.features import transforms
-from scorehouse.features.checks import feature_profile, feature_violations, profile_columns
+from scorehouse.features.checks import feature_profile, feature_violations, footer_profile
 from scorehouse.features.registry import feature_names
 from scorehouse.settings import Settings
 from scorehouse.tables import Warehouse, discard_stage
@@ -30,6 +30,28 @@ from scorehouse.tables import Warehouse, discard_stage
 log = logging.getLogger(__name__)
 
 EARLIEST = date(1970, 1, 1)
+
+# Columns of the features table written without dictionary encoding: their values are
+# nearly unique per customer (the key, amounts over 90 days and more, average tickets,
+# the spend trend, the spread of the gaps), so Parquet's writer would build a dictionary
+# for each, abandon it (at the first page, or when it passes 1 MB) and re-encode the
+# values plain. Measured at 1M customers: 1.3 CPU s less per snapshot and 3% fewer bytes.
+# Every build into the table writes them so (both modes, so also bench/features.py's
+# from-raw baseline); the first build of a table goes through `Warehouse.overwrite`,
+# which writes the default encodings.
+PLAIN_COLUMNS = (
+    "customer_id",
+    "spend_cents_90d",
+    "spend_cents_365d",
+    "spend_90d",
+    "spend_365d",
+    "avg_ticket_7d",
+    "avg_ticket_30d",
+    "avg_ticket_90d",
+    "avg_ticket_365d",
+    "spend_trend_30_90",
+    "interpurchase_std_days",
+)
 
 
 @dataclass(frozen=True)
@@ -200,10 +222,10 @@ def check_and_commit(
     nothing is committed on failure. Returns (rows, version).
 
     Into an existing table (deltalake engine) the build is computed once: Spark writes
-    it to a staging folder while the profile is gathered in the same pass (an
-    Observation), the rows per day come from the files' footers, and the files are
-    committed only when every rule holds. Otherwise (first build, native Delta) the
-    build is persisted, profiled, then written."""
+    it to a staging folder, the profile and the rows per day come from the files'
+    footers (the writer's own statistics), and the files are committed only when every
+    rule holds. Otherwise (first build, native Delta) the build is persisted, profiled,
+    then written."""
     problems = _check_types(features)
     if problems:
         raise ValidationError(_violation_message(settings, days, problems))
@@ -244,22 +266,24 @@ def _stage_check_commit(
     phases: dict[str, float] | None,
 ) -> tuple[int, int]:
     stage = wh.staging_dir(table)
-    observation = Observation("feature_profile")
     try:
-        with _timed(phases, "write + profile"):
-            (
+        with _timed(phases, "write"):
+            writer = (
                 features.select(*[F.col(f"`{name}`") for name in wh.schema(table).names])
-                .observe(observation, *profile_columns())
                 .write.mode("errorifexists")
                 .option("compression", "zstd")
-                .partitionBy("ds")
-                .parquet(str(stage))
             )
-            profile = observation.get
+            for column in PLAIN_COLUMNS:
+                writer = writer.option(f"parquet.enable.dictionary#{column}", "false")
+            writer.partitionBy("ds").parquet(str(stage))
+        # The profile comes from the statistics the writer kept in the footers: the
+        # rows are not aggregated a second time (an Observation cost 1.4 CPU s at 1M).
+        footers = {path: pq.read_metadata(path) for path in stage.glob("ds=*/*.parquet")}
+        profile = footer_profile(list(footers.values()))
         rows_per_ds: dict[date, int] = {}
-        for path in stage.glob("ds=*/*.parquet"):
+        for path, footer in footers.items():
             ds = date.fromisoformat(path.parent.name.removeprefix("ds="))
-            rows_per_ds[ds] = rows_per_ds.get(ds, 0) + pq.read_metadata(path).num_rows
+            rows_per_ds[ds] = rows_per_ds.get(ds, 0) + footer.num_rows
         with _timed(phases, "entity count"):
             entities = _entities_per_ds(customers, days)
         problems = feature_violations(profile, rows_per_ds, entities)
