@@ -1,7 +1,8 @@
 """Feature builds: one new day, incremental (next-day) vs recomputed from raw events.
 
     flock /tmp/scorehouse-bench.lock python bench/features.py \\
-        --customers 1000000 --days 365 --work-dir /tmp/scorehouse-bench-features
+        --customers 1000000 --days 365 --work-dir /tmp/scorehouse-bench-features \\
+        [--runs 2] [--spark-conf KEY=VALUE ...]
 
 Setup (cached in --work-dir, timed but not part of the comparison): generate
 `--days` days of history plus the new day D with scorehouse.data.generate, roll up
@@ -50,13 +51,16 @@ START = date(2025, 1, 1)
 FROM_RAW_TABLE = "features_from_raw"
 
 
-def bench_settings(work_dir: Path, driver_memory: str) -> Settings:
+def bench_settings(
+    work_dir: Path, driver_memory: str, extra_conf: dict[str, str] | None = None
+) -> Settings:
+    conf = {"spark.driver.memory": driver_memory, **(extra_conf or {})}
     return load_settings(
         environ={
             "SCOREHOUSE_HOME": str(work_dir),
             "SCOREHOUSE_WAREHOUSE": str(work_dir / "warehouse"),
             "SCOREHOUSE_SPARK__PROFILE": "local",
-            "SCOREHOUSE_SPARK__CONF": json.dumps({"spark.driver.memory": driver_memory}),
+            "SCOREHOUSE_SPARK__CONF": json.dumps(conf),
         }
     )
 
@@ -163,11 +167,19 @@ def main(argv: list[str] | None = None) -> None:
         "--work-dir", type=Path, default=Path("/tmp/scorehouse-bench-features"), help="cached"
     )
     parser.add_argument("--runs", type=int, default=2, help="alternating rounds")
+    parser.add_argument(
+        "--spark-conf",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="settings laid over the local profile (both sides get them)",
+    )
     parser.add_argument("--setup-only", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    settings = bench_settings(args.work_dir, args.driver_memory)
+    extra_conf = dict(kv.split("=", 1) for kv in args.spark_conf)
+    settings = bench_settings(args.work_dir, args.driver_memory, extra_conf)
     spark = get_spark(settings, app_name="bench-features")
     info = setup(spark, settings, args)
     print(json.dumps(info, indent=2))
@@ -220,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         "from_raw_jvm_cpu_seconds": [round(c, 1) for c in raw_cpu],
         "cpu_ratio_best_vs_best": round(cpu_ratio, 2),
         "storage_added_by_day": storage,
+        "spark_conf": extra_conf,
         "machine": f"{platform.machine()} {os.cpu_count()} cpus",
         "load_average_before": load_before,
         "load_average": os.getloadavg(),
@@ -250,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{'table':24} {'bytes added by the day':>24} {'files':>6} {'per year (x365)':>18}")
     for name, s in storage.items():
         print(f"{name:24} {s['bytes']:24,} {s['files']:6} {s['bytes_per_year']:18,}")
+    print(f"spark conf over the local profile: {extra_conf or 'none'}")
     print(f"load average before {load_before}, after {os.getloadavg()}")
 
 
