@@ -177,3 +177,21 @@ def test_feature_array_equals_the_list_encoding() -> None:
     assert keys.encode_feature_array(matrix).to_pylist() == ["1,", "0.5,2"]
     assert keys.encode_feature_array(matrix[:, :1]).to_pylist() == ["1", "0.5"]
     assert keys.encode_feature_array(np.array([[np.nan]])).to_pylist() == [""]
+
+
+def test_numbered_fields_give_the_same_commands_as_formatted_fields() -> None:
+    rng = np.random.default_rng(3)
+    ids = np.sort(rng.choice(100_000, 5_000, replace=False)).astype(np.int64)
+    buckets = ids // 250
+    starts = keys.command_starts(buckets[1:] != buckets[:-1], 100)
+    hash_keys = [keys.score_key("sh", "G", str(b)).encode() for b in buckets[starts].tolist()]
+    values = pa.array(keys.encode_scores(rng.random(len(ids))))
+    numbered = keys.resp_hsets_numbered(hash_keys, starts, ids % 250, values, 250)
+    assert numbered == keys.resp_hsets(hash_keys, starts, pa.array(ids % 250), values)
+    first = int(starts[1]) if len(starts) > 1 else len(ids)
+    args = [b"HSET", hash_keys[0]]
+    for i in range(first):
+        args += [str(ids[i] % 250).encode(), str(values[i].as_py()).encode()]
+    assert numbered[0] == keys.resp_command(args)
+    with pytest.raises(ValueError, match="field numbers"):
+        keys.resp_hsets_numbered(hash_keys[:1], np.array([0]), np.array([250]), values[:1], 250)

@@ -512,16 +512,16 @@ def _commands(
     Integer ids arrive as int64 (bucket and field are computed here, vectorised); otherwise
     Spark has computed `bucket` and `field` (with_slots) and the rows come sorted by bucket.
     """
+    field_numbers = None
     if spec.integer_ids:
         ids = batch.column(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
         bucket_ids = ids // spec.bucket_size
-        fields: pa.Array = pa.array(ids % spec.bucket_size).cast(pa.string())
+        field_numbers = ids % spec.bucket_size
         starts = keys.command_starts(bucket_ids[1:] != bucket_ids[:-1], spec.command_fields)
         labels = [str(b) for b in bucket_ids[starts].tolist()]
         first_value = 1
     else:
         buckets = batch.column(0)
-        fields = batch.column(1)
         changes = pc.not_equal(buckets[1:], buckets[:-1]).to_numpy(zero_copy_only=False)
         starts = keys.command_starts(changes, spec.command_fields)
         labels = buckets.take(pa.array(starts)).to_pylist()
@@ -545,7 +545,13 @@ def _commands(
     if len(key_cache) > 100_000:
         key_cache.clear()
     sizes = np.diff(np.append(starts, batch.num_rows)).tolist()
-    return hash_keys, keys.resp_hsets(hash_keys, starts, fields, values), sizes
+    if field_numbers is not None:
+        commands = keys.resp_hsets_numbered(
+            hash_keys, starts, field_numbers, values, spec.bucket_size
+        )
+    else:
+        commands = keys.resp_hsets(hash_keys, starts, batch.column(1), values)
+    return hash_keys, commands, sizes
 
 
 def load_batches(batches: Iterator[pa.RecordBatch], spec: LoadSpec) -> Iterator[pa.RecordBatch]:
