@@ -9,7 +9,10 @@ Prints tables and writes bench/results/redis_load.json:
    prediction.
 2. The loader's commands (default settings) through `redis-cli --pipe`, then a publish with
    the default settings: entities/s of the load stage and the ratio to the pipe; bytes per
-   prediction (INFO used_memory); the pipe again, last.
+   prediction (INFO used_memory); the pipe again, last. Publishes read a real predictions
+   Delta table (`loader.publish_date`, as the nightly does: one partition per generation);
+   the `spark_rows*` and `old_defaults*` variants publish the same rows from cached Spark
+   frames through Spark's row hand-over (the loader's path before 2026-12-03).
 3. A reader process (GET pointer + 16 pipelined HGETs every 0.5 ms, as an app does) runs
    while idle and during one publish per `--variants` entry (settings over the defaults; the
    `*_dedicated` ones run the loader on CPU 0 and redis-server + the reader on the others,
@@ -42,11 +45,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import redis
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from scorehouse.localstack import RedisServer, find_binary
 from scorehouse.serving import keys, loader
 from scorehouse.settings import load_settings
 from scorehouse.spark import get_spark
+from scorehouse.tables import Warehouse
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -284,14 +290,30 @@ class Readers:
 # the Spark JVM and its Python workers) on the first CPU and redis-server and the reader on
 # the others: Redis on its own host, as deployed. The old defaults are the ones before
 # 2026-11-23 (buckets of 1000, 2000 fields per write, no niceness).
-OLD = {"bucket_size": 1000, "batch_size": 2000, "load_nice": 0}
+# `FRAME` publishes from cached Spark frames (rows through Spark's JVM-to-Python hand-over),
+# not from the predictions table's files.
+FRAME = "_from_frame"
+OLD = {"bucket_size": 1000, "batch_size": 2000, "load_nice": 0, "load_scheduler": "normal",
+       FRAME: True}  # fmt: skip
+SESSION4 = {"load_scheduler": "normal", FRAME: True}  # the defaults of 2026-11-23
 VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
     "defaults": ({}, False),
     "defaults_dedicated": ({}, True),
+    "scheduler_normal": ({"load_scheduler": "normal"}, False),
+    "scheduler_normal_dedicated": ({"load_scheduler": "normal"}, True),
+    "nice_0": ({"load_scheduler": "normal", "load_nice": 0}, False),
+    "inflight_1": ({"inflight_batches": 1}, False),
+    "inflight_2": ({"inflight_batches": 2}, False),
+    "inflight_4": ({"inflight_batches": 4}, False),
+    "inflight_16": ({"inflight_batches": 16}, False),
+    "inflight_4_dedicated": ({"inflight_batches": 4}, True),
+    "one_connection_inflight_16": ({"load_connections": 1, "inflight_batches": 16}, False),
+    "spark_rows": ({FRAME: True}, False),
+    "session4_defaults": (SESSION4, False),
     "old_defaults": (OLD, False),
     "old_defaults_dedicated": (OLD, True),
-    "nice_0": ({"load_nice": 0}, False),
     "one_connection": ({"load_connections": 1}, False),
+    "one_connection_spark_rows": ({"load_connections": 1, FRAME: True}, False),
     "bucket_500": ({"bucket_size": 500}, False),
     "bucket_500_one_connection": ({"bucket_size": 500, "load_connections": 1}, False),
     "bucket_1000_one_connection_batch_200": (
@@ -335,6 +357,31 @@ def with_redis(settings: Any, **updates: Any) -> Any:
     return settings.model_copy(update={"redis": settings.redis.model_copy(update=updates)})
 
 
+LOAD_SETTINGS = {"bucket_size", "batch_size", "inflight_batches", "hset_fields",
+                 "max_keys_per_second", "load_scheduler", "load_nice", "load_connections"}  # fmt: skip
+# The predictions table's days: generation 1 and the alternating publishes of the readers'
+# phases read DAYS[0] (the first draws) and DAYS[1] (the second).
+DAYS = (date(2026, 1, 15), date(2026, 1, 16))
+WARM_DAY = date(2026, 1, 1)
+
+
+def prediction_rows(frame: DataFrame, day: date) -> DataFrame:
+    """(customer_id, score) as predictions table rows of `day` (schemas.PREDICTIONS columns)."""
+    return frame.select(
+        F.col("customer_id").cast("long").alias("customer_id"),
+        F.lit(day).alias("ds"),
+        F.col("score").cast("double").alias("score"),
+        F.lit(0.5).alias("percentile"),
+        F.lit("m").alias("model_name"),
+        F.lit("1").alias("model_version"),
+        F.lit("champion").alias("model_role"),
+        F.lit("run").alias("mlflow_run_id"),
+        F.lit(1).cast("long").alias("features_version"),
+        F.current_timestamp().alias("scored_at"),
+        F.lit(None).cast("string").alias("flow_run_id"),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
@@ -366,7 +413,8 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
         RedisServer(Path(tmp) / "redis", maxmemory="8gb") as server,
     ):
-        environ = {"SCOREHOUSE_SPARK__PROFILE": "local", "SCOREHOUSE_REDIS__URL": server.url}
+        environ = {"SCOREHOUSE_SPARK__PROFILE": "local", "SCOREHOUSE_REDIS__URL": server.url,
+                   "SCOREHOUSE_WAREHOUSE": str(Path(tmp) / "warehouse")}  # fmt: skip
         settings = load_settings(environ=environ)
         cfg = settings.redis
         spark = get_spark(settings, app_name="bench-redis-load")
@@ -382,17 +430,21 @@ def main() -> None:
         ]
         for frame in frames:
             frame.count()
-        # Python workers start once per executor core: a nightly run has them warm from
-        # scoring. Warm one per core here, outside the measured loads.
+        # The same rows as the predictions table's partitions DAYS[0] and DAYS[1] (what the
+        # nightly publishes), and a small one to warm the Python workers.
+        wh = Warehouse.from_settings(spark, settings)
         cores = spark.sparkContext.defaultParallelism
-        loader.publish(
-            spark, settings.model_copy(update={"redis": cfg.model_copy(update={"namespace": "warm"})}),
-            ds=date(2026, 1, 1),
-            scores=spark.createDataFrame(
-                pd.DataFrame({"customer_id": np.arange(20_000), "score": first[:20_000]})
-            ).repartition(cores),
-            model_name="m", model_version="1",
-        )  # fmt: skip
+        warm = frames[0].limit(20_000).repartition(cores)
+        for day, frame in ((WARM_DAY, warm), *zip(DAYS, frames, strict=True)):
+            # Files of up to 1M rows in id order, as scoring writes them (1M-row row groups).
+            files = frame.coalesce(max(1, -(-frame.count() // 1_000_000)))
+            wh.append(settings.tables.predictions, prediction_rows(files, day), partition_by=["ds"])
+        # Python workers start once per executor core: a nightly run has them warm from
+        # scoring. Warm one per core here, outside the measured loads (both paths).
+        warm_settings = with_redis(settings, namespace="warm")
+        loader.publish_date(spark, warm_settings, WARM_DAY)
+        loader.publish(spark, with_redis(warm_settings, namespace="warm2"), ds=WARM_DAY,
+                       scores=warm, model_name="m", model_version="1")  # fmt: skip
         admin.flushall()
 
         # 1. Redis's cost per HSET against the bucket width and field order (pipe, no loader).
@@ -418,10 +470,7 @@ def main() -> None:
         base = admin.info("memory")["used_memory"]
         cpu = redis_cpu_s(admin)
         with Probe(server.url) as probe:
-            info1 = loader.publish(
-                spark, settings, ds=date(2026, 1, 15), scores=frames[0],
-                model_name="m", model_version="1",
-            )  # fmt: skip
+            info1 = loader.publish_date(spark, settings, DAYS[0])
         publish_cpu = redis_cpu_s(admin) - cpu
         bytes_per = (admin.info("memory")["used_memory"] - base - 100) / n  # minus the probe key
 
@@ -465,25 +514,34 @@ def main() -> None:
             phases.append(measure("idle", lambda: time.sleep(3)))
             for number, name in enumerate(variants):
                 updates, dedicated = VARIANTS[name]
+                updates = dict(updates)
+                from_frame = bool(updates.pop(FRAME, False))
                 run_settings = with_redis(settings, **updates)
                 if dedicated and len(cpus) > 1:
                     pin(descendants(os.getpid()), {cpus[0]})
                     pin([server.pid, reader_pid], set(cpus[1:]))
 
-                def body(run_settings: Any = run_settings, number: int = number) -> dict[str, Any]:
-                    info = loader.publish(
-                        spark, run_settings, ds=date(2026, 2, 1 + number),
-                        scores=frames[(number + 1) % 2], model_name="m", model_version="1",
-                    )  # fmt: skip
+                def body(
+                    run_settings: Any = run_settings,
+                    number: int = number,
+                    from_frame: bool = from_frame,
+                ) -> dict[str, Any]:
+                    # Alternating rows, so a batch that mixed two generations would show.
+                    which = (number + 1) % 2
+                    if from_frame:
+                        info = loader.publish(
+                            spark, run_settings, ds=date(2026, 2, 1 + number),
+                            scores=frames[which], model_name="m", model_version="1",
+                        )  # fmt: skip
+                    else:
+                        info = loader.publish_date(spark, run_settings, DAYS[which])
                     return {
                         k: info.stats[k]
-                        for k in ("entities_per_s", "load_s", "total_s", "load_tasks")
+                        for k in ("entities_per_s", "load_s", "total_s", "load_tasks", "load_path")
                     }
 
-                phases.append({"variant": name, "settings": {**cfg.model_dump(include=set(
-                    ["bucket_size", "batch_size", "hset_fields", "max_keys_per_second",
-                     "load_nice", "load_connections"])), **updates}, "dedicated_cores": dedicated,
-                    **measure(name, body)})  # fmt: skip
+                phases.append({"variant": name, "settings": {**cfg.model_dump(include=LOAD_SETTINGS),
+                    **updates}, "dedicated_cores": dedicated, **measure(name, body)})  # fmt: skip
                 if dedicated:
                     pin([*descendants(os.getpid()), server.pid, reader_pid], set(cpus))
             time.sleep(1)
@@ -499,16 +557,7 @@ def main() -> None:
         fastest = max(float(v["entities_per_s"]) for v in pipe.values())  # type: ignore[arg-type]
         result = {
             "rows": n,
-            "defaults": cfg.model_dump(
-                include={
-                    "bucket_size",
-                    "batch_size",
-                    "hset_fields",
-                    "max_keys_per_second",
-                    "load_nice",
-                    "load_connections",
-                }
-            ),
+            "defaults": cfg.model_dump(include=LOAD_SETTINGS),
             "redis_cli_pipe_entities_per_s": pipe_rate,
             "redis_cli_pipe_redis_cpu_s": pipe["same"]["redis_cpu_s"],
             "redis_cli_pipe_bytes_per_prediction": pipe["same"]["bytes_per_prediction"],
@@ -520,6 +569,8 @@ def main() -> None:
             "publish_redis_cpu_s": publish_cpu,
             "publish_end_to_end_s": info1.stats["total_s"],
             "publish_commands": info1.stats["commands"],
+            "publish_load_path": info1.stats["load_path"],
+            "publish_load_tasks": info1.stats["load_tasks"],
             "publish_probe_hget_p99_us": probe.percentiles()["p99_us"],
             "bytes_per_prediction": bytes_per,
             "listpack_cost_by_bucket_width": sweep,
@@ -551,7 +602,8 @@ def print_tables(result: dict[str, Any]) -> None:
     print(f"rows {result['rows']:,}; defaults {result['defaults']}")
     print(f"redis-cli --pipe (loader's commands): {result['redis_cli_pipe_entities_per_s']:,.0f}/s "
           f"(again, last: {result['redis_cli_pipe_again_last_entities_per_s']:,.0f}/s)")  # fmt: skip
-    print(f"publish, load stage: {result['publish_load_stage_entities_per_s']:,.0f}/s = "
+    print(f"publish ({result['publish_load_path']} path, {result['publish_load_tasks']} tasks), "
+          f"load stage: {result['publish_load_stage_entities_per_s']:,.0f}/s = "
           f"{result['load_vs_pipe']:.2f} of the pipe, {result['load_vs_fastest_pipe']:.2f} of the "
           f"fastest pipe; end to end {result['publish_end_to_end_s']:.1f} s; "
           f"{result['bytes_per_prediction']:.2f} B per prediction")  # fmt: skip
