@@ -12,12 +12,16 @@
 -- instead of landing in whichever task their files were packed into (the probe is bound
 -- by writing its output).
 --
--- The probe's key is customer_id alone and the snapshot day is matched by the two bounds
--- `f.ds <= k.feature_ds AND f.ds >= k.feature_ds` (equal days, written so that Spark
--- keeps it out of the hash key): a single long key goes into Spark's long-keyed hash
--- map, much cheaper to build on the driver than a (customer_id, ds) key, and no dynamic
--- partition pruning subquery re-reads the broadcast keys (the days are already static
--- filters).
+-- The as-of probe's key is customer_id alone and the snapshot day is matched by the two
+-- bounds `f.ds <= k.feature_ds AND f.ds >= k.feature_ds` (equal days, written so that
+-- Spark keeps it out of the hash key): a single long key goes into Spark's long-keyed
+-- hash map, much cheaper to build on the driver than a (customer_id, ds) key for the
+-- bulk of the keys, and no dynamic partition pruning subquery re-reads them (every
+-- as-of day is read anyway). The older probe keeps the equality on ds: its keys are
+-- few, and partition pruning then skips the older days no key chose (when every as-of
+-- snapshot exists, all of them).
+--
+-- Point-in-time rule: not here; the keys carry it (training_set_keys.sql).
 SELECT /*+ BROADCAST(k) */
   k.customer_id,
   k.as_of,
@@ -36,7 +40,7 @@ SELECT /*+ BROADCAST(k) */
 FROM ${older_features} f
 JOIN ${older_keys} k
   ON f.customer_id = k.customer_id
- AND f.ds <= k.feature_ds AND f.ds >= k.feature_ds
+ AND f.ds = k.feature_ds
 UNION ALL
 SELECT customer_id, as_of, label, NULL AS features
 FROM ${keys}
