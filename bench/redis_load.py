@@ -299,8 +299,9 @@ SESSION4 = {"load_scheduler": "normal", FRAME: True}  # the defaults of 2026-11-
 VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
     "defaults": ({}, False),
     "defaults_dedicated": ({}, True),
+    "scheduler_idle": ({"load_scheduler": "idle"}, False),
+    "scheduler_idle_dedicated": ({"load_scheduler": "idle"}, True),
     "scheduler_normal": ({"load_scheduler": "normal"}, False),
-    "scheduler_normal_dedicated": ({"load_scheduler": "normal"}, True),
     "nice_0": ({"load_scheduler": "normal", "load_nice": 0}, False),
     "inflight_1": ({"inflight_batches": 1}, False),
     "inflight_2": ({"inflight_batches": 2}, False),

@@ -72,7 +72,7 @@ class RedisSettings(_Model):
     inflight_batches: int = Field(default=4, ge=1)
     hset_fields: int = Field(default=100, ge=1)
     max_keys_per_second: int | None = None
-    load_scheduler: Literal["idle", "normal"] = "idle"
+    load_scheduler: Literal["idle", "normal"] = "normal"
     load_nice: int = Field(default=10, ge=0, le=19)
     load_connections: int | None = Field(default=None, ge=1)
     keep_generations: int = Field(default=2, ge=1)

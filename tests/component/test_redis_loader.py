@@ -536,7 +536,12 @@ def write_day(
 def test_publish_date_loads_from_the_tables_files_in_bucket_runs(
     spark: SparkSession, settings: Settings, redis_url: str, client: redis.Redis
 ) -> None:
-    cfg = make_settings(redis_url, SCOREHOUSE_WAREHOUSE=str(settings.warehouse))
+    # `idle`: each task loads from a forked child process of its own session (_run_detached).
+    cfg = make_settings(
+        redis_url,
+        SCOREHOUSE_WAREHOUSE=str(settings.warehouse),
+        SCOREHOUSE_REDIS__LOAD_SCHEDULER="idle",
+    )
     ids = np.random.default_rng(2).permutation(3000)  # 12 buckets, every file out of order
     champion, features = write_day(spark, cfg, DS, ids, seed=3)
     write_day(spark, cfg, date(2026, 1, 16), ids, seed=4)  # another day: not loaded
@@ -556,6 +561,16 @@ def test_publish_date_loads_from_the_tables_files_in_bucket_runs(
     expected = to_matrix({n: features[n].to_numpy() for n in names}, names)
     assert np.array_equal(vectors, expected, equal_nan=True)
     assert client.get("sh:current") == info.generation.encode()
+
+    def worker_state(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        with open("/proc/self/autogroup") as group:
+            state = f"{os.sched_getscheduler(0)} {group.read().split()[-1]}"
+        for batch in batches:
+            yield pa.RecordBatch.from_pydict({"state": [state] * batch.num_rows})
+
+    # The reused Python workers keep their policy and their session's niceness.
+    after = spark.range(0, 64, numPartitions=4).mapInArrow(worker_state, "state string").collect()
+    assert {row.state for row in after} == {f"{os.SCHED_OTHER} 0"}
 
 
 def test_file_batches_stream_files_in_id_order_and_sort_the_rest(tmp_path: object) -> None:
@@ -617,8 +632,7 @@ def test_the_load_thread_runs_sched_idle_and_the_worker_keeps_its_policy(
 
     # In Spark: the task that loads runs SCHED_IDLE; the reused Python worker that runs the
     # next task does not.
-    cfg = make_settings(redis_url)
-    assert cfg.redis.load_scheduler == "idle"
+    cfg = make_settings(redis_url, SCOREHOUSE_REDIS__LOAD_SCHEDULER="idle")
     info = loader.publish(
         spark, cfg, ds=DS, scores=scores_frame(spark, list(range(3000)), np.full(3000, 0.25)),
         model_name="m", model_version="1",
