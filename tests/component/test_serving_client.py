@@ -19,8 +19,9 @@ from pyspark.sql import DataFrame, SparkSession
 from scorehouse.features import transforms
 from scorehouse.features.registry import feature_names, no_history_vector, to_matrix
 from scorehouse.localstack import RedisServer
+from scorehouse.online import Client, StaticModel
 from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
-from scorehouse.serving import Client, StaticModel, keys, loader
+from scorehouse.serving import keys, loader
 from scorehouse.settings import Settings, load_settings
 
 DS = date(2026, 1, 15)
