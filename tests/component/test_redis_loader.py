@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -563,14 +564,18 @@ def test_publish_date_loads_from_the_tables_files_in_bucket_runs(
     assert client.get("sh:current") == info.generation.encode()
 
     def worker_state(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        with open("/proc/self/autogroup") as group:
-            state = f"{os.sched_getscheduler(0)} {group.read().split()[-1]}"
+        # Empty or absent where the kernel runs without autogroups (CI machines do).
+        words: list[str] = []
+        with contextlib.suppress(OSError), open("/proc/self/autogroup") as group:
+            words = group.read().split()
+        state = f"{os.sched_getscheduler(0)} {words[-1] if words else 'no-autogroup'}"
         for batch in batches:
             yield pa.RecordBatch.from_pydict({"state": [state] * batch.num_rows})
 
     # The reused Python workers keep their policy and their session's niceness.
     after = spark.range(0, 64, numPartitions=4).mapInArrow(worker_state, "state string").collect()
-    assert {row.state for row in after} == {f"{os.SCHED_OTHER} 0"}
+    states = {row.state for row in after}
+    assert states in ({f"{os.SCHED_OTHER} 0"}, {f"{os.SCHED_OTHER} no-autogroup"})
 
 
 def test_file_batches_stream_files_in_id_order_and_sort_the_rest(tmp_path: object) -> None:
