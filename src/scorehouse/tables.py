@@ -40,7 +40,7 @@ from deltalake.transaction import (
     RemoveAction,
     create_table_with_add_actions,
 )
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
@@ -86,6 +86,13 @@ _PARTITION_TYPES = (*_INTEGRAL, StringType, DateType, BooleanType)
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def without_dictionary(writer: DataFrameWriter, columns: Sequence[str]) -> DataFrameWriter:
+    """`writer` with Parquet dictionary encoding off for `columns` (a per-write option)."""
+    for column in columns:
+        writer = writer.option(f"parquet.enable.dictionary#{column}", "false")
+    return writer
 
 
 def format_partition_value(value: Any) -> str | None:
@@ -547,14 +554,22 @@ class Warehouse:
         partition_by: Sequence[str] = (),
         replace_partitions: Partitions | None = None,
         allow_new_columns: bool = False,
+        plain_columns: Sequence[str] = (),
     ) -> int:
         """Replace the whole table, or exactly the partitions in `replace_partitions`.
 
         Rows of `df` outside `replace_partitions` are an error (nothing is committed);
-        an empty `df` removes those partitions. Returns the new version.
+        an empty `df` removes those partitions. `plain_columns` are written without a
+        Parquet dictionary. Returns the new version.
         """
         return self._write(
-            table, df, "overwrite", partition_by, replace_partitions, allow_new_columns
+            table,
+            df,
+            "overwrite",
+            partition_by,
+            replace_partitions,
+            allow_new_columns,
+            plain_columns,
         )
 
     def _plan(
@@ -617,18 +632,27 @@ class Warehouse:
         partition_by: Sequence[str],
         replace_partitions: Partitions | None,
         allow_new_columns: bool,
+        plain_columns: Sequence[str] = (),
     ) -> int:
         target, partition_cols, prepared = self._plan(
             table, df, partition_by, replace_partitions, allow_new_columns
         )
         if self.engine == "native":
             return self._native_write(
-                table, prepared, mode, partition_cols, replace_partitions, allow_new_columns
+                table,
+                prepared,
+                mode,
+                partition_cols,
+                replace_partitions,
+                allow_new_columns,
+                plain_columns,
             )
         table_dir = Path(self.uri(table))
         stage = self.staging_dir(table)
         try:
-            files = self._stage(prepared, stage, partition_cols, target)
+            files = self._stage(
+                prepared, stage, partition_cols, target, plain_columns=plain_columns
+            )
             self._check_staged(table, files, target, partition_cols, replace_partitions)
             with commit_lock(table_dir):
                 return self._commit_staged(
@@ -651,11 +675,14 @@ class Warehouse:
         partition_cols: Sequence[str],
         schema: StructType,
         max_records_per_file: int | None = None,
+        plain_columns: Sequence[str] = (),
     ) -> list[StagedFile]:
         """Spark writes df as Parquet under `stage`; returns the files with their footers."""
         # INT96 (Spark's default) is deprecated and not what other Delta readers expect.
         self.spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        writer = df.write.mode("errorifexists").option("compression", "zstd")
+        writer = without_dictionary(
+            df.write.mode("errorifexists").option("compression", "zstd"), plain_columns
+        )
         if max_records_per_file:
             # A writer option, not a session conf: concurrent writers must not see it.
             writer = writer.option("maxRecordsPerFile", str(max_records_per_file))
@@ -952,13 +979,15 @@ class Warehouse:
         partition_cols: Sequence[str],
         replace_partitions: Partitions | None,
         allow_new_columns: bool,
+        plain_columns: Sequence[str] = (),
     ) -> int:
         """format("delta") write; delta-spark checks replaceWhere bounds and NOT NULL."""
         uri = self.uri(table)
-        writer = (
+        writer = without_dictionary(
             df.write.format("delta")
             .mode(mode)
-            .option("mergeSchema", "true" if allow_new_columns else "false")
+            .option("mergeSchema", "true" if allow_new_columns else "false"),
+            plain_columns,
         )
         if partition_cols:
             writer = writer.partitionBy(*partition_cols)

@@ -16,6 +16,7 @@ from scorehouse.errors import ValidationError
 from scorehouse.features import transforms
 from scorehouse.features.build import EARLIEST, build_features
 from scorehouse.features.checks import feature_profile, footer_profile
+from scorehouse.features.registry import plain_encoded_columns
 from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
 from scorehouse.settings import Settings
 from scorehouse.tables import STAGING_DIR, Warehouse
@@ -137,3 +138,31 @@ def test_the_profile_from_the_written_footers_equals_the_aggregated_one(
     )
     footers = [pq.read_metadata(path) for path in (tmp_path / "out").glob("ds=*/*.parquet")]
     assert footer_profile(footers) == feature_profile(features)
+
+
+def test_every_build_writes_the_registry_plain_columns_without_a_dictionary(
+    spark: SparkSession, settings: Settings, raw: Warehouse
+) -> None:
+    # 100 more customers without purchases: their spend columns are all 0, so Parquet would
+    # keep a dictionary for them (as it does for the counts) unless told not to.
+    quiet = [(100 + i, date(2025, 6, 1), date(2025, 6, 1), "smb", "east", True) for i in range(100)]
+    raw.overwrite(
+        settings.tables.customers, spark.createDataFrame(CUSTOMERS + quiet, RAW_CUSTOMERS)
+    )
+    build_features(spark, settings, DAY1)  # the table's first build: Warehouse.overwrite
+    build_features(spark, settings, DAY2)  # next day: staged, checked, committed
+    plain = set(plain_encoded_columns())
+    assert {"customer_id", "spend_90d", "spend_365d", "spend_cents_90d"} <= plain
+    for ds in (DAY1, DAY2):
+        files = list((Path(raw.uri(settings.tables.features)) / f"ds={ds}").glob("*.parquet"))
+        assert files
+        with_dictionary: set[str] = set()
+        for path in files:
+            footer = pq.read_metadata(path)
+            for g in range(footer.num_row_groups):
+                for c in range(footer.num_columns):
+                    chunk = footer.row_group(g).column(c)
+                    if chunk.has_dictionary_page:
+                        with_dictionary.add(chunk.path_in_schema)
+        assert not with_dictionary & plain, ds
+        assert {"txn_count_90d", "txn_count_365d"} <= with_dictionary, ds

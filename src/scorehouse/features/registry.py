@@ -32,6 +32,7 @@ class FeatureDef:
     owner: str
     min_value: float | None = 0
     max_value: float | None = None
+    encoding: Literal["dictionary", "plain"] = "dictionary"
 
 
 @cache
@@ -50,13 +51,24 @@ def load_registry(path: Path = REGISTRY_FILE) -> tuple[FeatureDef, ...]:
             owner=item.get("owner", owner),
             min_value=item.get("min", 0),
             max_value=item.get("max"),
+            encoding=item.get("encoding", "dictionary"),
         )
         for item in data["features"]
     )
+    for f in features:
+        if f.encoding not in ("dictionary", "plain"):
+            raise ValueError(f"{path}: {f.name}: encoding must be dictionary or plain")
     names = [f.name for f in features]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: duplicate feature names")
     return features
+
+
+@cache
+def plain_encoded_columns(path: Path = REGISTRY_FILE) -> tuple[str, ...]:
+    """Columns of the features table written without dictionary encoding (registry.yaml)."""
+    table_columns = yaml.safe_load(path.read_text()).get("plain_encoded_columns", [])
+    return (*table_columns, *(f.name for f in load_registry(path) if f.encoding == "plain"))
 
 
 def feature_names() -> list[str]:
