@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+import pytest
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
@@ -78,10 +79,14 @@ ORACLE_SETTINGS = hyp_settings(
 )
 
 
-def _snapshot_lists(days: int) -> st.SearchStrategy[list[tuple[int, int, float | None]]]:
+def _snapshot_lists(
+    days: int, ids: st.SearchStrategy[int] | None = None
+) -> st.SearchStrategy[list[tuple[int, int, float | None]]]:
     return st.lists(
         st.tuples(
-            st.integers(1, 3), st.integers(0, days), st.one_of(st.none(), st.floats(-1e6, 1e6))
+            ids if ids is not None else st.integers(1, 3),
+            st.integers(0, days),
+            st.one_of(st.none(), st.floats(-1e6, 1e6)),
         ),
         max_size=25,
         unique_by=lambda t: (t[0], t[1]),
@@ -138,6 +143,90 @@ def test_join_takes_latest_snapshot_with_long_ttl(
     label_rows: list[tuple[int, int, int]],
 ) -> None:
     _assert_matches_oracle(spark, snapshots, label_rows)
+
+
+# Ids on both sides of the edges of Spark's bitmap buckets (32,768 ids; 0 and the
+# negative ids count down from bucket 0).
+EDGE_IDS = st.sampled_from([-65537, -32769, -32768, -1, 0, 1, 2, 32767, 32768, 32769, 65537])
+
+
+@ORACLE_SETTINGS
+@given(
+    snapshots=_snapshot_lists(30, EDGE_IDS),
+    label_rows=st.lists(
+        st.tuples(EDGE_IDS, st.integers(0, 30), st.integers(0, 10)), min_size=1, max_size=15
+    ),
+)
+def test_bitmap_join_takes_latest_snapshot_for_ids_at_bucket_edges(
+    spark: SparkSession,
+    monkeypatch: pytest.MonkeyPatch,
+    snapshots: list[tuple[int, int, float | None]],
+    label_rows: list[tuple[int, int, int]],
+) -> None:
+    def no_keys(*args: object) -> DataFrame:
+        raise AssertionError("the key statements ran instead of the bitmaps")
+
+    monkeypatch.setattr(training_set, "_keys_join", no_keys)
+    _assert_matches_oracle(spark, snapshots, label_rows)
+
+
+@ORACLE_SETTINGS
+@given(
+    snapshots=_snapshot_lists(150),
+    label_rows=st.lists(
+        # Windows of up to 63 days (bit-mask keys) and some longer (the general keys).
+        st.tuples(st.integers(1, 4), st.integers(0, 150), st.integers(0, 100)),
+        min_size=1,
+        max_size=15,
+    ),
+)
+def test_key_statements_take_latest_snapshot(
+    spark: SparkSession,
+    monkeypatch: pytest.MonkeyPatch,
+    snapshots: list[tuple[int, int, float | None]],
+    label_rows: list[tuple[int, int, int]],
+) -> None:
+    monkeypatch.setattr(training_set, "_bitmap_join", lambda *args: None)
+    _assert_matches_oracle(spark, snapshots, label_rows)
+
+
+@ORACLE_SETTINGS
+@given(
+    # Ids too far apart for bitmaps: the key statements take over.
+    snapshots=_snapshot_lists(20, st.sampled_from([1, 2, 1 << 40, -(1 << 45)])),
+    label_rows=st.lists(
+        st.tuples(
+            st.sampled_from([1, 3, 1 << 40, -(1 << 45)]), st.integers(0, 22), st.integers(0, 5)
+        ),
+        min_size=1,
+        max_size=10,
+    ),
+)
+def test_join_takes_latest_snapshot_for_ids_far_apart(
+    spark: SparkSession,
+    snapshots: list[tuple[int, int, float | None]],
+    label_rows: list[tuple[int, int, int]],
+) -> None:
+    _assert_matches_oracle(spark, snapshots, label_rows)
+
+
+def test_labels_other_than_0_1_and_repeated_rows_are_kept_as_given(spark: SparkSession) -> None:
+    as_of, oldest = date(2026, 3, 10), date(2026, 3, 7)
+    snapshots = _snapshots(spark, [(1, date(2026, 3, 8), 2.5), (2, date(2026, 3, 10), 7.0)])
+
+    def rows(labels: list[tuple[int, date, date, int]]) -> list[tuple[int, int, date | None]]:
+        joined = training_set.point_in_time_join(spark.createDataFrame(labels, LABELS), snapshots)
+        return sorted((r.customer_id, r.label, r.feature_ds) for r in joined.collect())
+
+    assert rows([(1, as_of, oldest, 2), (3, as_of, oldest, 0)]) == [
+        (1, 2, date(2026, 3, 8)),
+        (3, 0, None),
+    ]
+    assert rows([(1, as_of, oldest, 1), (2, as_of, oldest, 1), (2, as_of, oldest, 1)]) == [
+        (1, 1, date(2026, 3, 8)),
+        (2, 1, as_of),
+        (2, 1, as_of),
+    ]
 
 
 def _customers(spark: SparkSession) -> DataFrame:

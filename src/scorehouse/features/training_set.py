@@ -7,9 +7,19 @@ import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from pyspark.sql import DataFrame, SparkSession
+import numpy as np
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DateType, StructField, StructType
+from pyspark.sql.types import (
+    ArrayType,
+    ByteType,
+    DateType,
+    IntegerType,
+    LongType,
+    ShortType,
+    StructField,
+    StructType,
+)
 
 from scorehouse.errors import ValidationError
 from scorehouse.features import transforms
@@ -68,17 +78,165 @@ WINDOW_DAYS_SCHEMA = StructType(
 
 def point_in_time_join(labelled: DataFrame, features: DataFrame) -> DataFrame:
     """customer_id, as_of, label, feature_ds and the registry features (null: no snapshot in TTL)."""
-    spark = labelled.sparkSession
-    # The days each row may read (its as-of date back to its oldest feature date): they
-    # become static partition filters, so no scan below touches another day. Rows of
-    # other days can never qualify.
-    windows = labelled.select("oldest_feature_ds", "as_of").distinct().collect()
-    window_days = [
+    windows = _windows(labelled)
+    joined = _bitmap_join(labelled, features, windows)
+    if joined is None:
+        joined = _keys_join(labelled, features, windows)
+    return joined.select(
+        "customer_id",
+        "as_of",
+        F.col("label").cast(labelled.schema["label"].dataType).alias("label"),
+        F.col("features.ds").alias("feature_ds"),
+        *[F.col(f"features.{name}").alias(name) for name in feature_names()],
+    )
+
+
+def _windows(labelled: DataFrame) -> list[Row]:
+    """Per distinct (as_of, oldest_feature_ds) of the labels: rows, id range, other labels."""
+    label = F.col("label")
+    if isinstance(labelled.schema["label"].dataType, _INTEGRAL):
+        other = F.count_if(label.isNull() | ~label.isin(0, 1))
+    else:
+        other = F.count(F.lit(1))  # no bitmap of ones for such labels
+    return (
+        labelled.groupBy("as_of", "oldest_feature_ds")
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.min("customer_id").alias("lo_id"),
+            F.max("customer_id").alias("hi_id"),
+            other.alias("other_labels"),
+        )
+        .collect()
+    )
+
+
+def _window_days(windows: list[Row]) -> list[tuple[date, date, date]]:
+    """(as_of, oldest_feature_ds, ds) for every day ds each window may read."""
+    return [
         (w.as_of, w.oldest_feature_ds, d)
         for w in windows
         if w.oldest_feature_ds <= w.as_of
         for d in transforms.day_range(w.oldest_feature_ds, w.as_of)
     ]
+
+
+# The bitmap join (_bitmap_join) holds one 4 KB bitmap per snapshot day or window and id
+# bucket of 32,768 ids: past this many it gives way to the key statements.
+MAX_BITMAPS = 16_384
+BUCKET_IDS = 32_768
+SLOT_BUCKETS = 1 << 21  # buckets within +-2^21 pack into a slot (training_set_probe.sql)
+_INTEGRAL = (ByteType, ShortType, IntegerType, LongType)
+CHOSEN_SCHEMA = StructType(
+    [
+        StructField("slot", LongType(), False),
+        StructField("as_of", DateType(), False),
+        StructField("bits", ArrayType(LongType(), False), False),
+        StructField("ones", ArrayType(LongType(), False), False),
+    ]
+)
+NONE_SCHEMA = StructType(
+    [
+        StructField("slot", LongType(), False),
+        StructField("oldest", DateType(), False),
+        StructField("bits", ArrayType(LongType(), False), False),
+    ]
+)
+
+
+def _bucket(customer_id: int) -> int:
+    """Spark's BITMAP_BUCKET_NUMBER."""
+    if customer_id > 0:
+        return (customer_id - 1) // BUCKET_IDS + 1
+    return -(-customer_id // BUCKET_IDS)
+
+
+def _words(bits: int) -> list[int]:
+    """A bucket's bitmap as the 512 BIGINT words the probe reads (bit p: word p // 64)."""
+    return np.frombuffer(bits.to_bytes(BUCKET_IDS // 8, "little"), dtype="<i8").tolist()
+
+
+def _bitmap_join(labelled: DataFrame, features: DataFrame, windows: list[Row]) -> DataFrame | None:
+    """The training rows from bitmaps of snapshot days and labels (None: not applicable).
+
+    Applies the point-in-time rule of training_set_keys.sql on the driver, to one bitmap
+    per day or window and bucket of ids (training_set_bitmaps.sql), then probes the
+    snapshots with the result (training_set_probe.sql). Needs labels 0/1, one row per
+    (customer, window), and ids in few enough buckets; otherwise the key statements run.
+    """
+    spark = labelled.sparkSession
+    if not windows or any(w.other_labels or w.lo_id is None for w in windows):
+        return None
+    lo_id, hi_id = min(w.lo_id for w in windows), max(w.hi_id for w in windows)
+    lo_bucket, hi_bucket = _bucket(lo_id), _bucket(hi_id)
+    window_days = _window_days(windows)
+    reachable = sorted({d for _, _, d in window_days})
+    if (
+        lo_bucket < -SLOT_BUCKETS
+        or hi_bucket >= SLOT_BUCKETS
+        or (hi_bucket - lo_bucket + 1) * (len(reachable) + 2 * len(windows)) > MAX_BITMAPS
+    ):
+        return None
+    # Ids outside the labels' range never meet a label (and would only add buckets).
+    in_range = F.col("customer_id").between(lo_id, hi_id)
+    keys = features.where(F.col("ds").isin(reachable) & in_range).select("customer_id", "ds")
+    present: dict[tuple[date, int], int] = {}
+    labelled_bits: dict[tuple[date, date], dict[int, tuple[int, int]]] = {}
+    counted: dict[tuple[date, date], int] = {}
+    for r in run_sql(
+        spark, "training/training_set_bitmaps", {"labels": labelled, "features": keys}
+    ).collect():
+        bits = int.from_bytes(r.bits, "little")
+        if r.kind == "S":
+            present[(r.day, r.bucket)] = bits
+        else:
+            window = (r.day, r.oldest)
+            labelled_bits.setdefault(window, {})[r.bucket] = (
+                bits,
+                int.from_bytes(r.ones, "little"),
+            )
+            counted[window] = counted.get(window, 0) + bits.bit_count()
+    if any(counted.get((w.as_of, w.oldest_feature_ds), 0) != w.rows for w in windows):
+        return None  # a (customer, window) labelled twice: the key statements keep both
+    base = min([*reachable, *(w.as_of for w in windows)])
+
+    def slot(day: date, bucket: int) -> int:
+        return (day - base).days * (2 * SLOT_BUCKETS) + bucket + SLOT_BUCKETS
+
+    # The point-in-time rule: a row takes its window's newest day with a snapshot.
+    chosen, none, used = [], [], set()
+    for (as_of, oldest), buckets in labelled_bits.items():
+        days = transforms.day_range(oldest, as_of)[::-1] if oldest <= as_of else []
+        for bucket, (who, ones) in buckets.items():
+            newer = 0
+            for day in days:
+                snapshot = present.get((day, bucket), 0)
+                takes = who & snapshot & ~newer
+                newer |= snapshot
+                if takes:
+                    chosen.append((slot(day, bucket), as_of, _words(takes), _words(ones & takes)))
+                    used.add(day)
+            if who & ~newer:
+                none.append((slot(as_of, bucket), oldest, _words(who & ~newer)))
+    as_of_days = sorted(used & {w.as_of for w in windows})
+    older_days = sorted(used - set(as_of_days))
+    return run_sql(
+        spark,
+        "training/training_set_probe",
+        {
+            "chosen": spark.createDataFrame(chosen, CHOSEN_SCHEMA),
+            "none": spark.createDataFrame(none, NONE_SCHEMA),
+            "labels": labelled,
+            "as_of_features": features.where(F.col("ds").isin(as_of_days) & in_range),
+            "older_features": features.where(F.col("ds").isin(older_days) & in_range),
+        },
+        base=base,
+    )
+
+
+def _keys_join(labelled: DataFrame, features: DataFrame, windows: list[Row]) -> DataFrame:
+    """The training rows through one key per label (training_set_keys*.sql), any labels."""
+    spark = labelled.sparkSession
+    window_days = _window_days(windows)
     as_of_days = sorted({w.as_of for w in windows})
     reachable = sorted({d for _, _, d in window_days})
     older_days = sorted(set(reachable) - set(as_of_days))
@@ -103,7 +261,7 @@ def point_in_time_join(labelled: DataFrame, features: DataFrame) -> DataFrame:
         )
     # Computed once: the broadcast probe and the rows without a snapshot both read them.
     keys = keys.localCheckpoint()
-    joined = run_sql(
+    return run_sql(
         spark,
         "training/training_set",
         {
@@ -114,13 +272,6 @@ def point_in_time_join(labelled: DataFrame, features: DataFrame) -> DataFrame:
             "as_of_features": features.where(F.col("ds").isin(as_of_days)),
             "older_features": features.where(F.col("ds").isin(older_days)),
         },
-    )
-    return joined.select(
-        "customer_id",
-        "as_of",
-        "label",
-        F.col("features.ds").alias("feature_ds"),
-        *[F.col(f"features.{name}").alias(name) for name in feature_names()],
     )
 
 

@@ -1,0 +1,54 @@
+-- training_set_probe: the training rows, from the bitmaps of the point-in-time rule
+-- (training_set_keys.sql states it; training_set.py applies it to the bitmaps of
+-- training_set_bitmaps.sql).
+--
+-- ${chosen}: for each snapshot day and id bucket (packed into `slot`, see below), the
+-- windows whose labels take that day's snapshot: `as_of`, `bits` (512 BIGINT words of the
+-- bucket's bitmap: the customers whose row takes this snapshot) and `ones` (those
+-- labelled 1). ${none}: per window (as_of, oldest) and bucket, the labelled customers
+-- with no snapshot inside the window.
+--
+-- Every snapshot row of ${as_of_features} and ${older_features} (the as-of days and the
+-- older days that some row takes, scanned apart so that the files holding most of the
+-- output are split across the tasks on their own) meets the broadcast ${chosen} by one
+-- long key and keeps the row when its bit is set: no key per label is built, shuffled or
+-- hashed, and the whole feature row comes from one snapshot (a null feature is never
+-- filled from an older one). A snapshot can serve several windows (one output row each).
+--
+-- slot = DATEDIFF(day, ${base}) * 2^22 + bucket + 2^21 (buckets within +-2^21, checked by
+-- the caller, which also keeps only the snapshot rows whose ids lie in the labels' range).
+SELECT /*+ BROADCAST(c) */
+  f.customer_id,
+  c.as_of,
+  CAST(SHIFTRIGHT(c.ones[BITMAP_BIT_POSITION(f.customer_id) DIV 64],
+                  CAST(BITMAP_BIT_POSITION(f.customer_id) % 64 AS INT)) & 1 AS INT) AS label,
+  STRUCT(f.*) AS features
+FROM ${as_of_features} f
+JOIN ${chosen} c
+  ON c.slot = DATEDIFF(f.ds, DATE '${base}') * 4194304 + BITMAP_BUCKET_NUMBER(f.customer_id) + 2097152
+WHERE SHIFTRIGHT(c.bits[BITMAP_BIT_POSITION(f.customer_id) DIV 64],
+                 CAST(BITMAP_BIT_POSITION(f.customer_id) % 64 AS INT)) & 1 = 1
+UNION ALL
+SELECT /*+ BROADCAST(c) */
+  f.customer_id,
+  c.as_of,
+  CAST(SHIFTRIGHT(c.ones[BITMAP_BIT_POSITION(f.customer_id) DIV 64],
+                  CAST(BITMAP_BIT_POSITION(f.customer_id) % 64 AS INT)) & 1 AS INT) AS label,
+  STRUCT(f.*) AS features
+FROM ${older_features} f
+JOIN ${chosen} c
+  ON c.slot = DATEDIFF(f.ds, DATE '${base}') * 4194304 + BITMAP_BUCKET_NUMBER(f.customer_id) + 2097152
+WHERE SHIFTRIGHT(c.bits[BITMAP_BIT_POSITION(f.customer_id) DIV 64],
+                 CAST(BITMAP_BIT_POSITION(f.customer_id) % 64 AS INT)) & 1 = 1
+UNION ALL
+SELECT /*+ BROADCAST(n) */
+  l.customer_id,
+  l.as_of,
+  l.label,
+  NULL AS features
+FROM ${labels} l
+JOIN ${none} n
+  ON n.slot = DATEDIFF(l.as_of, DATE '${base}') * 4194304 + BITMAP_BUCKET_NUMBER(l.customer_id) + 2097152
+ AND n.oldest <= l.oldest_feature_ds AND n.oldest >= l.oldest_feature_ds
+WHERE SHIFTRIGHT(n.bits[BITMAP_BIT_POSITION(l.customer_id) DIV 64],
+                 CAST(BITMAP_BIT_POSITION(l.customer_id) % 64 AS INT)) & 1 = 1
