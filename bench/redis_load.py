@@ -325,6 +325,18 @@ VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
     "batch_500": ({"batch_size": 500}, False),
     "batch_2000": ({"batch_size": 2000}, False),
     "rate_limited": ({"max_keys_per_second": 100_000}, False),
+    # The curve between the 100k/s limit and an unthrottled load.
+    "rate_200k": ({"max_keys_per_second": 200_000}, False),
+    "rate_300k": ({"max_keys_per_second": 300_000}, False),
+    "rate_400k": ({"max_keys_per_second": 400_000}, False),
+    "rate_600k": ({"max_keys_per_second": 600_000}, False),
+    # The latency guard: each task adapts its rate to its probes' round trips.
+    "guard_off": ({"reader_latency_target_ms": None}, False),
+    "guard_0.5ms": ({"reader_latency_target_ms": 0.5}, False),
+    "guard_1ms": ({"reader_latency_target_ms": 1.0}, False),
+    "guard_1.5ms": ({"reader_latency_target_ms": 1.5}, False),
+    "guard_2ms": ({"reader_latency_target_ms": 2.0}, False),
+    "guard_1ms_dedicated": ({"reader_latency_target_ms": 1.0}, True),
 }
 # Redis's own cost per HSET against the bucket width (redis-cli --pipe, no loader).
 SWEEP = ((1000, 100, "asc"), (1000, 100, "desc"), (500, 100, "asc"), (250, 125, "asc"),
@@ -359,7 +371,8 @@ def with_redis(settings: Any, **updates: Any) -> Any:
 
 
 LOAD_SETTINGS = {"bucket_size", "batch_size", "inflight_batches", "hset_fields",
-                 "max_keys_per_second", "load_scheduler", "load_nice", "load_connections"}  # fmt: skip
+                 "max_keys_per_second", "load_scheduler", "load_nice", "load_connections",
+                 "reader_latency_target_ms"}  # fmt: skip
 # The predictions table's days: generation 1 and the alternating publishes of the readers'
 # phases read DAYS[0] (the first draws) and DAYS[1] (the second).
 DAYS = (date(2026, 1, 15), date(2026, 1, 16))
@@ -538,8 +551,10 @@ def main() -> None:
                         info = loader.publish_date(spark, run_settings, DAYS[which])
                     return {
                         k: info.stats[k]
-                        for k in ("entities_per_s", "load_s", "total_s", "load_tasks", "load_path")
-                    }
+                        for k in ("entities_per_s", "load_s", "total_s", "load_tasks", "load_path",
+                                  "throttled_s", "guard_probes", "guard_probes_over_target",
+                                  "guard_slowdowns")
+                    }  # fmt: skip
 
                 phases.append({"variant": name, "settings": {**cfg.model_dump(include=LOAD_SETTINGS),
                     **updates}, "dedicated_cores": dedicated, **measure(name, body)})  # fmt: skip

@@ -670,3 +670,80 @@ def test_a_detached_load_runs_in_its_own_lowered_session_and_reports_back() -> N
 
     with pytest.raises(redis.ResponseError, match="WRONGTYPE from the child"):
         loader._run_detached(fail)
+
+
+# --- the latency guard (redis.reader_latency_target_ms) ----------------------------------
+
+# Keeps Redis busy for ARGV[1] µs: every other client waits behind it, as behind a busy host.
+_BUSY = """
+local s = redis.call('TIME')
+while true do
+  local t = redis.call('TIME')
+  if (t[1] - s[1]) * 1000000 + (t[2] - s[2]) >= tonumber(ARGV[1]) then return 1 end
+end
+"""
+
+
+@contextlib.contextmanager
+def busy_redis(url: str, busy_us: int, pause_s: float) -> Iterator[None]:
+    """A client that runs a `busy_us` script every `pause_s` while the block runs."""
+    stop = threading.Event()
+    busy = redis.Redis.from_url(url)
+
+    def run() -> None:
+        while not stop.is_set():
+            busy.eval(_BUSY, 0, busy_us)
+            time.sleep(pause_s)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        busy.close()
+
+
+def test_the_latency_guard_slows_a_load_down_while_redis_answers_slowly(
+    redis_url: str, client: redis.Redis
+) -> None:
+    ids = np.arange(60_000, dtype=np.int64)
+    scores = np.random.default_rng(9).random(len(ids))
+    table = pa.table({"customer_id": ids, "score": scores})
+
+    def load(generation: str, target_s: float) -> dict[str, list[int]]:
+        spec = _spec(redis_url, generation, integer_ids=True, batch_size=200,
+                     latency_target_s=target_s)  # fmt: skip
+        # Redis busy 8 ms of every ~10: a probe waits up to 8 ms for its PONG.
+        with busy_redis(redis_url, 8000, 0.002):
+            return next(loader.load_batches(iter(table.to_batches(10_000)), spec)).to_pydict()
+
+    slowed = load("G7", 0.002)
+    assert slowed["rows"] == [60_000]
+    assert slowed["probes"][0] >= 10 and slowed["probes_over"][0] >= 2
+    assert slowed["slowdowns"][0] >= 1 and slowed["throttled_ms"][0] > 0
+    # The same slow server with a target it meets (1 s): never slowed down.
+    relaxed = load("G8", 1.0)
+    assert relaxed["probes"][0] >= 10 and relaxed["probes_over"][0] == 0
+    assert relaxed["slowdowns"][0] == 0
+    for generation in ("G7", "G8"):
+        assert read_all_scores(client, generation, ids.tolist(), bucket_size=1000) == (
+            pytest.approx(keys.encode_scores(scores) / keys.SCORE_SCALE, abs=0)
+        )
+
+
+def test_the_latency_guard_setting_reaches_the_load_tasks(
+    spark: SparkSession, redis_url: str, client: redis.Redis
+) -> None:
+    ids = list(range(40_000))
+    scores = np.random.default_rng(10).random(len(ids))
+    guarded = make_settings(redis_url, SCOREHOUSE_REDIS__READER_LATENCY_TARGET_MS="1.5")
+    info = loader.publish(
+        spark, guarded, ds=DS, scores=scores_frame(spark, ids, scores), model_name="m",
+        model_version="1",
+    )  # fmt: skip
+    assert info.stats["guard_probes"] > 0
+    assert loader.count_entries(client, f"sh:{info.generation}:s:*") == len(ids)
+    off = make_settings(redis_url, SCOREHOUSE_REDIS__READER_LATENCY_TARGET_MS="null")
+    assert off.redis.reader_latency_target_ms is None

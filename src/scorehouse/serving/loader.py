@@ -77,19 +77,17 @@ COMMAND_FIELDS = 100
 # applies them while the task builds the next ones.
 INFLIGHT_BATCHES = 4
 SEND_RETRIES = 2
+# Rate limit: at most this much unused allowance is kept (a task that fell behind catches up
+# in a burst no longer than this).
+PACER_BURST_S = 0.01
 # The lock expires soon after its publisher dies (a retry can then start); a heartbeat
 # thread keeps it while the publisher lives.
 LOCK_TTL_MS = 120_000
 LOCK_RENEW_S = 20.0
 # One row per load task: its share of the files' row-group slices.
 TASK_SLICES_SCHEMA = T.StructType([T.StructField("slices", T.ArrayType(SLICE_SCHEMA), False)])
-STATS_SCHEMA = T.StructType(
-    [
-        T.StructField("rows", T.LongType()),
-        T.StructField("commands", T.LongType()),
-        T.StructField("bytes", T.LongType()),
-    ]
-)
+STATS = ("rows", "commands", "bytes", "throttled_ms", "probes", "probes_over", "slowdowns")
+STATS_SCHEMA = T.StructType([T.StructField(name, T.LongType()) for name in STATS])
 # Compare-and-set of the pointer: flip only if it still names what we verified against.
 _FLIP = """
 local current = redis.call('GET', KEYS[1])
@@ -128,6 +126,7 @@ class LoadSpec:
     max_tasks: int | None = None  # at most this many load tasks (redis.load_connections)
     scheduler: str = "normal"  # "idle": the loading thread runs SCHED_IDLE (redis.load_scheduler)
     inflight: int = INFLIGHT_BATCHES  # unanswered batches per connection (redis.inflight_batches)
+    latency_target_s: float | None = None  # the latency guard (redis.reader_latency_target_ms)
 
 
 @dataclass(frozen=True)
@@ -363,11 +362,110 @@ def task_slices(slices: Sequence[Slice], tasks: int) -> list[list[Slice]]:
 def _task_totals(result: DataFrame) -> dict[str, int]:
     # One stats row per task: summed here rather than by a Spark aggregation (a shuffle stage).
     per_task = result.collect()
-    totals = {k: sum(int(row[k] or 0) for row in per_task) for k in ("rows", "commands", "bytes")}
+    totals = {k: sum(int(row[k] or 0) for row in per_task) for k in STATS}
     return {**totals, "tasks": len(per_task)}
 
 
 # --- executor side ------------------------------------------------------------------------
+
+
+class Pacer:
+    """The load's rate limit: `delay(n)` is how long to wait before sending n more keys.
+
+    A token bucket holding at most `burst_s` of unused allowance, so that `rate` can change
+    during the load (the latency guard moves it) and a task that fell behind (reading a
+    file, a slow reply) does not then send a long burst. `rate` None: no limit.
+    """
+
+    def __init__(self, rate: float | None, burst_s: float = PACER_BURST_S) -> None:
+        self.rate = rate
+        self.burst_s = burst_s
+        self.paid_until: float | None = None  # when the keys sent so far are paid for
+
+    def delay(self, entries: int, now: float) -> float:
+        if not self.rate:
+            return 0.0
+        start = now - self.burst_s
+        if self.paid_until is not None and self.paid_until > start:
+            start = self.paid_until
+        self.paid_until = start + entries / self.rate
+        return max(0.0, self.paid_until - now)
+
+
+# The latency guard (redis.reader_latency_target_ms): a guarded load task times a PING on a
+# connection of its own every PROBE_INTERVAL_S (what a reader's one-key command waits: behind
+# the loader's queued reads in Redis, and for a CPU on a shared host) and adapts its rate to
+# it, see LatencyGuard.
+PROBE_INTERVAL_S = 0.01
+GUARD_WINDOW = 10  # probes per decision (~0.1 s)
+GUARD_QUANTILE = 0.9  # of a window's round trips, against the target: one outlier is ignored
+GUARD_START_KEYS_PER_S = 100_000.0  # per task, before the first decision
+GUARD_FLOOR_KEYS_PER_S = 5_000.0  # per task: a guarded load always advances
+GUARD_DECREASE = 0.5
+GUARD_STEP = 0.05  # additive increase per decision, as a share of the rate before the last cut
+
+
+class LatencyGuard:
+    """AIMD of one load task's rate (keys/s) from its probes' round trips; no I/O, no clock.
+
+    Every `window` probes (`observe`) it compares their `quantile` to `target_s`: above, the
+    rate is cut to `decrease` * min(rate, what the task really sent); otherwise it grows, by
+    doubling until the first cut (the load starts at `start` and finds its level in a few
+    tenths of a second), then by `step` * the rate before the last cut. The rate stays
+    between `floor` and `ceiling` (redis.max_keys_per_second's share) and never above twice
+    what the task really sends, so that a cut bites at once after a stretch where something
+    else (reading, encoding) held the task back.
+    """
+
+    def __init__(
+        self,
+        target_s: float,
+        *,
+        ceiling: float | None = None,
+        start: float = GUARD_START_KEYS_PER_S,
+        floor: float = GUARD_FLOOR_KEYS_PER_S,
+        window: int = GUARD_WINDOW,
+        quantile: float = GUARD_QUANTILE,
+        decrease: float = GUARD_DECREASE,
+        step: float = GUARD_STEP,
+    ) -> None:
+        if target_s <= 0 or window < 1 or not 0 < quantile <= 1 or not 0 < decrease < 1:
+            raise ValueError("target > 0, window >= 1, 0 < quantile <= 1, 0 < decrease < 1")
+        self.target_s, self.window, self.quantile = target_s, window, quantile
+        self.decrease, self.step = decrease, step
+        self.ceiling = ceiling
+        self.floor = min(floor, ceiling) if ceiling else floor
+        self.rate = self._bounded(start)
+        self.peak: float | None = None  # the rate before the last cut (None: still doubling)
+        self.samples: list[float] = []
+        self.probes = self.over = self.cuts = 0
+
+    def _bounded(self, rate: float) -> float:
+        if self.ceiling:
+            rate = min(rate, self.ceiling)
+        return max(self.floor, rate)
+
+    def observe(self, latency_s: float, sent_per_s: float | None = None) -> float:
+        """One probe's round trip (and the task's keys/s since the last decision); the rate."""
+        self.samples.append(latency_s)
+        self.probes += 1
+        self.over += latency_s > self.target_s
+        if len(self.samples) < self.window:
+            return self.rate
+        ordered = sorted(self.samples)
+        self.samples.clear()
+        seen = ordered[max(0, math.ceil(self.quantile * len(ordered)) - 1)]
+        if seen > self.target_s:
+            base = self.rate if sent_per_s is None else min(self.rate, sent_per_s)
+            self.peak = base
+            self.rate = self._bounded(base * self.decrease)
+            self.cuts += 1
+        else:
+            grown = self.rate * 2 if self.peak is None else self.rate + self.step * self.peak
+            if sent_per_s is not None:
+                grown = min(grown, max(self.rate, 2 * sent_per_s))
+            self.rate = self._bounded(grown)
+        return self.rate
 
 
 @dataclass
@@ -379,6 +477,7 @@ class _Node:
     buffer: list[bytes] = field(default_factory=list)
     fields: int = 0
     inflight: deque[tuple[bytes, int]] = field(default_factory=deque)
+    probe: Any = None  # the latency guard's connection (redis.reader_latency_target_ms)
 
 
 class _Writer:
@@ -397,8 +496,14 @@ class _Writer:
         self.routes: dict[bytes, _Node] = {}
         self.commands = 0
         self.bytes = 0
-        self.started = time.monotonic()
         self.written = 0
+        self.throttled_s = 0.0
+        target = spec.latency_target_s
+        ceiling = spec.keys_per_second_per_task
+        self.guard = LatencyGuard(target, ceiling=ceiling) if target else None
+        self.pacer = Pacer(self.guard.rate if self.guard else ceiling)
+        self.next_probe = time.monotonic() + PROBE_INTERVAL_S
+        self.probed_at, self.probed_written = time.monotonic(), 0
 
     def _node(self, key: bytes) -> _Node:
         node = self.routes.get(key)
@@ -481,12 +586,34 @@ class _Writer:
                     raise
 
     def _throttle(self, entries: int) -> None:
-        rate = self.spec.keys_per_second_per_task
-        if not rate:
-            return
-        due = (self.written + entries) / rate - (time.monotonic() - self.started)
+        now = time.monotonic()
+        if self.guard is not None and now >= self.next_probe:
+            latency = self._probe()
+            now = time.monotonic()
+            self.next_probe = now + PROBE_INTERVAL_S
+            if latency is not None:
+                sent = (self.written - self.probed_written) / max(1e-6, now - self.probed_at)
+                self.pacer.rate = self.guard.observe(latency, sent)
+                self.probed_at, self.probed_written = now, self.written
+        due = self.pacer.delay(entries, now)
         if due > 0:
             time.sleep(due)
+            self.throttled_s += due
+
+    def _probe(self) -> float | None:
+        """Round trip of a PING on the guard's own connection (None: it could not be sent)."""
+        node = next(iter(self.nodes.values()))  # a cluster: the first master written to
+        try:
+            if node.probe is None:
+                node.probe = node.pool.get_connection()
+            start = time.perf_counter()
+            node.probe.send_command("PING", check_health=False)
+            node.probe.read_response()
+            return time.perf_counter() - start
+        except (RedisConnectionError, RedisTimeoutError):
+            if node.probe is not None:
+                node.probe.disconnect()  # connects again at the next probe
+            return None
 
     def finish(self) -> None:
         """Send what is buffered and read every outstanding reply."""
@@ -501,7 +628,21 @@ class _Writer:
             if node.inflight or node.buffer:
                 node.connection.disconnect()  # unread replies: never hand it back half-read
             node.pool.release(node.connection)
+            if node.probe is not None:
+                node.pool.release(node.probe)
         self.client.close()
+
+    def stats(self, rows: int) -> dict[str, int]:
+        guard = self.guard
+        return {
+            "rows": rows,
+            "commands": self.commands,
+            "bytes": self.bytes,
+            "throttled_ms": round(self.throttled_s * 1e3),
+            "probes": guard.probes if guard else 0,
+            "probes_over": guard.over if guard else 0,
+            "slowdowns": guard.cuts if guard else 0,
+        }
 
 
 def _commands(
@@ -741,8 +882,8 @@ def _load(batches: Iterator[pa.RecordBatch], spec: LoadSpec) -> pa.RecordBatch:
     finally:
         writer.close()
     return pa.RecordBatch.from_pydict(
-        {"rows": [rows], "commands": [writer.commands], "bytes": [writer.bytes]},
-        schema=pa.schema([("rows", pa.int64()), ("commands", pa.int64()), ("bytes", pa.int64())]),
+        {name: [value] for name, value in writer.stats(rows).items()},
+        schema=pa.schema([(name, pa.int64()) for name in STATS]),
     )
 
 
@@ -966,6 +1107,9 @@ def publish(
             max_tasks=cfg.load_connections,
             scheduler=cfg.load_scheduler,
             inflight=cfg.inflight_batches,
+            latency_target_s=(
+                cfg.reader_latency_target_ms / 1e3 if cfg.reader_latency_target_ms else None
+            ),
         )
         # Integer ids only: the tasks read the files; string ids are bucketed by Spark.
         from_files = string_buckets == 0 and scores_files is not None
@@ -1026,6 +1170,11 @@ def publish(
         "load_rows": stats["rows"],
         "load_path": "files" if from_files else "spark",
         "bytes_sent": stats["bytes"],
+        # The rate limit's and the latency guard's waits, summed over the tasks.
+        "throttled_s": stats["throttled_ms"] / 1e3,
+        "guard_probes": stats["probes"],
+        "guard_probes_over_target": stats["probes_over"],
+        "guard_slowdowns": stats["slowdowns"],
         "removed_generations": len(removed),
         "warnings": len(warnings),
     }
