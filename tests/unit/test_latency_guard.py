@@ -16,7 +16,7 @@ def feed(guard: LatencyGuard, latency_s: float, windows: int, sent: float | None
 
 
 def test_the_rate_doubles_from_the_start_while_probes_stay_under_the_target() -> None:
-    guard = LatencyGuard(1 * MS, start=10_000, window=4)
+    guard = LatencyGuard(1 * MS, start=10_000, floor=1_000, window=4)
     rates = [feed(guard, 0.2 * MS, 1) for _ in range(4)]
     assert rates == [20_000, 40_000, 80_000, 160_000]
     assert guard.cuts == 0 and guard.over == 0 and guard.probes == 16
