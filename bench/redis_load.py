@@ -8,7 +8,8 @@ Prints tables and writes bench/results/redis_load.json:
    --pipe`, no loader): Redis CPU µs per entity, µs per HSET (INFO commandstats), bytes per
    prediction.
 2. The loader's commands (default settings) through `redis-cli --pipe`, then a publish with
-   the default settings: entities/s of the load stage and the ratio to the pipe; bytes per
+   the default settings but the latency guard off (the loader's own speed): entities/s of
+   the load stage and the ratio to the pipe; bytes per
    prediction (INFO used_memory); the pipe again, last. Publishes read a real predictions
    Delta table (`loader.publish_date`, as the nightly does: one partition per generation);
    the `spark_rows*` and `old_defaults*` variants publish the same rows from cached Spark

@@ -2,9 +2,10 @@
 
 publish = preflight (eviction policy, listpack limit, memory for two generations) → lock →
 load from the Spark executors in parallel (each task opens its own connection and writes
-RESP it builds itself, in bounded batches, optionally rate limited) → verify (entries ==
-rows, a random sample equals the DataFrame) → flip the pointer with a compare-and-set →
-remove generations beyond `keep_generations` with SCAN + UNLINK in batches.
+RESP it builds itself, in bounded batches, at a rate its latency guard adapts to what a
+reader would wait, optionally capped) → verify (entries == rows, a random sample equals the
+DataFrame) → flip the pointer with a compare-and-set → remove generations beyond
+`keep_generations` with SCAN + UNLINK in batches.
 
 Readers only ever follow `{ns}:current`, which changes in one atomic SET after the new
 generation is complete and verified, so a failed or interrupted load changes nothing they
@@ -399,9 +400,9 @@ class Pacer:
 PROBE_INTERVAL_S = 0.01
 GUARD_WINDOW = 10  # probes per decision (~0.1 s)
 # The slowest probe of a window is held against the target. With a cut at most every ~1/STEP
-# windows in the steady state, about 1 probe in 100-200 is then over the target: the target
-# is the probes' p99. (The p90 of a window, tried first, let readers' p99 run 3-5x the
-# probes' p90: docs/benchmarks.md "Redis", 2026-12-03 13:13.)
+# windows in the steady state, a few probes in 100 are then over it (0.6-5 % measured): the
+# target is about the probes' p95-p99. (The p90 of a window, tried first, let readers' p99
+# run 2.5-4x the probes' p90: docs/redis-keys.md "Loading settings".)
 GUARD_QUANTILE = 1.0
 GUARD_START_KEYS_PER_S = 100_000.0  # per task, before the first decision
 # Per task: a guarded load always advances (5M entities in ~2 min on 2 tasks at worst).
