@@ -1,6 +1,6 @@
--- training_set_probe: the training rows, from the bitmaps of the point-in-time rule
--- (training_set_keys.sql states it; training_set.py applies it to the bitmaps of
--- training_set_bitmaps.sql).
+-- training_set_probe: the training rows, from bitmaps of the point-in-time rule
+-- (training_set_keys.sql states it; training_set.py applies it on the driver to the
+-- bitmaps of training_set_bitmaps.sql).
 --
 -- ${chosen}: for each snapshot day and id bucket (packed into `slot`, see below), the
 -- windows whose labels take that day's snapshot: `as_of`, `bits` (512 BIGINT words of the
@@ -15,31 +15,34 @@
 -- hashed, and the whole feature row comes from one snapshot (a null feature is never
 -- filled from an older one). A snapshot can serve several windows (one output row each).
 --
--- slot = DATEDIFF(day, ${base}) * 2^22 + bucket + 2^21 (buckets within +-2^21, checked by
--- the caller, which also keeps only the snapshot rows whose ids lie in the labels' range).
+-- An id's bucket is SHIFTRIGHT(customer_id, 15) (32,768 ids: 512 words of
+-- training_set_bitmaps.sql), its word there SHIFTRIGHT(customer_id, 6) & 511 and its bit
+-- customer_id & 63. slot = DATEDIFF(day, ${base}) * 2^22 + bucket + 2^21 (buckets within
+-- +-2^21, checked by the caller, which also keeps only the snapshot rows whose ids lie
+-- in the labels' range).
 SELECT /*+ BROADCAST(c) */
   f.customer_id,
   c.as_of,
-  CAST(SHIFTRIGHT(c.ones[BITMAP_BIT_POSITION(f.customer_id) DIV 64],
-                  CAST(BITMAP_BIT_POSITION(f.customer_id) % 64 AS INT)) & 1 AS INT) AS label,
+  CAST(SHIFTRIGHT(c.ones[CAST(SHIFTRIGHT(f.customer_id, 6) & 511 AS INT)],
+                  CAST(f.customer_id & 63 AS INT)) & 1 AS INT) AS label,
   STRUCT(f.*) AS features
 FROM ${as_of_features} f
 JOIN ${chosen} c
-  ON c.slot = DATEDIFF(f.ds, DATE '${base}') * 4194304 + BITMAP_BUCKET_NUMBER(f.customer_id) + 2097152
-WHERE SHIFTRIGHT(c.bits[BITMAP_BIT_POSITION(f.customer_id) DIV 64],
-                 CAST(BITMAP_BIT_POSITION(f.customer_id) % 64 AS INT)) & 1 = 1
+  ON c.slot = CAST(DATEDIFF(f.ds, DATE '${base}') AS BIGINT) * 4194304 + SHIFTRIGHT(f.customer_id, 15) + 2097152
+WHERE SHIFTRIGHT(c.bits[CAST(SHIFTRIGHT(f.customer_id, 6) & 511 AS INT)],
+                 CAST(f.customer_id & 63 AS INT)) & 1 = 1
 UNION ALL
 SELECT /*+ BROADCAST(c) */
   f.customer_id,
   c.as_of,
-  CAST(SHIFTRIGHT(c.ones[BITMAP_BIT_POSITION(f.customer_id) DIV 64],
-                  CAST(BITMAP_BIT_POSITION(f.customer_id) % 64 AS INT)) & 1 AS INT) AS label,
+  CAST(SHIFTRIGHT(c.ones[CAST(SHIFTRIGHT(f.customer_id, 6) & 511 AS INT)],
+                  CAST(f.customer_id & 63 AS INT)) & 1 AS INT) AS label,
   STRUCT(f.*) AS features
 FROM ${older_features} f
 JOIN ${chosen} c
-  ON c.slot = DATEDIFF(f.ds, DATE '${base}') * 4194304 + BITMAP_BUCKET_NUMBER(f.customer_id) + 2097152
-WHERE SHIFTRIGHT(c.bits[BITMAP_BIT_POSITION(f.customer_id) DIV 64],
-                 CAST(BITMAP_BIT_POSITION(f.customer_id) % 64 AS INT)) & 1 = 1
+  ON c.slot = CAST(DATEDIFF(f.ds, DATE '${base}') AS BIGINT) * 4194304 + SHIFTRIGHT(f.customer_id, 15) + 2097152
+WHERE SHIFTRIGHT(c.bits[CAST(SHIFTRIGHT(f.customer_id, 6) & 511 AS INT)],
+                 CAST(f.customer_id & 63 AS INT)) & 1 = 1
 UNION ALL
 SELECT /*+ BROADCAST(n) */
   l.customer_id,
@@ -48,7 +51,7 @@ SELECT /*+ BROADCAST(n) */
   NULL AS features
 FROM ${labels} l
 JOIN ${none} n
-  ON n.slot = DATEDIFF(l.as_of, DATE '${base}') * 4194304 + BITMAP_BUCKET_NUMBER(l.customer_id) + 2097152
+  ON n.slot = CAST(DATEDIFF(l.as_of, DATE '${base}') AS BIGINT) * 4194304 + SHIFTRIGHT(l.customer_id, 15) + 2097152
  AND n.oldest <= l.oldest_feature_ds AND n.oldest >= l.oldest_feature_ds
-WHERE SHIFTRIGHT(n.bits[BITMAP_BIT_POSITION(l.customer_id) DIV 64],
-                 CAST(BITMAP_BIT_POSITION(l.customer_id) % 64 AS INT)) & 1 = 1
+WHERE SHIFTRIGHT(n.bits[CAST(SHIFTRIGHT(l.customer_id, 6) & 511 AS INT)],
+                 CAST(l.customer_id & 63 AS INT)) & 1 = 1

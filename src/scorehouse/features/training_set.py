@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -95,7 +96,8 @@ def _windows(labelled: DataFrame) -> list[Row]:
     """Per distinct (as_of, oldest_feature_ds) of the labels: rows, id range, other labels."""
     label = F.col("label")
     if isinstance(labelled.schema["label"].dataType, _INTEGRAL):
-        other = F.count_if(label.isNull() | ~label.isin(0, 1))
+        # (and rows without an id: no bit to set)
+        other = F.count_if(label.isNull() | ~label.isin(0, 1) | F.col("customer_id").isNull())
     else:
         other = F.count(F.lit(1))  # no bitmap of ones for such labels
     return (
@@ -120,10 +122,11 @@ def _window_days(windows: list[Row]) -> list[tuple[date, date, date]]:
     ]
 
 
-# The bitmap join (_bitmap_join) holds one 4 KB bitmap per snapshot day or window and id
-# bucket of 32,768 ids: past this many it gives way to the key statements.
-MAX_BITMAPS = 16_384
-BUCKET_IDS = 32_768
+# The bitmap join (_bitmap_join) collects one 64-bit word of ids per snapshot day or
+# window: past this many words (the ids' span times the days and windows) it gives way
+# to the key statements.
+MAX_WORDS = 1 << 22
+BUCKET_BITS = 15  # a bucket of the probe: 32,768 ids, 512 words
 SLOT_BUCKETS = 1 << 21  # buckets within +-2^21 pack into a slot (training_set_probe.sql)
 _INTEGRAL = (ByteType, ShortType, IntegerType, LongType)
 CHOSEN_SCHEMA = StructType(
@@ -141,82 +144,99 @@ NONE_SCHEMA = StructType(
         StructField("bits", ArrayType(LongType(), False), False),
     ]
 )
+Bitmaps = dict[int, np.ndarray]  # bucket -> its 512 words
 
 
-def _bucket(customer_id: int) -> int:
-    """Spark's BITMAP_BUCKET_NUMBER."""
-    if customer_id > 0:
-        return (customer_id - 1) // BUCKET_IDS + 1
-    return -(-customer_id // BUCKET_IDS)
-
-
-def _words(bits: int) -> list[int]:
-    """A bucket's bitmap as the 512 BIGINT words the probe reads (bit p: word p // 64)."""
-    return np.frombuffer(bits.to_bytes(BUCKET_IDS // 8, "little"), dtype="<i8").tolist()
+def _bucket_words(words: np.ndarray, bits: np.ndarray) -> Bitmaps:
+    """Words of ids (word number, bits) regrouped by bucket of the probe."""
+    buckets = words >> (BUCKET_BITS - 6)
+    out: Bitmaps = {}
+    for bucket in np.unique(buckets).tolist():
+        mask = buckets == bucket
+        array = np.zeros(1 << (BUCKET_BITS - 6), dtype=np.int64)
+        array[words[mask] & ((1 << (BUCKET_BITS - 6)) - 1)] = bits[mask]
+        out[bucket] = array
+    return out
 
 
 def _bitmap_join(labelled: DataFrame, features: DataFrame, windows: list[Row]) -> DataFrame | None:
     """The training rows from bitmaps of snapshot days and labels (None: not applicable).
 
-    Applies the point-in-time rule of training_set_keys.sql on the driver, to one bitmap
-    per day or window and bucket of ids (training_set_bitmaps.sql), then probes the
+    Applies the point-in-time rule of training_set_keys.sql on the driver, to the words
+    of ids per snapshot day and per window (training_set_bitmaps.sql), then probes the
     snapshots with the result (training_set_probe.sql). Needs labels 0/1, one row per
-    (customer, window), and ids in few enough buckets; otherwise the key statements run.
+    (customer, window), and ids close enough together; otherwise the key statements run.
     """
     spark = labelled.sparkSession
     if not windows or any(w.other_labels or w.lo_id is None for w in windows):
         return None
     lo_id, hi_id = min(w.lo_id for w in windows), max(w.hi_id for w in windows)
-    lo_bucket, hi_bucket = _bucket(lo_id), _bucket(hi_id)
     window_days = _window_days(windows)
     reachable = sorted({d for _, _, d in window_days})
     if (
-        lo_bucket < -SLOT_BUCKETS
-        or hi_bucket >= SLOT_BUCKETS
-        or (hi_bucket - lo_bucket + 1) * (len(reachable) + 2 * len(windows)) > MAX_BITMAPS
+        lo_id >> BUCKET_BITS < -SLOT_BUCKETS
+        or hi_id >> BUCKET_BITS >= SLOT_BUCKETS
+        or ((hi_id >> 6) - (lo_id >> 6) + 1) * (len(reachable) + len(windows)) > MAX_WORDS
     ):
         return None
-    # Ids outside the labels' range never meet a label (and would only add buckets).
+    # Ids outside the labels' range never meet a label (and would only add words).
     in_range = F.col("customer_id").between(lo_id, hi_id)
     keys = features.where(F.col("ds").isin(reachable) & in_range).select("customer_id", "ds")
-    present: dict[tuple[date, int], int] = {}
-    labelled_bits: dict[tuple[date, date], dict[int, tuple[int, int]]] = {}
-    counted: dict[tuple[date, date], int] = {}
-    for r in run_sql(
+    table = run_sql(
         spark, "training/training_set_bitmaps", {"labels": labelled, "features": keys}
-    ).collect():
-        bits = int.from_bytes(r.bits, "little")
-        if r.kind == "S":
-            present[(r.day, r.bucket)] = bits
-        else:
-            window = (r.day, r.oldest)
-            labelled_bits.setdefault(window, {})[r.bucket] = (
-                bits,
-                int.from_bytes(r.ones, "little"),
-            )
-            counted[window] = counted.get(window, 0) + bits.bit_count()
-    if any(counted.get((w.as_of, w.oldest_feature_ds), 0) != w.rows for w in windows):
+    ).toArrow()
+    if pc.sum(table["repeated"]).as_py():
         return None  # a (customer, window) labelled twice: the key statements keep both
+    kind = table["kind"].to_numpy(zero_copy_only=False)
+    day = table["day"].to_pylist()
+    oldest = table["oldest"].to_pylist()
+    word = table["word"].to_numpy()
+    bits = table["bits"].to_numpy()
+    ones = table["ones"].to_numpy()
+    groups: dict[tuple[str, date, date | None], list[int]] = {}
+    for i, key in enumerate(zip(kind.tolist(), day, oldest, strict=True)):
+        groups.setdefault(key, []).append(i)
+    present: dict[date, Bitmaps] = {}
+    labelled_bits: dict[tuple[date, date], tuple[Bitmaps, Bitmaps]] = {}
+    for (k, d, o), rows in groups.items():
+        at = np.asarray(rows)
+        if k == "S":
+            present[d] = _bucket_words(word[at], bits[at])
+        else:
+            assert o is not None
+            labelled_bits[(d, o)] = (
+                _bucket_words(word[at], bits[at]),
+                _bucket_words(word[at], ones[at]),
+            )
     base = min([*reachable, *(w.as_of for w in windows)])
 
     def slot(day: date, bucket: int) -> int:
         return (day - base).days * (2 * SLOT_BUCKETS) + bucket + SLOT_BUCKETS
 
     # The point-in-time rule: a row takes its window's newest day with a snapshot.
+    empty = np.zeros(1 << (BUCKET_BITS - 6), dtype=np.int64)
     chosen, none, used = [], [], set()
-    for (as_of, oldest), buckets in labelled_bits.items():
-        days = transforms.day_range(oldest, as_of)[::-1] if oldest <= as_of else []
-        for bucket, (who, ones) in buckets.items():
-            newer = 0
-            for day in days:
-                snapshot = present.get((day, bucket), 0)
+    for (as_of, oldest_ds), (who_buckets, ones_buckets) in labelled_bits.items():
+        days = transforms.day_range(oldest_ds, as_of)[::-1] if oldest_ds <= as_of else []
+        for bucket, who in who_buckets.items():
+            newer = empty
+            for d in days:
+                snapshot = present.get(d, {}).get(bucket, empty)
                 takes = who & snapshot & ~newer
-                newer |= snapshot
-                if takes:
-                    chosen.append((slot(day, bucket), as_of, _words(takes), _words(ones & takes)))
-                    used.add(day)
-            if who & ~newer:
-                none.append((slot(as_of, bucket), oldest, _words(who & ~newer)))
+                newer = newer | snapshot
+                if takes.any():
+                    chosen.append(
+                        (
+                            slot(d, bucket),
+                            as_of,
+                            takes.tolist(),
+                            (ones_buckets.get(bucket, empty) & takes).tolist(),
+                        )
+                    )
+                    used.add(d)
+            stale = who & ~newer
+            if stale.any():
+                none.append((slot(as_of, bucket), oldest_ds, stale.tolist()))
     as_of_days = sorted(used & {w.as_of for w in windows})
     older_days = sorted(used - set(as_of_days))
     return run_sql(
