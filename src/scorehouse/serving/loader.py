@@ -598,9 +598,11 @@ class _Writer:
             now = time.monotonic()
             self.next_probe = now + PROBE_INTERVAL_S
             if latency is not None:
+                # What the task sent since the guard's last decision (a window, ~0.1 s).
                 sent = (self.written - self.probed_written) / max(1e-6, now - self.probed_at)
                 self.pacer.rate = self.guard.observe(latency, sent)
-                self.probed_at, self.probed_written = now, self.written
+                if not self.guard.samples:  # it decided: the next window starts here
+                    self.probed_at, self.probed_written = now, self.written
         due = self.pacer.delay(entries, now)
         if due > 0:
             time.sleep(due)
