@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hyp_settings
@@ -309,3 +310,31 @@ def test_rows_without_a_snapshot_in_the_ttl_are_counted_then_dropped_or_defaulte
         # Features with a no-history value get it; the others stay missing.
         assert {f.name: row[f.name] for f in registry} == {f.name: f.no_history for f in registry}
     assert all(defaulted[1][f.name] == 2.5 for f in registry)
+
+
+def test_the_rule_on_bitmaps_takes_the_newest_snapshot_day_of_the_window() -> None:
+    def bitmap(*ids: int) -> dict[int, np.ndarray]:
+        words = np.zeros(512, dtype=np.int64)
+        for i in ids:
+            words[i >> 6] |= np.int64(1) << np.int64(i & 63)
+        return {0: words}
+
+    d1, d2, d3 = date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 3)
+    present = {d1: bitmap(5, 6, 70), d2: bitmap(5), d3: bitmap(8)}  # 7: no snapshot at all
+    labelled = {(d3, d1): (bitmap(5, 6, 7, 70), bitmap(6)), (d2, d2): (bitmap(6), bitmap())}
+    chosen, none, used = training_set._apply_rule(present, labelled, d1)
+    slot = training_set.SLOT_BUCKETS  # bucket 0 on day `base`; a day later: + 2 * that
+    takes = {(c[0], c[1]): (bitmap_ids(c[2]), bitmap_ids(c[3])) for c in chosen}
+    assert takes == {
+        (slot + 2 * slot, d3): ([5], []),  # d2, the newest of d1..d3 holding 5
+        (slot, d3): ([6, 70], [6]),  # d1; 6 is labelled 1
+    }
+    assert [(n[0], n[1], bitmap_ids(n[2])) for n in none] == [
+        (slot + 4 * slot, d1, [7]),
+        (slot + 2 * slot, d2, [6]),  # window d2..d2: no snapshot of 6 on d2
+    ]
+    assert used == {d1, d2}
+
+
+def bitmap_ids(words: list[int]) -> list[int]:
+    return [w * 64 + b for w, word in enumerate(words) for b in range(64) if word >> b & 1]

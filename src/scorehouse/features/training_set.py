@@ -209,13 +209,39 @@ def _bitmap_join(labelled: DataFrame, features: DataFrame, windows: list[Row]) -
                 _bucket_words(word[at], ones[at]),
             )
     base = min([*reachable, *(w.as_of for w in windows)])
+    chosen, none, used = _apply_rule(present, labelled_bits, base)
+    as_of_days = sorted(used & {w.as_of for w in windows})
+    older_days = sorted(used - set(as_of_days))
+    return run_sql(
+        spark,
+        "training/training_set_probe",
+        {
+            "chosen": spark.createDataFrame(chosen, CHOSEN_SCHEMA),
+            "none": spark.createDataFrame(none, NONE_SCHEMA),
+            "labels": labelled,
+            "as_of_features": features.where(F.col("ds").isin(as_of_days) & in_range),
+            "older_features": features.where(F.col("ds").isin(older_days) & in_range),
+        },
+        base=base,
+    )
+
+
+def _apply_rule(
+    present: dict[date, Bitmaps],
+    labelled_bits: dict[tuple[date, date], tuple[Bitmaps, Bitmaps]],
+    base: date,
+) -> tuple[list[tuple], list[tuple], set[date]]:
+    """The point-in-time rule on bitmaps: each labelled id takes its window's newest day
+    with a snapshot. Returns the rows of ${chosen} and ${none} (training_set_probe.sql) and
+    the snapshot days some row takes."""
 
     def slot(day: date, bucket: int) -> int:
         return (day - base).days * (2 * SLOT_BUCKETS) + bucket + SLOT_BUCKETS
 
-    # The point-in-time rule: a row takes its window's newest day with a snapshot.
     empty = np.zeros(1 << (BUCKET_BITS - 6), dtype=np.int64)
-    chosen, none, used = [], [], set()
+    chosen: list[tuple] = []
+    none: list[tuple] = []
+    used: set[date] = set()
     for (as_of, oldest_ds), (who_buckets, ones_buckets) in labelled_bits.items():
         days = transforms.day_range(oldest_ds, as_of)[::-1] if oldest_ds <= as_of else []
         for bucket, who in who_buckets.items():
@@ -237,20 +263,7 @@ def _bitmap_join(labelled: DataFrame, features: DataFrame, windows: list[Row]) -
             stale = who & ~newer
             if stale.any():
                 none.append((slot(as_of, bucket), oldest_ds, stale.tolist()))
-    as_of_days = sorted(used & {w.as_of for w in windows})
-    older_days = sorted(used - set(as_of_days))
-    return run_sql(
-        spark,
-        "training/training_set_probe",
-        {
-            "chosen": spark.createDataFrame(chosen, CHOSEN_SCHEMA),
-            "none": spark.createDataFrame(none, NONE_SCHEMA),
-            "labels": labelled,
-            "as_of_features": features.where(F.col("ds").isin(as_of_days) & in_range),
-            "older_features": features.where(F.col("ds").isin(older_days) & in_range),
-        },
-        base=base,
-    )
+    return chosen, none, used
 
 
 def _keys_join(labelled: DataFrame, features: DataFrame, windows: list[Row]) -> DataFrame:
