@@ -22,23 +22,33 @@ def test_the_rate_doubles_from_the_start_while_probes_stay_under_the_target() ->
     assert guard.cuts == 0 and guard.over == 0 and guard.probes == 16
 
 
-def test_a_window_over_the_target_halves_the_rate_then_it_grows_by_a_step() -> None:
-    guard = LatencyGuard(1 * MS, start=100_000, window=4, step=0.1)
-    assert feed(guard, 3 * MS, 1) == 50_000
-    assert guard.cuts == 1 and guard.over == 4
+def test_the_first_probe_over_the_target_halves_the_rate_then_it_grows_by_a_step() -> None:
+    guard = LatencyGuard(1 * MS, start=100_000, window=4, hold=2, step=0.1)
+    assert guard.observe(0.5 * MS) == 100_000
+    assert guard.observe(3 * MS) == 50_000  # at once, not at the window's end
+    assert guard.cuts == 1 and guard.over == 1 and guard.in_window == 0
     # After a cut: additive, 10 % of the rate before the cut per window.
     assert [feed(guard, 0.5 * MS, 1) for _ in range(3)] == [60_000, 70_000, 80_000]
-    assert feed(guard, 3 * MS, 1) == 40_000
+    assert guard.observe(3 * MS) == 40_000
+
+
+def test_probes_right_after_a_cut_do_not_cut_again() -> None:
+    guard = LatencyGuard(1 * MS, start=100_000, window=10, hold=3)
+    assert guard.observe(5 * MS) == 50_000
+    # The writes queued before the cut still reach Redis: three slow probes are held.
+    assert [guard.observe(5 * MS) for _ in range(3)] == [50_000] * 3
+    assert guard.cuts == 1 and guard.over == 4
+    assert guard.observe(5 * MS) == 25_000  # the fourth is the new rate's own
+    assert guard.cuts == 2
 
 
 def test_one_slow_probe_in_a_window_is_ignored_two_are_not() -> None:
     guard = LatencyGuard(1 * MS, start=100_000, window=10, quantile=0.9)
     for latency in [0.3 * MS] * 9 + [5 * MS]:
         rate = guard.observe(latency)
-    assert rate == 200_000  # p90 of ten = the second slowest: still under the target
-    for latency in [0.3 * MS] * 8 + [5 * MS] * 2:
-        rate = guard.observe(latency)
-    assert rate == 100_000 and guard.cuts == 1
+    assert rate == 200_000  # one probe in ten over the target: allowed at the 90 % quantile
+    rates = [guard.observe(latency) for latency in [0.3 * MS] * 3 + [5 * MS] * 2]
+    assert rates == [200_000] * 4 + [100_000] and guard.cuts == 1
 
 
 def test_the_rate_stays_between_the_floor_and_the_rate_limits_share() -> None:
@@ -59,7 +69,12 @@ def test_a_cut_starts_from_what_the_task_really_sent_and_growth_follows_it() -> 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"target_s": 0}, {"target_s": MS, "window": 0}, {"target_s": MS, "decrease": 1.0}],
+    [
+        {"target_s": 0},
+        {"target_s": MS, "window": 0},
+        {"target_s": MS, "decrease": 1.0},
+        {"target_s": MS, "hold": -1},
+    ],
 )
 def test_nonsense_parameters_are_refused(kwargs: dict[str, float]) -> None:
     target = kwargs.pop("target_s")

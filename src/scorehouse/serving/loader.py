@@ -398,29 +398,36 @@ class Pacer:
 # the loader's queued reads in Redis, and for a CPU on a shared host) and adapts its rate to
 # it, see LatencyGuard.
 PROBE_INTERVAL_S = 0.01
-GUARD_WINDOW = 10  # probes per decision (~0.1 s)
-# The slowest probe of a window is held against the target. With a cut at most every ~1/STEP
-# windows in the steady state, a few probes in 100 are then over it (0.6-5 % measured): the
-# target is about the probes' p95-p99. (The p90 of a window, tried first, let readers' p99
-# run 2.5-4x the probes' p90: docs/redis-keys.md "Loading settings".)
+GUARD_WINDOW = 10  # probes per rise (~0.1 s)
+# At most this share of a window's probes may be over the target; the next one over cuts the
+# rate at once. 1.0: the first probe over the target cuts, so the target is about the probes'
+# p95-p99 (0.6-5 % were over it in the runs of docs/benchmarks.md "Redis"). A cut waits for
+# no window: a cut decided at a window's end left readers behind a too-fast load for 50 ms
+# on average each time, and with ~one cut a second that alone was more than 1 % of a load.
 GUARD_QUANTILE = 1.0
+# After a cut, probes over the target are not held against the new rate for this many
+# probes (~30 ms): the writes queued before the cut (inflight_batches per connection) still
+# reach Redis, and cutting again for them would halve a rate that was never tried.
+GUARD_HOLD = 3
 GUARD_START_KEYS_PER_S = 100_000.0  # per task, before the first decision
 # Per task: a guarded load always advances (5M entities in ~2 min on 2 tasks at worst).
 GUARD_FLOOR_KEYS_PER_S = 20_000.0
 GUARD_DECREASE = 0.5
-GUARD_STEP = 0.05  # additive increase per decision, as a share of the rate before the last cut
+GUARD_STEP = 0.05  # additive increase per window, as a share of the rate before the last cut
 
 
 class LatencyGuard:
     """AIMD of one load task's rate (keys/s) from its probes' round trips; no I/O, no clock.
 
-    Every `window` probes (`observe`) it compares their `quantile` to `target_s`: above, the
-    rate is cut to `decrease` * min(rate, what the task really sent); otherwise it grows, by
-    doubling until the first cut (the load starts at `start` and finds its level in a few
-    tenths of a second), then by `step` * the rate before the last cut. The rate stays
-    between `floor` and `ceiling` (redis.max_keys_per_second's share) and never above twice
-    what the task really sends, so that a cut bites at once after a stretch where something
-    else (reading, encoding) held the task back.
+    `observe` takes one probe. A probe over `target_s` beyond the `quantile` allowance of its
+    window (with 1.0, any) cuts the rate at once to `decrease` * min(rate, what the task
+    really sent), unless it comes within `hold` probes of the last cut (it then only restarts
+    the window). A window of `window` probes without a cut raises the rate: by doubling until the first cut (the load starts
+    at `start` and finds its level in a few tenths of a second), then by `step` * the rate
+    before the last cut. The rate stays between `floor` and `ceiling`
+    (redis.max_keys_per_second's share) and never above twice what the task really sends, so
+    that a cut bites at once after a stretch where something else (reading, encoding) held
+    the task back. A cut or a rise starts a new window (`in_window` 0).
     """
 
     def __init__(
@@ -432,18 +439,23 @@ class LatencyGuard:
         floor: float = GUARD_FLOOR_KEYS_PER_S,
         window: int = GUARD_WINDOW,
         quantile: float = GUARD_QUANTILE,
+        hold: int = GUARD_HOLD,
         decrease: float = GUARD_DECREASE,
         step: float = GUARD_STEP,
     ) -> None:
-        if target_s <= 0 or window < 1 or not 0 < quantile <= 1 or not 0 < decrease < 1:
-            raise ValueError("target > 0, window >= 1, 0 < quantile <= 1, 0 < decrease < 1")
-        self.target_s, self.window, self.quantile = target_s, window, quantile
+        if target_s <= 0 or window < 1 or hold < 0 or not 0 < quantile <= 1 or not 0 < decrease < 1:
+            raise ValueError(
+                "target > 0, window >= 1, hold >= 0, 0 < quantile <= 1, 0 < decrease < 1"
+            )
+        self.target_s, self.window, self.hold = target_s, window, hold
+        self.allowed = window - math.ceil(quantile * window)  # probes over, per window
         self.decrease, self.step = decrease, step
         self.ceiling = ceiling
         self.floor = min(floor, ceiling) if ceiling else floor
         self.rate = self._bounded(start)
         self.peak: float | None = None  # the rate before the last cut (None: still doubling)
-        self.samples: list[float] = []
+        self.in_window = self.over_in_window = 0
+        self.since_cut = hold  # no cut yet: nothing to hold off
         self.probes = self.over = self.cuts = 0
 
     def _bounded(self, rate: float) -> float:
@@ -452,25 +464,30 @@ class LatencyGuard:
         return max(self.floor, rate)
 
     def observe(self, latency_s: float, sent_per_s: float | None = None) -> float:
-        """One probe's round trip (and the task's keys/s since the last decision); the rate."""
-        self.samples.append(latency_s)
+        """One probe's round trip (and the task's keys/s in this window so far); the rate."""
         self.probes += 1
-        self.over += latency_s > self.target_s
-        if len(self.samples) < self.window:
-            return self.rate
-        ordered = sorted(self.samples)
-        self.samples.clear()
-        seen = ordered[max(0, math.ceil(self.quantile * len(ordered)) - 1)]
-        if seen > self.target_s:
+        self.in_window += 1
+        held = self.since_cut < self.hold
+        self.since_cut += 1
+        if latency_s > self.target_s:
+            self.over += 1
+            if held:  # no cut, and no rise either: the window starts after it
+                self.in_window = 0
+            else:
+                self.over_in_window += 1
+        if self.over_in_window > self.allowed:
             base = self.rate if sent_per_s is None else min(self.rate, sent_per_s)
             self.peak = base
             self.rate = self._bounded(base * self.decrease)
             self.cuts += 1
-        else:
+            self.since_cut = 0
+            self.in_window = self.over_in_window = 0
+        elif self.in_window >= self.window:
             grown = self.rate * 2 if self.peak is None else self.rate + self.step * self.peak
             if sent_per_s is not None:
                 grown = min(grown, max(self.rate, 2 * sent_per_s))
             self.rate = self._bounded(grown)
+            self.in_window = self.over_in_window = 0
         return self.rate
 
 
@@ -598,10 +615,10 @@ class _Writer:
             now = time.monotonic()
             self.next_probe = now + PROBE_INTERVAL_S
             if latency is not None:
-                # What the task sent since the guard's last decision (a window, ~0.1 s).
+                # What the task sent since the guard's last decision (at most a window).
                 sent = (self.written - self.probed_written) / max(1e-6, now - self.probed_at)
                 self.pacer.rate = self.guard.observe(latency, sent)
-                if not self.guard.samples:  # it decided: the next window starts here
+                if self.guard.in_window == 0:  # it decided: the next window starts here
                     self.probed_at, self.probed_written = now, self.written
         due = self.pacer.delay(entries, now)
         if due > 0:
