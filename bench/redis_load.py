@@ -338,6 +338,12 @@ VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
     "guard_1.5ms": ({"reader_latency_target_ms": 1.5}, False),
     "guard_2ms": ({"reader_latency_target_ms": 2.0}, False),
     "guard_1ms_dedicated": ({"reader_latency_target_ms": 1.0}, True),
+    "guard_1ms_idle": ({"reader_latency_target_ms": 1.0, "load_scheduler": "idle"}, False),
+    "guard_2ms_idle": ({"reader_latency_target_ms": 2.0, "load_scheduler": "idle"}, False),
+    "rate_200k_idle": (
+        {"max_keys_per_second": 200_000, "reader_latency_target_ms": None, "load_scheduler": "idle"},
+        False,
+    ),
 }
 # Redis's own cost per HSET against the bucket width (redis-cli --pipe, no loader).
 SWEEP = ((1000, 100, "asc"), (1000, 100, "desc"), (500, 100, "asc"), (250, 125, "asc"),
