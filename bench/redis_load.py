@@ -14,10 +14,13 @@ Prints tables and writes bench/results/redis_load.json:
    Delta table (`loader.publish_date`, as the nightly does: one partition per generation);
    the `spark_rows*` and `old_defaults*` variants publish the same rows from cached Spark
    frames through Spark's row hand-over (the loader's path before 2026-12-03).
-3. A reader process (GET pointer + 16 pipelined HGETs every 0.5 ms, as an app does) runs
-   while idle and during one publish per `--variants` entry (settings over the defaults; the
+3. A reader process runs while idle and during one publish per `--variants` entry, taking
+   turns every 0.5 ms between two kinds of batch of 16 random ids: the key contract read by
+   hand (GET pointer, then 16 pipelined HGETs: two round trips, as an app in another
+   language may do) and `scorehouse.online.Client.get_many` (the pointer cached, one
+   pipelined round trip) (settings over the defaults; the
    `*_dedicated` ones run the loader on CPU 0 and redis-server + the reader on the others,
-   as with Redis on its own host). Per phase: the reader's batch p50/p99; the load stage's
+   as with Redis on its own host). Per phase: both batches' p50/p99; the load stage's
    entities/s and ratio to the pipe; Redis's time per HSET and commands over 1 ms (SLOWLOG:
    wall time inside Redis); redis-server's CPU share and run-queue wait and the reader's
    run-queue wait (/proc/PID/schedstat), i.e. Redis's service time apart from waiting for a
@@ -51,6 +54,7 @@ from pyspark.sql import functions as F
 
 from scorehouse.localstack import RedisServer, find_binary
 from scorehouse.serving import keys, loader
+from scorehouse.serving.client import Client
 from scorehouse.settings import load_settings
 from scorehouse.spark import get_spark
 from scorehouse.tables import Warehouse
@@ -150,25 +154,39 @@ def expected_values(n: int, seed: int = 7) -> list[np.ndarray]:
 
 
 def _reader_process(url: str, n: int, phase: Any, ready: Any, stop: Any, conn: Any) -> None:
-    """What an app does, in its own process: GET pointer, 16 pipelined HGETs, every 0.5 ms.
+    """What apps do, in a process of their own: batches of 16 random ids every 0.5 ms.
 
+    The batches take turns: by hand (GET pointer, then 16 pipelined HGETs) and through
+    `scorehouse.online.Client` (pointer cached, one round trip; no model, no write-back).
     A reader thread inside the benchmark would wait for the GIL behind the Spark driver's
     Python threads (py4j) and measure that, not Redis. The bucket width comes from the
     generation's metadata (read once per generation, as the key contract says). Latencies are
-    kept per phase (the value of `phase` when the batch started); counts and latencies go
-    back through `conn`.
+    kept per kind and phase (the value of `phase` when the batch started); counts and
+    latencies go back through `conn`. Every batch must find all 16 ids; a batch by hand must
+    come wholly from one generation (the Client's cached pointer may trail a flip by its TTL).
     """
     expected = expected_values(n)
     client = redis.Redis.from_url(url)
+    app = Client(load_settings(environ={"SCOREHOUSE_REDIS__URL": url}), write_back=False)
     rng = np.random.default_rng(1)
-    latencies: dict[int, list[float]] = {}
+    latencies: dict[str, dict[int, list[float]]] = {"raw": {}, "client": {}}
     widths: dict[str, int] = {}
     reads = missing = mixed = 0
     client.ping()
     ready.set()
+    by_hand = True
     while not stop.is_set():
         ids = rng.integers(0, n, 16)
         current = phase.value
+        by_hand = not by_hand
+        if not by_hand:
+            start = time.perf_counter()
+            scores = app.get_many(ids.tolist())
+            latencies["client"].setdefault(current, []).append(time.perf_counter() - start)
+            reads += len(ids)
+            missing += sum(score.source != "cache" for score in scores)
+            time.sleep(0.0005)
+            continue
         start = time.perf_counter()
         generation = client.get("sh:current")
         if generation is None:
@@ -182,7 +200,7 @@ def _reader_process(url: str, n: int, phase: Any, ready: Any, stop: Any, conn: A
         for entity in ids.tolist():
             pipe.hget(keys.score_key("sh", gen, str(entity // width)), str(entity % width))
         values = pipe.execute()
-        latencies.setdefault(current, []).append(time.perf_counter() - start)
+        latencies["raw"].setdefault(current, []).append(time.perf_counter() - start)
         reads += len(ids)
         if any(raw is None for raw in values):
             missing += sum(raw is None for raw in values)
@@ -192,6 +210,7 @@ def _reader_process(url: str, n: int, phase: Any, ready: Any, stop: Any, conn: A
         if not any(np.array_equal(got, want[ids]) for want in expected):
             mixed += 1
         time.sleep(0.0005)
+    app.close()
     conn.send({"latencies": latencies, "reads": reads, "missing": missing, "mixed": mixed})
     conn.close()
 
@@ -281,9 +300,10 @@ class Readers:
             self.result = self.receiver.recv()
         self.process.join(timeout=30)
 
-    def percentiles(self, label: str) -> dict[str, float | None]:
+    def percentiles(self, label: str, kind: str = "raw") -> dict[str, float | None]:
+        """`kind` raw: pointer + batch by hand; client: `scorehouse.online.Client`."""
         number = next(k for k, v in self.labels.items() if v == label)
-        return latency_percentiles(self.result.get("latencies", {}).get(number, []))
+        return latency_percentiles(self.result.get("latencies", {}).get(kind, {}).get(number, []))
 
 
 # Readers' phases: each one publishes a new generation (the next day) with these settings
@@ -341,7 +361,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
     "guard_1ms_idle": ({"reader_latency_target_ms": 1.0, "load_scheduler": "idle"}, False),
     "guard_2ms_idle": ({"reader_latency_target_ms": 2.0, "load_scheduler": "idle"}, False),
     "rate_200k_idle": (
-        {"max_keys_per_second": 200_000, "reader_latency_target_ms": None, "load_scheduler": "idle"},
+        {
+            "max_keys_per_second": 200_000,
+            "reader_latency_target_ms": None,
+            "load_scheduler": "idle",
+        },
         False,
     ),
 }
@@ -573,6 +597,7 @@ def main() -> None:
             time.sleep(1)
         for phase in phases:
             phase["reader_batch16"] = readers.percentiles(phase["label"])
+            phase["client_batch16"] = readers.percentiles(phase["label"], "client")
 
         # 4. the pipe once more, last (the first load into a fresh server pays for growing its
         # memory, and a shared host's load drifts during a run).
@@ -640,15 +665,19 @@ def print_tables(result: dict[str, Any]) -> None:
         print(f"{row['bucket_size']:>7} {row['hset_fields']:>11} {row['order']:>5} "
               f"{row['redis_cpu_us_per_entity']:>15.2f} {row['hset_us_per_call']:>8.0f} "
               f"{row['bytes_per_prediction']:>7.2f} {row['entities_per_s']:>11,.0f}")  # fmt: skip
-    print("\nreaders (batch of 16, ms) during each publish")
-    print(f"{'phase':<24} {'p50':>5} {'p99':>6} {'load/s':>9} {'vs pipe':>7} {'same w':>6} {'µs/HSET':>7} "
+    print(
+        "\nreaders (batch of 16, ms) during each publish: pointer + batch by hand, and the Client"
+    )
+    print(f"{'phase':<24} {'p50':>5} {'p99':>6} {'Client p50':>10} {'p99':>6} {'load/s':>9} {'vs pipe':>7} {'same w':>6} {'µs/HSET':>7} "
           f"{'>1ms':>5} {'max µs':>7} {'Redis CPU':>9} {'Redis wait ms/s':>15} {'reader wait ms/s':>16}")  # fmt: skip
     for phase in result["readers_phases"]:
         lat = phase["reader_batch16"]
         load = phase.get("load_stage") or {}
         p50 = (lat["p50_us"] or 0) / 1e3
         p99 = (lat["p99_us"] or 0) / 1e3
-        print(f"{phase['label']:<24} {p50:>5.2f} {p99:>6.2f} "
+        app = phase.get("client_batch16") or {}
+        app50, app99 = (app.get("p50_us") or 0) / 1e3, (app.get("p99_us") or 0) / 1e3
+        print(f"{phase['label']:<24} {p50:>5.2f} {p99:>6.2f} {app50:>10.2f} {app99:>6.2f} "
               f"{load.get('entities_per_s', 0):>9,.0f} {phase.get('load_vs_fastest_pipe', 0):>7.2f} "
               f"{phase.get('load_vs_pipe_same_width', 0):>6.2f} "
               f"{phase['hset_us_per_call']:>7.0f} {phase['commands_over_1ms']:>5} "
