@@ -354,6 +354,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
     # The latency guard: each task adapts its rate to its probes' round trips.
     "guard_off": ({"reader_latency_target_ms": None}, False),
     "guard_0.5ms": ({"reader_latency_target_ms": 0.5}, False),
+    "guard_0.7ms": ({"reader_latency_target_ms": 0.7}, False),
     "guard_1ms": ({"reader_latency_target_ms": 1.0}, False),
     "guard_1.5ms": ({"reader_latency_target_ms": 1.5}, False),
     "guard_2ms": ({"reader_latency_target_ms": 2.0}, False),
