@@ -424,10 +424,10 @@ class LatencyGuard:
     really sent), unless it comes within `hold` probes of the last cut (it then only restarts
     the window). A window of `window` probes without a cut raises the rate: by doubling until
     the first cut (the load starts at `start` and finds its level in a few tenths of a
-    second), then by `step` * the rate before the last cut. The rate stays between `floor` and `ceiling`
-    (redis.max_keys_per_second's share) and never above twice what the task really sends, so
-    that a cut bites at once after a stretch where something else (reading, encoding) held
-    the task back. A cut or a rise starts a new window (`in_window` 0).
+    second), then by `step` * the rate before the last cut. The rate stays between `floor`
+    and `ceiling` (redis.max_keys_per_second's share) and never above twice what the task
+    really sends, so that a cut bites at once after a stretch where something else (reading,
+    encoding) held the task back. A cut or a rise starts a new window (`in_window` 0).
     """
 
     def __init__(
