@@ -14,6 +14,8 @@
 -- long key and keeps the row when its bit is set: no key per label is built, shuffled or
 -- hashed, and the whole feature row comes from one snapshot (a null feature is never
 -- filled from an older one). A snapshot can serve several windows (one output row each).
+-- The first two branches differ only in their source: one branch over a UNION ALL of the
+-- two was ~1 s slower (docs/benchmarks.md, "Training set", session 7).
 --
 -- An id's bucket is SHIFTRIGHT(customer_id, 15) (32,768 ids: 512 words of
 -- training_set_bitmaps.sql), its word there SHIFTRIGHT(customer_id, 6) & 511 and its bit

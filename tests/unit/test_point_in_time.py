@@ -94,12 +94,22 @@ def _snapshot_lists(
     )
 
 
+def _label_lists(
+    days: int, ttl: int, ids: st.SearchStrategy[int] | None = None, max_size: int = 15
+) -> st.SearchStrategy[list[tuple[int, int, int]]]:
+    """Label rows (customer_id, as-of day, TTL in days)."""
+    return st.lists(
+        st.tuples(ids if ids is not None else st.integers(1, 4), st.integers(0, days),
+                  st.integers(0, ttl)),
+        min_size=1,
+        max_size=max_size,
+    )  # fmt: skip
+
+
 @ORACLE_SETTINGS
 @given(
     snapshots=_snapshot_lists(20),
-    label_rows=st.lists(
-        st.tuples(st.integers(1, 4), st.integers(0, 22), st.integers(0, 5)), min_size=1, max_size=15
-    ),
+    label_rows=_label_lists(22, 5),
 )
 def test_join_takes_latest_snapshot_within_ttl(
     spark: SparkSession,
@@ -114,11 +124,7 @@ def test_join_takes_latest_snapshot_within_ttl(
     # Windows of up to 100 days over 150, some longer than 63 (the old bit masks' limit):
     # the bitmaps hold any window.
     snapshots=_snapshot_lists(150),
-    label_rows=st.lists(
-        st.tuples(st.integers(1, 4), st.integers(0, 150), st.integers(0, 100)),
-        min_size=1,
-        max_size=15,
-    ).filter(lambda rows: any(ttl >= 63 for _, _, ttl in rows)),
+    label_rows=_label_lists(150, 100).filter(lambda rows: any(ttl >= 63 for _, _, ttl in rows)),
 )
 def test_join_takes_latest_snapshot_with_long_ttl(
     spark: SparkSession,
@@ -136,9 +142,7 @@ EDGE_IDS = st.sampled_from([-65537, -32769, -32768, -1, 0, 1, 2, 32767, 32768, 3
 @ORACLE_SETTINGS
 @given(
     snapshots=_snapshot_lists(30, EDGE_IDS),
-    label_rows=st.lists(
-        st.tuples(EDGE_IDS, st.integers(0, 30), st.integers(0, 10)), min_size=1, max_size=15
-    ),
+    label_rows=_label_lists(30, 10, EDGE_IDS),
 )
 def test_bitmap_join_takes_latest_snapshot_for_ids_at_bucket_edges(
     spark: SparkSession,
@@ -156,12 +160,7 @@ def test_bitmap_join_takes_latest_snapshot_for_ids_at_bucket_edges(
 @ORACLE_SETTINGS
 @given(
     snapshots=_snapshot_lists(150),
-    label_rows=st.lists(
-        # Windows of up to 63 days (bit-mask keys) and some longer (the general keys).
-        st.tuples(st.integers(1, 4), st.integers(0, 150), st.integers(0, 100)),
-        min_size=1,
-        max_size=15,
-    ),
+    label_rows=_label_lists(150, 100),
 )
 def test_key_statements_take_latest_snapshot(
     spark: SparkSession,
@@ -177,13 +176,7 @@ def test_key_statements_take_latest_snapshot(
 @given(
     # Ids too far apart for bitmaps: the key statements take over.
     snapshots=_snapshot_lists(20, st.sampled_from([1, 2, 1 << 40, -(1 << 45)])),
-    label_rows=st.lists(
-        st.tuples(
-            st.sampled_from([1, 3, 1 << 40, -(1 << 45)]), st.integers(0, 22), st.integers(0, 5)
-        ),
-        min_size=1,
-        max_size=10,
-    ),
+    label_rows=_label_lists(22, 5, st.sampled_from([1, 3, 1 << 40, -(1 << 45)]), max_size=10),
 )
 def test_join_takes_latest_snapshot_for_ids_far_apart(
     spark: SparkSession,
