@@ -1,12 +1,19 @@
-"""One typed settings model: built-in defaults ← YAML file ← SCOREHOUSE_* environment."""
+"""One pydantic-settings model: built-in defaults ← YAML file ← SCOREHOUSE_* environment ← arguments.
+
+SCOREHOUSE_* variables that name no setting (SCOREHOUSE_REPO, SCOREHOUSE_DELTA_JARS, ...)
+are ignored; a misspelt key inside a known section (SCOREHOUSE_REDIS__URLL) is an error.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import yaml
 from pydantic import (
@@ -18,11 +25,25 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 ENV_PREFIX = "SCOREHOUSE_"
 CONFIG_ENV = "SCOREHOUSE_CONFIG"
 # Secrets are read from the environment only; a YAML file that sets them is refused.
 SECRET_FIELDS = {("redis", "password"), ("orchestration", "webhook_url")}
+# URLs a file may set only without a password in them; the variables that carry it instead.
+URL_FIELDS = {("redis", "url"), ("mlflow", "tracking_uri")}
+URL_PASSWORD_FIELDS = {"redis": [("redis", "password")]}
+# Query parameters `scorehouse config` masks (e.g. ?password=, ?token=, ?api_key=).
+SECRET_QUERY_WORDS = ("password", "passwd", "secret", "token", "key")
 
 
 class SettingsError(ValueError):
@@ -180,7 +201,17 @@ class OrchestrationSettings(_Model):
     webhook_timeout_s: float = Field(default=10, gt=0)
 
 
-class Settings(_Model):
+class Settings(BaseSettings):
+    """Every setting; `load_settings` (or `Settings()`) fills it from its four sources."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_parse_none_str="null",
+        extra="forbid",
+        frozen=True,
+    )
+
     home: Path = Path(".scorehouse")
     warehouse: Path = Path(".scorehouse/warehouse")  # unless set: <home>/warehouse
     spark: SparkSettings = SparkSettings()
@@ -194,6 +225,26 @@ class Settings(_Model):
     serving: ServingSettings = ServingSettings()
     stack: StackSettings = StackSettings()
     orchestration: OrchestrationSettings = OrchestrationSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then SCOREHOUSE_* variables, then the YAML file, then defaults.yaml."""
+        inputs = _INPUTS.get() or _Inputs.of(None, os.environ)
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            _Environment(settings_cls, inputs.environ),
+        ]
+        if inputs.config_file is not None:
+            sources.append(_YamlFile(settings_cls, inputs.config_file))
+        sources.append(_YamlFile(settings_cls, None))
+        return tuple(sources)
 
     @model_validator(mode="before")
     @classmethod
@@ -215,14 +266,58 @@ class Settings(_Model):
         return self.warehouse / getattr(self.tables, name)
 
 
-def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+@dataclass(frozen=True)
+class _Inputs:
+    """What one load reads: the environment mapping and the YAML file it names, if any."""
+
+    environ: Mapping[str, str]
+    config_file: Path | None = None
+
+    @classmethod
+    def of(cls, config: str | Path | None, environ: Mapping[str, str]) -> _Inputs:
+        config = config or environ.get(CONFIG_ENV)
+        return cls(environ, Path(config) if config else None)
+
+
+# `load_settings` hands its arguments to the sources through this: pydantic-settings
+# builds the sources in a classmethod that takes no per-call arguments.
+_INPUTS: ContextVar[_Inputs | None] = ContextVar("scorehouse_settings_inputs", default=None)
+
+
+class _Environment(EnvSettingsSource):
+    """SCOREHOUSE_* variables of a given mapping; values are YAML ("2", "null", "[a, b]")."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            {k: v for k, v in self._environ.items() if k != CONFIG_ENV},
+            self.case_sensitive,
+            self.env_ignore_empty,
+            self.env_parse_none_str,
+        )
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:
+        # YAML is a superset of JSON: `[--master, 'local[1]']` works as well as JSON does.
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(str(exc)) from exc
+
+
+class _YamlFile(InitSettingsSource):
+    """A settings YAML file (None: the built-in defaults.yaml); secrets in it are refused."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        if path is None:
+            text = resources.files("scorehouse").joinpath("defaults.yaml").read_text()
+            data = yaml.safe_load(text) or {}
         else:
-            merged[key] = value
-    return merged
+            data = _read_yaml(path)
+            _refuse_file_secrets(data, path)
+        super().__init__(settings_cls, data)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -237,18 +332,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    for key, value in environ.items():
-        if not key.startswith(ENV_PREFIX) or key == CONFIG_ENV:
-            continue
-        path = key[len(ENV_PREFIX) :].lower().split("__")
-        node = overrides
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        # YAML parsing turns "2" into 2 and "true" into True; pydantic does the rest.
-        node[path[-1]] = yaml.safe_load(value) if value else value
-    return overrides
+def _env_name(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
 
 
 def _refuse_file_secrets(data: Mapping[str, Any], source: Path) -> None:
@@ -256,15 +341,47 @@ def _refuse_file_secrets(data: Mapping[str, Any], source: Path) -> None:
         if isinstance(data.get(section), Mapping) and key in data[section]:
             raise SettingsError(
                 f"{source}: {section}.{key} is a secret; set it in the environment as "
-                f"{ENV_PREFIX}{section.upper()}__{key.upper()}, never in a file"
+                f"{_env_name(section, key)}, never in a file"
+            )
+    for section, key in URL_FIELDS:
+        block = data.get(section)
+        value = block.get(key) if isinstance(block, Mapping) else None
+        if isinstance(value, str) and urlsplit(value).password is not None:
+            instead = " or ".join(
+                f"{_env_name(s, k)}"
+                for s, k in [*URL_PASSWORD_FIELDS.get(section, []), (section, key)]
+            )
+            raise SettingsError(
+                f"{source}: {section}.{key} carries a password; secrets come from the "
+                f"environment only: set {instead} there, and keep the file's URL without it"
             )
 
 
-def _format_errors(exc: ValidationError, sources: str) -> str:
-    lines = [f"invalid configuration ({sources}):"]
+def _where(loc: tuple[int | str, ...], inputs: _Inputs) -> str:
+    """The source of the value an error is about: the variable, the file, or the defaults."""
+    keys = [str(part) for part in loc]
+    variable = ENV_PREFIX + "__".join(keys).upper()
+    for name in inputs.environ:
+        if name.upper() == variable:
+            return f"environment {name}"
+    if inputs.config_file is not None and _has_key(_read_yaml(inputs.config_file), keys):
+        return str(inputs.config_file)
+    return "built-in defaults"
+
+
+def _has_key(data: Any, keys: list[str]) -> bool:
+    for key in keys:
+        if not isinstance(data, Mapping) or key not in data:
+            return False
+        data = data[key]
+    return True
+
+
+def _format_errors(exc: ValidationError, inputs: _Inputs) -> str:
+    lines = ["invalid configuration:"]
     for error in exc.errors():
         where = ".".join(str(part) for part in error["loc"])
-        lines.append(f"  {where}: {error['msg']}")
+        lines.append(f"  {_where(error['loc'], inputs)}: {where}: {error['msg']}")
     return "\n".join(lines)
 
 
@@ -272,22 +389,41 @@ def load_settings(
     config: str | Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Built-in defaults, then the YAML file (argument or SCOREHOUSE_CONFIG), then the environment."""
-    environ = os.environ if environ is None else environ
-    defaults_text = resources.files("scorehouse").joinpath("defaults.yaml").read_text()
-    data: dict[str, Any] = yaml.safe_load(defaults_text)
-    sources = ["built-in defaults"]
-    config = config or environ.get(CONFIG_ENV)
-    if config:
-        path = Path(config)
-        file_data = _read_yaml(path)
-        _refuse_file_secrets(file_data, path)
-        data = _deep_merge(data, file_data)
-        sources.append(str(path))
-    env_data = _env_overrides(environ)
-    if env_data:
-        data = _deep_merge(data, env_data)
-        sources.append("SCOREHOUSE_* environment")
+    inputs = _Inputs.of(config, os.environ if environ is None else environ)
+    token = _INPUTS.set(inputs)
     try:
-        return Settings.model_validate(data)
+        return Settings()
     except ValidationError as exc:
-        raise SettingsError(_format_errors(exc, ", ".join(sources))) from None
+        raise SettingsError(_format_errors(exc, inputs)) from None
+    finally:
+        _INPUTS.reset(token)
+
+
+def public_view(settings: Settings) -> dict[str, Any]:
+    """The settings as JSON-ready values with every secret masked, URL passwords included."""
+    return _mask_urls(settings.model_dump(mode="json"))
+
+
+def _mask_urls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _mask_urls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_urls(v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return mask_url(value)
+    return value
+
+
+def mask_url(url: str) -> str:
+    """The URL with the password of its user part and secret-looking query values as ***."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    secret_keys = {k for k, _ in query if any(w in k.lower() for w in SECRET_QUERY_WORDS)}
+    if parts.password is None and not secret_keys:
+        return url  # untouched: rebuilding would normalise e.g. sqlite:/// paths
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:***@{host}"
+    masked = "&".join(f"{k}={'***' if k in secret_keys else v}" for k, v in query)
+    return urlunsplit(parts._replace(netloc=netloc, query=masked))

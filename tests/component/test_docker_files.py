@@ -7,7 +7,10 @@ against the installed CLIs' --help and a real redis-server started with the same
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -15,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 import yaml
@@ -37,6 +41,42 @@ def _tool(name: str) -> str:
         assert found, f"{name} is not installed (make setup installs the dev extra)"
         return found
     return str(path)
+
+
+# Where the image puts the project and its virtualenv, and where they are on this machine.
+IMAGE_PATHS = {"/opt/scorehouse/venv/bin": str(BIN), "/opt/scorehouse/app": str(REPO_ROOT)}
+
+
+def _instructions(name: str) -> list[str]:
+    """The arguments of every `name` instruction of the Dockerfile, continuation lines joined."""
+    text = (REPO_ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    return [line[len(name) + 1 :] for line in text.splitlines() if line.startswith(f"{name} ")]
+
+
+def image_environment() -> dict[str, str]:
+    """The ENV of the image, `$VAR` expanded against what the image set before."""
+    env: dict[str, str] = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+    for args in _instructions("ENV"):
+        for pair in shlex.split(args):
+            key, _, value = pair.partition("=")
+            env[key] = re.sub(r"\$(\w+)", lambda m: env.get(m.group(1), ""), value)
+    return env
+
+
+def image_command() -> list[str]:
+    (cmd,) = [json.loads(args) for args in _instructions("CMD")]
+    return list(cmd)
+
+
+def local_environment(image_env: dict[str, str]) -> dict[str, str]:
+    """The image's environment with its paths mapped onto this checkout and virtualenv."""
+    env = dict(image_env)
+    for key, value in env.items():
+        for image_path, here in IMAGE_PATHS.items():
+            value = value.replace(image_path, here)
+        env[key] = value
+    env["PATH"] = f"{env['PATH']}:{os.environ.get('PATH', '')}"
+    return env
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +113,7 @@ def test_hadolint_reports_a_broken_dockerfile(tmp_path: Path) -> None:
 
 
 def test_dockerfile_copies_only_files_that_exist() -> None:
-    sources = []
-    for line in (REPO_ROOT / "Dockerfile").read_text().splitlines():
-        if line.startswith("COPY "):
-            sources += line.split()[1:-1]
+    sources = [s for args in _instructions("COPY") for s in args.split()[:-1]]
     assert sources
     assert [s for s in sources if not (REPO_ROOT / s).exists()] == []
 
@@ -200,3 +237,44 @@ def test_redis_accepts_the_compose_flags_and_applies_the_project_config(
         client.close()
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_image_environment_loads_into_the_settings_model() -> None:
+    env = image_environment()
+    assert {"SCOREHOUSE_DELTA_JARS", "SCOREHOUSE_REPO", "SCOREHOUSE_SERVING__HOST"} <= set(env)
+    assert env["PATH"].startswith("/opt/scorehouse/venv/bin:")
+    settings = load_settings(environ=env)  # variables that are no settings are ignored
+    assert settings.serving.host == "0.0.0.0"
+
+
+def test_image_command_starts_with_the_image_environment(tmp_path: Path) -> None:
+    command = image_command()
+    assert command == ["scorehouse", "serve"]
+    port = free_port()
+    env = local_environment(image_environment())
+    env.update(
+        SCOREHOUSE_HOME=str(tmp_path / "home"),
+        SCOREHOUSE_SERVING__PORT=str(port),
+        # Loopback here (the image listens on every interface of its container); no Redis
+        # answers on this port, so /healthz says 503: what matters is that the service runs.
+        SCOREHOUSE_SERVING__HOST="127.0.0.1",
+        SCOREHOUSE_REDIS__URL=f"redis://127.0.0.1:{free_port()}/0",
+    )
+    env.pop("SCOREHOUSE_CONFIG", None)
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.25)
+        assert status in (200, 503)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

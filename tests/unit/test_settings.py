@@ -1,8 +1,10 @@
+import json
 from pathlib import Path
 
 import pytest
 
-from scorehouse.settings import SettingsError, load_settings
+from scorehouse.cli import main
+from scorehouse.settings import Settings, SettingsError, load_settings
 
 
 def test_defaults_run_locally_without_any_file() -> None:
@@ -83,3 +85,95 @@ def test_secret_from_environment_is_masked() -> None:
 def test_invalid_value_names_the_key() -> None:
     with pytest.raises(SettingsError, match=r"model\.horizon_days"):
         load_settings(environ={"SCOREHOUSE_MODEL__HORIZON_DAYS": "0"})
+
+
+def test_scorehouse_variables_that_are_no_settings_are_ignored() -> None:
+    # The Docker image sets these for paths.py and spark.py; they configure no setting.
+    settings = load_settings(
+        environ={
+            "SCOREHOUSE_DELTA_JARS": "1",
+            "SCOREHOUSE_REPO": "/opt/scorehouse/app",
+            "SCOREHOUSE_PROJECT": "/srv/project",
+            "SCOREHOUSE_SERVING__HOST": "0.0.0.0",
+        }
+    )
+    assert settings.serving.host == "0.0.0.0"
+
+
+def test_arguments_then_environment_then_file_then_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  name: from_file\n  horizon_days: 14\n  seed: 3\n")
+    monkeypatch.setenv("SCOREHOUSE_CONFIG", str(config))
+    monkeypatch.setenv("SCOREHOUSE_MODEL__HORIZON_DAYS", "7")
+    monkeypatch.setenv("SCOREHOUSE_MODEL__SEED", "5")
+    settings = Settings(model={"seed": 9})  # type: ignore[arg-type]
+    assert (settings.model.name, settings.model.horizon_days, settings.model.seed) == (
+        "from_file",
+        7,
+        9,
+    )
+    assert settings.redis.namespace == "sh"  # defaults.yaml
+
+
+def test_environment_values_are_read_as_yaml() -> None:
+    settings = load_settings(
+        environ={
+            "SCOREHOUSE_ORCHESTRATION__SUBMIT_ARGS": "[--master, 'local[1]']",
+            "SCOREHOUSE_REDIS__READER_LATENCY_TARGET_MS": "null",
+            "SCOREHOUSE_SPARK__CONF": '{"spark.driver.memory": "8g"}',
+        }
+    )
+    assert settings.orchestration.submit_args == ("--master", "local[1]")
+    assert settings.redis.reader_latency_target_ms is None
+    assert settings.spark.conf == {"spark.driver.memory": "8g"}
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "key", "variables"),
+    [
+        (
+            "redis:\n  url: redis://app:hunter2@cache:6379/0\n",
+            "redis.url",
+            ["SCOREHOUSE_REDIS__PASSWORD", "SCOREHOUSE_REDIS__URL"],
+        ),
+        (
+            "mlflow:\n  tracking_uri: https://ml:hunter2@mlflow.internal\n",
+            "mlflow.tracking_uri",
+            ["SCOREHOUSE_MLFLOW__TRACKING_URI"],
+        ),
+    ],
+)
+def test_password_inside_a_yaml_url_is_refused(
+    tmp_path: Path, yaml_text: str, key: str, variables: list[str]
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml_text)
+    with pytest.raises(SettingsError) as err:
+        load_settings(config, environ={})
+    message = str(err.value)
+    assert message.startswith(f"{config}: {key} carries a password")
+    assert all(v in message for v in variables), message
+    assert "hunter2" not in message
+
+
+def test_password_inside_an_environment_url_is_accepted() -> None:
+    settings = load_settings(environ={"SCOREHOUSE_REDIS__URL": "redis://app:hunter2@cache:6379/0"})
+    assert settings.redis.url == "redis://app:hunter2@cache:6379/0"
+
+
+def test_config_command_masks_every_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("SCOREHOUSE_CONFIG", raising=False)
+    monkeypatch.setenv("SCOREHOUSE_REDIS__URL", "redis://app:hunter2@cache:6379/0")
+    monkeypatch.setenv("SCOREHOUSE_REDIS__PASSWORD", "hunter3")
+    monkeypatch.setenv("SCOREHOUSE_MLFLOW__TRACKING_URI", "https://ml:hunter4@mlflow?token=hunter5")
+    monkeypatch.setenv("SCOREHOUSE_ORCHESTRATION__WEBHOOK_URL", "https://hooks/T/hunter6")
+    assert main(["config"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert "hunter" not in json.dumps(shown)
+    assert shown["redis"]["url"] == "redis://app:***@cache:6379/0"
+    assert shown["mlflow"]["tracking_uri"] == "https://ml:***@mlflow?token=***"
+    assert shown["redis"]["password"] == shown["orchestration"]["webhook_url"] == "**********"

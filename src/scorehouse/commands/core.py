@@ -74,7 +74,9 @@ def _register(sub: argparse._SubParsersAction) -> None:
 
 
 def _show_config(args: argparse.Namespace, settings: Settings) -> int:
-    print(settings.model_dump_json(indent=2))
+    from scorehouse.settings import public_view
+
+    print(json.dumps(public_view(settings), indent=2))
     return 0
 
 
