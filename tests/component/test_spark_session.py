@@ -1,3 +1,11 @@
+import contextlib
+import inspect
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from pyspark.sql import SparkSession
 
 
@@ -7,3 +15,73 @@ def test_session_is_utc_with_arrow_and_two_cores(spark: SparkSession) -> None:
     assert spark.sparkContext.defaultParallelism == 2
     row = spark.sql("SELECT CAST(TIMESTAMP '2026-01-01 00:00:00' AS LONG) AS epoch").first()
     assert row is not None and row.epoch == 1767225600
+
+
+# A session of the `local` profile in a process of its own (this one holds the `test`
+# session); it prints the driver's conf and every TCP port its JVM listens on.
+LOCAL_SESSION = """
+import json, os
+from scorehouse.settings import load_settings
+from scorehouse.spark import get_spark
+settings = load_settings(environ={"SCOREHOUSE_SPARK__PROFILE": "local",
+                                  "SCOREHOUSE_SPARK__MASTER": "local[1]"})
+spark = get_spark(settings, app_name="scorehouse-loopback-check")
+spark.range(10).repartition(2).count()  # a shuffle: the block manager serves blocks
+jvm = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+conf = {k: spark.sparkContext.getConf().get(k) for k in ("spark.driver.host", "spark.driver.bindAddress")}
+print(json.dumps({"conf": conf, "listening": listening(jvm)}))
+spark.stop()
+"""
+
+
+def _listening(pid: int) -> list[str]:
+    """host:port of every TCP socket in LISTEN state that process `pid` holds (Linux /proc)."""
+    import ipaddress
+
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            address, port = fields[1].split(":")
+            raw = bytes.fromhex(address)
+            # /proc prints each 32-bit word of the address in host (little-endian) order.
+            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            ip = ipaddress.ip_address(raw)
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+                ip = ip.ipv4_mapped
+            found.append(f"{ip}:{int(port, 16)}")
+    return found
+
+
+def test_local_profile_driver_listens_on_loopback_only(tmp_path: Path) -> None:
+    script = tmp_path / "local_session.py"
+    script.write_text(
+        "import contextlib, os\nfrom pathlib import Path\n"
+        + inspect.getsource(_listening).replace("def _listening", "def listening")
+        + LOCAL_SESSION
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCOREHOUSE_", "SPARK_"))}
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["conf"] == {
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+    }
+    assert report["listening"], "the driver JVM listens on no port at all?"
+    assert [a for a in report["listening"] if not a.startswith("127.")] == []
