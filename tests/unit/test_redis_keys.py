@@ -57,6 +57,57 @@ def test_invalid_ids_are_rejected_with_a_reason(bad: object) -> None:
         keys.canonical_id(bad)
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "abc",
+        "-5",
+        "17.0",
+        "+17",
+        "017",
+        "1e3",
+        "9223372036854775808",
+        "99999999999999999999",
+        "../x",
+        "1" * 200,
+        -5,
+        2**63,
+        np.int64(-1),
+        np.uint64(2**63),
+        "",
+        True,
+    ],
+)
+def test_int64_entity_keys_accept_only_canonical_non_negative_int64(bad: object) -> None:
+    with pytest.raises(keys.InvalidEntityId):
+        keys.checked_id(bad, "int64")
+
+
+@pytest.mark.parametrize(
+    ("entity_id", "text"),
+    [(0, "0"), ("17", "17"), (np.int32(17), "17"), (2**63 - 1, "9223372036854775807")],
+)
+def test_int64_entity_keys_give_the_integer_ids_text(entity_id: object, text: str) -> None:
+    assert keys.checked_id(entity_id, "int64") == text
+
+
+def test_string_entity_keys_keep_the_canonical_id_rules() -> None:
+    assert [keys.checked_id(e, "string") for e in ("cust-ab", "017", "-5", 17)] == [
+        "cust-ab",
+        "017",
+        "-5",
+        "17",
+    ]
+    with pytest.raises(keys.InvalidEntityId):
+        keys.checked_id(" 12", "string")
+
+
+def test_an_invalid_int64_id_is_named_shortly_in_the_message() -> None:
+    with pytest.raises(keys.InvalidEntityId, match=r"not an int64 entity id") as raised:
+        keys.checked_id("9" * 250, "int64")
+    assert len(str(raised.value)) < 200
+
+
 def test_string_buckets_are_sized_for_eighty_percent_fill() -> None:
     assert keys.string_bucket_count(0, 1000) == 0
     assert keys.string_bucket_count(1, 1000) == 1

@@ -16,7 +16,7 @@ Bucket and field of an entity id:
     the id itself; crc32 is zlib's (IEEE 802.3), string_buckets is in the generation's metadata.
 
 The `{<bucket>}` part is a Redis Cluster hash tag: the score and feature buckets of one entity
-share a slot (a miss reads features and writes the score back on one node), and a generation's
+share a slot (a miss's score and feature vector are read from one node), and a generation's
 ~N/bucket_size buckets hash to as many slots, so a load and a removal spread evenly over the
 masters.
 """
@@ -30,6 +30,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Literal, get_args
 
 import numpy as np
 import pyarrow as pa
@@ -44,6 +45,11 @@ MAX_ID_LENGTH = 256
 # String-id buckets are sized for 80% fill so that few exceed bucket_size by chance.
 STRING_BUCKET_FILL = 0.8
 _GENERATION_PART = re.compile(r"[^A-Za-z0-9._-]+")
+
+# The type of a project's entity key: "int64" accepts only integer ids (the rule above),
+# "string" any id `canonical_id` accepts.
+IdType = Literal["int64", "string"]
+ID_TYPES: tuple[str, ...] = get_args(IdType)
 
 
 class InvalidEntityId(ValueError):
@@ -119,6 +125,19 @@ def canonical_id(entity_id: object) -> str:
     if entity_id != entity_id.strip():
         raise InvalidEntityId("entity id has leading or trailing whitespace")
     return entity_id
+
+
+def checked_id(entity_id: object, id_type: IdType) -> str:
+    """`canonical_id`, and for an int64 entity key also an integer id (`is_integer_id`):
+    `-5`, `017`, `+17`, `17.0` or 2**63 name no entity, so they are refused, not looked up."""
+    text = canonical_id(entity_id)
+    if id_type == "int64" and not is_integer_id(text):
+        shown = text if len(text) <= 40 else f"{text[:30]}... ({len(text)} characters)"
+        raise InvalidEntityId(
+            f"{shown!r} is not an int64 entity id (a non-negative decimal integer up to "
+            "2^63-1: digits only, no sign, leading zero or decimal point)"
+        )
+    return text
 
 
 def is_integer_id(text: str) -> bool:
