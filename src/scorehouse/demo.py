@@ -49,7 +49,7 @@ def run_demo(
     from scorehouse import localstack
     from scorehouse.data.generate import write_generated
     from scorehouse.flows import nightly, weekly_train
-    from scorehouse.serving import Client, MlflowChampion
+    from scorehouse.serving import Client
     from scorehouse.spark import get_spark
 
     timings: dict[str, float] = {}
@@ -90,7 +90,7 @@ def run_demo(
         patient = settings.model_copy(
             update={"serving": settings.serving.model_copy(update={"timeout_ms": 2000})}
         )
-        with Client(patient, model=MlflowChampion(patient)) as client:
+        with Client(patient) as client:  # the champion scores the unknown id, as HTTP does
             for score in client.get_many([1, 2, 3, customers + 10_000_000]):
                 print("   ", json.dumps(score.to_dict()))
     timings["total"] = round(time.perf_counter() - began, 1)

@@ -1,8 +1,10 @@
 """The online lookup API for Python apps: `from scorehouse.online import Client`.
 
 `Client(settings).get(entity_id)` returns a `Score` (score, source cache / fallback /
-default, model version, as-of date, staleness) and never raises for a dependency fault;
-`get_many` pipelines a batch. Apps in other languages follow docs/redis-keys.md instead.
+default, model version, as-of date, staleness) and never raises for a dependency fault, only
+`InvalidEntityId` for an id that names no entity; `get_many` pipelines a batch. A miss is
+scored by the MLflow champion, as the HTTP service and `scorehouse lookup` score it. Apps in
+other languages follow docs/redis-keys.md instead (its "On a miss" says what to do then).
 Importing this module loads the fallback's model code (xgboost), which the Spark-side
 `scorehouse.serving` package keeps lazy.
 """

@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from scorehouse.features import transforms
 from scorehouse.features.registry import feature_names, no_history_vector, to_matrix
 from scorehouse.localstack import RedisServer
-from scorehouse.online import Client, StaticModel
+from scorehouse.online import Client, MlflowChampion, StaticModel
 from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
 from scorehouse.serving import keys, loader
 from scorehouse.settings import Settings, load_settings
@@ -135,7 +135,7 @@ def test_hits_come_from_the_cache_with_version_date_and_staleness(
         )
 
 
-def test_a_miss_is_scored_from_stored_features_and_written_back(
+def test_a_miss_is_scored_from_stored_features_and_never_written(
     published: tuple[str, pd.DataFrame, pd.DataFrame],
     redis_server: RedisServer,
     booster: xgb.Booster,
@@ -148,13 +148,41 @@ def test_a_miss_is_scored_from_stored_features_and_written_back(
     raw.hdel(key, slot.field)
     try:
         with Client(make_settings(redis_server.url), model=StaticModel("7", booster)) as client:
-            first = client.get(4321)
-            assert first.source == "fallback" and first.model_version == "7"
-            assert abs(first.score - scores.score[4321]) <= 1e-6
-            assert raw.hget(key, slot.field) is not None  # written back
-            assert client.get(4321).source == "cache"
+            for _ in range(2):
+                result = client.get(4321)
+                assert result.source == "fallback" and result.model_version == "7"
+                assert abs(result.score - scores.score[4321]) <= 1e-6
+        assert raw.hget(key, slot.field) is None
     finally:
         raw.hset(key, slot.field, saved)
+
+
+def test_misses_never_write_into_the_generation(
+    published: tuple[str, pd.DataFrame, pd.DataFrame],
+    redis_server: RedisServer,
+    booster: xgb.Booster,
+) -> None:
+    # Anonymous reads of random ids once filled Redis to maxmemory and left a generation
+    # with more scores than predictions (a rerun's verify then failed).
+    generation, _, _ = published
+    raw = redis_server.client()
+    before = _writes(raw), raw.dbsize()
+    unknown = np.random.default_rng(1).integers(10_000, 2**40, 500).tolist()
+    with Client(make_settings(redis_server.url), model=StaticModel("7", booster)) as client:
+        results = client.get_many(unknown) + client.get_many(range(0, 10_000, 37))
+    assert {r.source for r in results[:500]} == {"fallback"}
+    assert (_writes(raw), raw.dbsize()) == before
+    stored = sum(raw.hlen(k) for k in raw.scan_iter(keys.score_pattern("sh", generation)))
+    assert stored == 10_000 == int(raw.hget(keys.meta_key("sh", generation), "count"))
+
+
+def _writes(raw: redis.Redis) -> int:
+    """Write commands the server has run so far (INFO commandstats)."""
+    stats = raw.info("commandstats")
+    return sum(
+        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+        for name in ("hset", "hsetnx", "hmset", "set", "del", "hdel", "unlink")
+    )
 
 
 def test_a_customer_without_features_gets_the_no_history_score(
@@ -256,8 +284,8 @@ def test_faults_return_the_default_score_never_an_exception(
         assert Broken.calls == 3  # the breaker opened after three failures
         assert "circuit open" in (client.get(20_000_001).reason or "")
         assert client.get(1).source == "cache"  # hits do not need the model
-    with Client(make_settings(redis_server.url)) as client:
-        assert client.get(20_000_001).reason == "no fallback model configured"
+    with Client(make_settings(redis_server.url), fallback=False) as client:
+        assert client.get(20_000_001).reason == "fallback disabled"
     with pytest.raises(keys.InvalidEntityId):
         Client(make_settings(redis_server.url)).get("")
 
@@ -273,9 +301,7 @@ def test_fallback_matches_batch_scores_for_ten_thousand_customers(
     dumps = {key: raw.dump(key) for key in raw.keys(f"sh:{generation}:s:*")}
     raw.delete(*dumps)
     try:
-        with Client(
-            make_settings(redis_server.url), model=StaticModel("7", booster), write_back=False
-        ) as client:
+        with Client(make_settings(redis_server.url), model=StaticModel("7", booster)) as client:
             results = []
             for start in range(0, 10_000, 1000):
                 results += client.get_many(range(start, start + 1000))
@@ -398,7 +424,7 @@ def test_an_error_reply_never_leaves_a_reply_for_the_next_lookup(tmp_path: Path)
         admin.hset("sh:G:meta", mapping={"ds": "2026-01-15", "model_version": "3"})
         admin.hset("sh:G:s:{0}", mapping={"1": 100_000_000, "2": 200_000_000})
         admin.set("sh:G:s:{5}", "not a hash")  # HGET on it answers WRONGTYPE
-        with Client(make_settings(server.url), breaker_threshold=100) as client:
+        with Client(make_settings(server.url), fallback=False, breaker_threshold=100) as client:
             broken = client.get_many([5001, 1, 2])
             assert [(r.source, r.score) for r in broken] == [("default", 0.05)] * 3
             assert "WRONGTYPE" in (broken[0].reason or "")
@@ -408,4 +434,41 @@ def test_an_error_reply_never_leaves_a_reply_for_the_next_lookup(tmp_path: Path)
             ]
             assert client.get(5001).source == "default"
             assert (client.get(1).source, client.get(1).score) == ("cache", 0.1)
-            assert client.get(999).source == "default"  # a miss without a model
+            assert client.get(999).source == "default"  # a miss with the fallback disabled
+
+
+def test_the_default_fallback_is_the_mlflow_champion_and_can_be_disabled() -> None:
+    cfg = make_settings("redis://127.0.0.1:1/0")
+    assert isinstance(Client(cfg).model, MlflowChampion)
+    assert Client(cfg, fallback=False).model is None
+    with pytest.raises(ValueError, match="fallback=False"):
+        Client(cfg, model=StaticModel("1", xgb.Booster()), fallback=False)
+
+
+@pytest.mark.parametrize(
+    "bad", ["abc", "-5", "17.0", "+17", "017", "../x", "9" * 300, -5, 2**63, np.int64(-3)]
+)
+def test_an_int64_client_refuses_ids_that_name_no_entity(bad: object) -> None:
+    # Refused before any Redis I/O: the URL points at nothing.
+    with (
+        Client(make_settings("redis://127.0.0.1:1/0")) as client,
+        pytest.raises(keys.InvalidEntityId),
+    ):
+        client.get_many([1, bad])
+
+
+def test_a_string_id_client_looks_string_ids_up(
+    published: tuple[str, pd.DataFrame, pd.DataFrame],
+    redis_server: RedisServer,
+    booster: xgb.Booster,
+) -> None:
+    cfg = make_settings(redis_server.url)
+    with pytest.raises(ValueError, match="id_type"):
+        Client(cfg, id_type="uuid")  # type: ignore[arg-type]
+    with Client(cfg, model=StaticModel("7", booster), id_type="string") as client:
+        results = client.get_many(["cust-x", "017", 17])
+    assert [(r.entity_id, r.source) for r in results] == [
+        ("cust-x", "fallback"),
+        ("017", "fallback"),
+        ("17", "cache"),
+    ]

@@ -1,4 +1,6 @@
-"""The HTTP service on a real uvicorn (loopback, free port) and the publish/lookup CLI path."""
+"""The HTTP service on a real uvicorn (loopback, free port) and the publish/lookup CLI path.
+
+`service_env`, `publish_generation` and `running` are shared with tests/faults."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
 import httpx
@@ -15,6 +18,7 @@ import pandas as pd
 import pytest
 import uvicorn
 import xgboost as xgb
+from fastapi import FastAPI
 from pyspark.sql import SparkSession
 
 from scorehouse.cli import main as cli_main
@@ -25,20 +29,25 @@ from scorehouse.serving import Client, StaticModel
 from scorehouse.serving.service import create_app
 from scorehouse.settings import Settings, load_settings
 from scorehouse.tables import Warehouse
+from scoring_support import register_model
 
 DS = date(2026, 1, 15)
 
 
-@pytest.fixture
-def cfg(settings: Settings, redis_url: str) -> Settings:
-    env = {
+def service_env(settings: Settings, redis_url: str) -> dict[str, str]:
+    """The environment of a service on `redis_url` in the test's home (declared default 0.05)."""
+    return {
         "SCOREHOUSE_HOME": str(settings.home),
         "SCOREHOUSE_WAREHOUSE": str(settings.warehouse),
         "SCOREHOUSE_SPARK__PROFILE": "test",
         "SCOREHOUSE_REDIS__URL": redis_url,
         "SCOREHOUSE_SERVING__DEFAULT_SCORE": "0.05",
     }
-    return load_settings(environ=env)
+
+
+@pytest.fixture
+def cfg(settings: Settings, redis_url: str) -> Settings:
+    return load_settings(environ=service_env(settings, redis_url))
 
 
 def write_predictions(spark: SparkSession, cfg: Settings, n: int) -> pd.DataFrame:
@@ -86,9 +95,9 @@ def test_publish_date_and_lookup_cli_return_the_tables_champion_scores(
     assert "no previous generation" in capsys.readouterr().err
 
 
-@pytest.fixture
-def service(spark: SparkSession, cfg: Settings) -> Iterator[tuple[str, xgb.Booster]]:
-    """uvicorn on a free loopback port, serving a published generation with a real booster."""
+def publish_generation(spark: SparkSession, cfg: Settings) -> xgb.Booster:
+    """Publish scores of ids 0-999 and feature vectors of ids 0-1999 (1000-1999 miss with
+    stored features) as model version 7; returns the booster that computed the scores."""
     from scorehouse.serving import loader
 
     rng = np.random.default_rng(8)
@@ -117,7 +126,12 @@ def service(spark: SparkSession, cfg: Settings) -> Iterator[tuple[str, xgb.Boost
         model_name="propensity",
         model_version="7",
     )
-    app = create_app(cfg, client=Client(cfg, model=StaticModel("7", booster)))
+    return booster
+
+
+@contextmanager
+def running(app: FastAPI) -> Iterator[str]:
+    """`app` on uvicorn on a free loopback port; yields its base URL."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -125,9 +139,19 @@ def service(spark: SparkSession, cfg: Settings) -> Iterator[tuple[str, xgb.Boost
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", booster
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def service(spark: SparkSession, cfg: Settings) -> Iterator[tuple[str, xgb.Booster]]:
+    """uvicorn on a free loopback port, serving a published generation with a real booster."""
+    booster = publish_generation(spark, cfg)
+    with running(create_app(cfg, client=Client(cfg, model=StaticModel("7", booster)))) as base:
+        yield base, booster
 
 
 def test_http_lookups_hits_fallbacks_batch_health_and_metrics(
@@ -147,17 +171,20 @@ def test_http_lookups_hits_fallbacks_batch_health_and_metrics(
             expected, abs=1e-7
         )
 
-        batch = http.post("/v1/scores:batch", json={"ids": [1, "2", 1500, "cust-x"]})
+        batch = http.post("/v1/scores:batch", json={"ids": [1, "2", 1500, 999999]})
         assert batch.status_code == 200
         assert [r["source"] for r in batch.json()["results"]] == [
             "cache",
             "cache",
-            "cache",
+            "fallback",  # a miss is scored again, never written into the generation
             "fallback",
         ]
+        assert batch.json()["results"][3]["score"] == new.json()["score"]
 
         bad = http.get("/v1/scores/%20")
         assert bad.status_code == 422 and "invalid entity id" in bad.json()["detail"]
+        for ids in ([1, "cust-x"], [1, -5], [1, 2**63], [1, 17.0], [1, True]):
+            assert http.post("/v1/scores:batch", json={"ids": ids}).status_code == 422, ids
         assert http.post("/v1/scores:batch", json={"ids": []}).status_code == 422
         assert http.post("/v1/scores:batch", json={"ids": list(range(1001))}).status_code == 422
 
@@ -166,7 +193,7 @@ def test_http_lookups_hits_fallbacks_batch_health_and_metrics(
         metrics = http.get("/metrics").text
         assert 'scorehouse_lookups_total{source="cache"}' in metrics
         assert 'scorehouse_lookups_total{source="fallback"}' in metrics
-        assert "scorehouse_invalid_ids_total 1.0" in metrics
+        assert "scorehouse_invalid_ids_total 4.0" in metrics  # pydantic refuses 17.0 and true
 
 
 def test_http_lookup_body_is_the_clients_result_and_the_route_stays_documented(
@@ -187,3 +214,35 @@ def test_http_lookup_body_is_the_clients_result_and_the_route_stays_documented(
     assert "post" in schema["paths"]["/v1/scores:batch"]
     # The app's startup moved the objects alive then out of the collector's passes.
     assert gc.get_freeze_count() > 0
+
+
+def test_an_unknown_id_gets_one_answer_from_the_client_http_and_the_cli(
+    spark: SparkSession,
+    cfg: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every reader built from the settings alone scores a miss with the MLflow champion."""
+    booster = publish_generation(spark, cfg)
+    version = register_model(cfg, booster, "champion")
+    for key, value in service_env(cfg, cfg.redis.url).items():
+        monkeypatch.setenv(key, value)
+    ids = ["1500", "999999"]  # features stored but no score; in no generation at all
+
+    with Client(cfg) as client:
+        from_client = [r.to_dict() for r in client.get_many(ids)]
+    with running(create_app(cfg)) as base, httpx.Client(base_url=base, timeout=30) as http:
+        from_http = [http.get(f"/v1/scores/{i}").json() for i in ids]
+    capsys.readouterr()
+    assert cli_main(["lookup", *ids]) == 0
+    from_cli = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    def answer(body: dict[str, object]) -> tuple[object, ...]:
+        return body["entity_id"], body["score"], body["source"], body["model_version"]
+
+    assert [answer(b) for b in from_client] == [answer(b) for b in from_http]
+    assert [answer(b) for b in from_cli] == [answer(b) for b in from_http]
+    assert {b["source"] for b in from_client} == {"fallback"}
+    assert {b["model_version"] for b in from_client} == {version}
+    expected = float(booster.inplace_predict(no_history_vector())[0])
+    assert from_client[1]["score"] == pytest.approx(expected, abs=1e-7)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import date
 
 from scorehouse.cli import registrar
@@ -29,7 +30,9 @@ def _register(sub: argparse._SubParsersAction) -> None:
     )
     look.add_argument("ids", nargs="+", metavar="ID")
     look.add_argument(
-        "--no-fallback", action="store_true", help="do not score misses with the model"
+        "--no-fallback",
+        action="store_true",
+        help="answer a miss with serving.default_score instead of scoring it with the champion",
     )
     look.set_defaults(handler=_lookup)
 
@@ -63,14 +66,14 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _lookup(args: argparse.Namespace, settings: Settings) -> int:
-    from scorehouse.serving import Client, MlflowChampion, keys
+    from scorehouse.serving import Client, keys
 
-    model = None if args.no_fallback else MlflowChampion(settings)
-    with Client(settings, model=model) as client:
+    # The service's Client: same fallback model, same id rule, so the same answer.
+    with Client(settings, fallback=not args.no_fallback) as client:
         try:
             results = client.get_many(args.ids)
         except keys.InvalidEntityId as exc:
-            print(f"error: invalid entity id: {exc}")
+            print(f"error: invalid entity id: {exc}", file=sys.stderr)
             return 2
     for result in results:
         print(json.dumps(result.to_dict()))

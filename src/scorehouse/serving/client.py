@@ -1,11 +1,14 @@
 """`Client`: read scores by entity id, with the online fallback and a default that never raises.
 
 A lookup reads the cached pointer's generation (the pointer is re-read at most every
-`pointer_ttl_ms`), pipelines one HGET per id, and on a miss reads the stored feature vector,
-scores it in-process with the champion booster and writes the score back into the same
-generation. Any fault (Redis down or slow, no model, a bad vector) yields the configured
-default score with source="default"; circuit breakers stop a dead dependency from costing
-a timeout on every request. Only an invalid id raises (`keys.InvalidEntityId`).
+`pointer_ttl_ms`) and pipelines one HGET per id. A miss is scored on the spot: the stored
+feature vector (or the no-history vector for an unknown id) through the fallback model, by
+default the MLflow champion, so the Client, the HTTP service and `scorehouse lookup` give one
+answer for one id. A lookup never writes: generations are written only by the publisher, so
+anonymous reads cannot fill Redis or change what a generation holds. Any fault (Redis down or
+slow, no model, a bad vector) yields the configured default score with source="default";
+circuit breakers stop a dead dependency from costing a timeout on every request. Only an
+invalid id raises (`keys.InvalidEntityId`).
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
+import numpy as np
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from scorehouse.features.registry import feature_names, no_history_vector
 from scorehouse.serving import keys
 from scorehouse.serving.connection import AnyRedis, RedisParams
-from scorehouse.serving.fallback import ModelProvider, feature_matrix, predict
+from scorehouse.serving.fallback import MlflowChampion, ModelProvider, feature_matrix, predict
 from scorehouse.serving.generation import GenerationInfo
 from scorehouse.settings import Settings
 
@@ -117,24 +121,36 @@ class _Live:
 
 
 class Client:
-    """Score lookups against the live generation. Thread-safe; one per process is enough."""
+    """Score lookups against the live generation. Thread-safe; one per process is enough.
+
+    `model` scores misses (default: `MlflowChampion(settings)`); `fallback=False` answers a
+    miss with the default score instead. `id_type` is the entity key's type: with "int64"
+    only canonical non-negative int64 ids are valid (`keys.checked_id`).
+    """
 
     def __init__(
         self,
         settings: Settings,
         *,
         model: ModelProvider | None = None,
+        fallback: bool = True,
+        id_type: keys.IdType = "int64",
         redis_client: AnyRedis | None = None,
         pointer_ttl_ms: int = 1000,
-        write_back: bool = True,
         breaker_threshold: int = 3,
         breaker_cooldown_s: float = 2.0,
     ) -> None:
+        if id_type not in keys.ID_TYPES:
+            raise ValueError(f"id_type must be one of {keys.ID_TYPES}, got {id_type!r}")
+        if model is not None and not fallback:
+            raise ValueError("a fallback model was given with fallback=False")
         self.settings = settings
         self.ns = settings.redis.namespace
         self.default_score = settings.serving.default_score
-        self.model = model
-        self.write_back = write_back
+        self.id_type = id_type
+        self.model: ModelProvider | None = None
+        if fallback:
+            self.model = model if model is not None else MlflowChampion(settings)
         self.pointer_ttl_s = pointer_ttl_ms / 1000
         timeout = settings.serving.timeout_ms / 1000
         self._params = RedisParams.from_settings(settings.redis, socket_timeout=timeout, retries=0)
@@ -156,7 +172,7 @@ class Client:
 
     def get_many(self, entity_ids: Iterable[object]) -> list[Score]:
         """Scores in input order (one pipelined round trip for the hits)."""
-        ids = [keys.canonical_id(e) for e in entity_ids]
+        ids = [keys.checked_id(e, self.id_type) for e in entity_ids]
         if not ids:
             return []
         if not self.redis_breaker.allow():
@@ -294,7 +310,7 @@ class Client:
     def _fallback(self, live: _Live, ids: list[str], slots: list[keys.Slot | None]) -> list[Score]:
         info = live.info
         if self.model is None:
-            return [self._default(i, "no fallback model configured", info) for i in ids]
+            return [self._default(i, "fallback disabled", info) for i in ids]
         if not self.model_breaker.allow():
             return [self._default(i, "model circuit open", info) for i in ids]
         try:
@@ -305,15 +321,13 @@ class Client:
                 functools.partial(keys.features_key, self.ns, live.generation), slots
             )
             scores = predict(booster, feature_matrix(vectors, len(self._names), self._no_history))
+            if not np.isfinite(scores).all():  # NaN is no score, and no valid JSON either
+                raise ValueError("the model returned a non-finite score")
             self.model_breaker.success()
         except Exception as exc:
             self.model_breaker.failure()
             log.warning("fallback failed: %s", _short(exc))
             return [self._default(i, f"fallback: {_short(exc)}", info) for i in ids]
-        if self.write_back and version == info.model_version:
-            # Only the generation's own model may fill its gaps: a newer champion's scores
-            # would mix two models under one generation label.
-            self._write_back(live, slots, scores)
         return [
             self._score(i, float(s), "fallback", info, version)
             for i, s in zip(ids, scores, strict=True)
@@ -328,20 +342,6 @@ class Client:
             single.set_param({"nthread": 1})
             cached = self._booster = (version, booster, single)
         return version, cached[2]
-
-    def _write_back(self, live: _Live, slots: list[keys.Slot | None], scores: Any) -> None:
-        try:
-            pipe = self._conn().pipeline(transaction=False)
-            for slot, score in zip(slots, scores, strict=True):
-                if slot is not None:
-                    pipe.hset(
-                        keys.score_key(self.ns, live.generation, slot.bucket),
-                        slot.field,
-                        keys.encode_score(float(score)),
-                    )
-            pipe.execute()
-        except Exception as exc:  # the score is still good; the next miss retries the write
-            log.warning("fallback write-back failed: %s", _short(exc))
 
     def _score(
         self,

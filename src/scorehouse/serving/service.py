@@ -1,6 +1,6 @@
 """HTTP lookup service (`scorehouse serve`): FastAPI over one `Client`.
 
-    GET  /v1/scores/{entity_id}   one score
+    GET  /v1/scores/{entity_id}   one score (422 for an id that names no entity)
     POST /v1/scores:batch         {"ids": [...]} → {"results": [...]}, at most MAX_BATCH ids
     GET  /healthz                 200 when Redis answers, else 503 (lookups still answer defaults)
     GET  /metrics                 Prometheus text
@@ -35,26 +35,28 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from scorehouse.serving import keys
 from scorehouse.serving.client import Client
-from scorehouse.serving.fallback import MlflowChampion, ModelProvider
+from scorehouse.serving.fallback import ModelProvider
 from scorehouse.settings import Settings
 
 MAX_BATCH = 1000
 
 
 class BatchRequest(BaseModel):
-    ids: list[int | str] = Field(min_length=1, max_length=MAX_BATCH)
+    # Strict: JSON `true` or `17.0` is no id (lax parsing would look up customer 1 or 17).
+    ids: list[StrictInt | StrictStr] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 def create_app(
     settings: Settings, *, client: Client | None = None, model: ModelProvider | None = None
 ) -> FastAPI:
-    """The service around `client` (default: a Client with the MLflow champion as fallback)."""
+    """The service around `client` (default: `Client(settings, model=model)`, whose fallback is
+    the MLflow champion unless `model` is given)."""
     if client is None:
-        client = Client(settings, model=model if model is not None else MlflowChampion(settings))
+        client = Client(settings, model=model)
     registry = CollectorRegistry()
     lookups = Counter(
         "scorehouse_lookups", "Scores returned, by source", ["source"], registry=registry
