@@ -197,7 +197,7 @@ def test_parquet_file_with_mapping_and_typed_columns(
     assertDataFrameEqual(
         wh.read(settings.tables.transactions),
         spark.createDataFrame(
-            [("p1", 1, datetime(2026, 5, 1, 8), 1, 10.0, date(2026, 5, 1))],
+            [("p1", 1, datetime(2026, 5, 1, 8), 1, 10.0, date(2026, 5, 1), "pq")],
             wh.schema(settings.tables.transactions),
         ),
     )

@@ -52,7 +52,19 @@ def _register(sub: argparse._SubParsersAction) -> None:
         metavar="TARGET=SOURCE",
         help="take contract column TARGET from file column SOURCE (repeatable)",
     )
+    ing.add_argument(
+        "--encoding", default="utf-8", help="CSV text encoding (default utf-8), e.g. iso-8859-1"
+    )
     ing.set_defaults(handler=_ingest)
+
+    retract = sub.add_parser(
+        "retract",
+        help="remove the rows one ingest appended (by the ingest id it printed)",
+        description="Remove every raw row that one ingest appended. The days rewritten "
+        "count as late data: the next nightly rebuilds the features from the earliest one.",
+    )
+    retract.add_argument("ingest_id", help="the id `scorehouse ingest` printed")
+    retract.set_defaults(handler=_retract)
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
@@ -93,8 +105,28 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     mapping = dict(args.map)
     spark = get_spark(settings, app_name="scorehouse-ingest")
     result = ingest_file(
-        spark, settings, table=args.table, path=args.path, fmt=args.format, mapping=mapping
+        spark,
+        settings,
+        table=args.table,
+        path=args.path,
+        fmt=args.format,
+        mapping=mapping,
+        encoding=args.encoding,
     )
     rows_of(result, "rows_read", "rows_appended", "rows_already_loaded", "rows_rejected")
     print(format_summary(result))
+    return 0
+
+
+def _retract(args: argparse.Namespace, settings: Settings) -> int:
+    from scorehouse.data.ingest import retract_ingest
+    from scorehouse.spark import get_spark
+
+    spark = get_spark(settings, app_name="scorehouse-retract")
+    for done in retract_ingest(spark, settings, args.ingest_id):
+        days = f" on {len(done.days)} days from {done.days[0]}" if done.days else ""
+        print(
+            f"retracted {done.rows} rows of ingest {args.ingest_id} from {done.table}{days} "
+            f"(version {done.version})"
+        )
     return 0

@@ -7,21 +7,34 @@ the error message carries the per-rule counts and example row numbers instead.
 
 from __future__ import annotations
 
+import logging
+import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
+from pyspark.sql.types import StringType, StructField, StructType
 
 from scorehouse.data import validation as v
 from scorehouse.errors import ValidationError
+from scorehouse.locks import work_lock
 from scorehouse.schemas import QUARANTINE
 from scorehouse.settings import Settings
 from scorehouse.tables import Warehouse
+
+log = logging.getLogger(__name__)
+
+# Which ingest appended a raw row (null for generated data): `scorehouse retract` removes
+# the rows of one ingest by it.
+INGEST_ID = StructField("ingest_id", StringType(), True)
 
 
 @dataclass(frozen=True)
@@ -68,23 +81,67 @@ def infer_format(path: Path, fmt: str | None) -> str:
     )
 
 
-def read_file(spark: SparkSession, path: Path, fmt: str) -> DataFrame:
+def read_file(spark: SparkSession, path: Path, fmt: str, encoding: str = "utf-8") -> DataFrame:
     """The file as read: CSV as text columns with a corrupt-record column, Parquet as typed."""
     if not path.exists():
         raise ValidationError(f"{path}: no such file")
     if fmt == "parquet":
-        return spark.read.parquet(str(path))
-    header = spark.read.option("header", True).option("inferSchema", False).csv(str(path)).columns
+        try:
+            return spark.read.parquet(str(path))
+        except Exception as exc:
+            raise ValidationError(
+                f"{path}: cannot be read as Parquet: {_first_line(exc)}"
+            ) from None
+    reader = spark.read.option("encoding", encoding)
+    try:
+        header = reader.option("header", True).option("inferSchema", False).csv(str(path)).columns
+    except Exception as exc:
+        raise ValidationError(f"{path}: cannot be read as CSV: {_first_line(exc)}") from None
     if not header:
         raise ValidationError(f"{path}: empty file (a header row is required)")
     return (
-        spark.read.schema(v.all_string_schema(header))
+        reader.schema(v.all_string_schema(header))
         .option("header", True)
         .option("mode", "PERMISSIVE")
         .option("columnNameOfCorruptRecord", v.CORRUPT_COLUMN)
         .option("nullValue", "")
         .csv(str(path))
     )
+
+
+@contextmanager
+def readable_parquet(path: Path, fmt: str) -> Iterator[Path]:
+    """`path`, or a copy with nanosecond timestamps turned into microseconds.
+
+    pandas writes timestamp[ns] by default, which Spark refuses to read; the copy (made on
+    the driver with pyarrow, in a temporary folder kept for the ingest) holds the same rows.
+    """
+    if fmt != "parquet" or not path.exists():
+        yield path
+        return
+    try:
+        dataset = pads.dataset(str(path), format="parquet")
+    except Exception as exc:
+        raise ValidationError(f"{path}: cannot be read as Parquet: {_first_line(exc)}") from None
+    schema = dataset.schema
+    nanos = [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
+    if not nanos:
+        yield path
+        return
+    micros = pa.schema(
+        [f.with_type(pa.timestamp("us", f.type.tz)) if f.name in nanos else f for f in schema]
+    )
+    with tempfile.TemporaryDirectory(prefix="scorehouse-ingest-") as tmp:
+        target = Path(tmp) / "data.parquet"
+        table = dataset.to_table().cast(micros, safe=False)
+        pq.write_table(table, target)
+        log.info("%s: read %s as microsecond timestamps", path, ", ".join(nanos))
+        yield target
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _rejection_error(result: IngestResult, limit: float) -> ValidationError:
@@ -102,6 +159,17 @@ def _rule_line(rule: RuleCount) -> str:
     return f"  {rule.column or '(row)'} / {rule.rule}: {rule.rows} rows (e.g. rows {examples})"
 
 
+@dataclass(frozen=True)
+class IngestRequest:
+    """One file to load: the target (`transactions` | `customers`) and how to read it."""
+
+    table: str
+    path: Path
+    fmt: str | None = None
+    mapping: Mapping[str, str] = field(default_factory=dict)
+    encoding: str = "utf-8"
+
+
 def ingest_file(
     spark: SparkSession,
     settings: Settings,
@@ -110,6 +178,7 @@ def ingest_file(
     path: str | Path,
     fmt: str | None = None,
     mapping: Mapping[str, str] | None = None,
+    encoding: str = "utf-8",
     now: datetime | None = None,
     ingest_id: str | None = None,
 ) -> IngestResult:
@@ -117,18 +186,27 @@ def ingest_file(
 
     `now` (UTC) is the reference for timestamps in the future and the quarantine rows'
     time. Raises ValidationError, committing nothing, when too many rows are rejected.
+    One ingest per raw table runs at a time (a second waits): the same file loaded twice,
+    even at once, appends its rows once.
     """
-    contract = v.contract_for(table)
-    source = Path(path)
-    source_file = str(source.resolve())
-    now = (now or datetime.now(UTC)).astimezone(UTC)
-    ingest_id = ingest_id or uuid.uuid4().hex
-    wh = Warehouse.from_settings(spark, settings)
+    request = IngestRequest(table, Path(path), fmt, dict(mapping or {}), encoding)
+    v.contract_for(table)  # an unknown target fails before anything is read or locked
     target_table = getattr(settings.tables, table)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    with work_lock(settings, f"ingest-{target_table}", f"an ingest into {target_table}"):
+        return _ingest(spark, settings, request, now, ingest_id or uuid.uuid4().hex)
 
-    raw = read_file(spark, source, infer_format(source, fmt))
+
+def _checked_rows(
+    spark: SparkSession, settings: Settings, request: IngestRequest, source: Path, now: datetime
+) -> DataFrame:
+    """Every row of the file, typed, with its violations and whether it is loaded already."""
+    contract = v.contract_for(request.table)
+    wh = Warehouse.from_settings(spark, settings)
+    source_file = str(request.path.resolve())
+    raw = read_file(spark, source, infer_format(request.path, request.fmt), request.encoding)
     prepared = v.prepare(
-        v.with_row_numbers(raw), contract, source_file=source_file, mapping=mapping
+        v.with_row_numbers(raw), contract, source_file=source_file, mapping=request.mapping
     )
     checked = v.check_values(prepared, contract, now=now)
     if contract.target == "transactions":
@@ -139,56 +217,98 @@ def ingest_file(
             else spark.createDataFrame([], "customer_id long, valid_from date")
         )
         checked = v.check_known_customers(checked, known)
+    target_table = getattr(settings.tables, request.table)
     existing = wh.read(target_table) if wh.exists(target_table) else None
-    checked = v.check_duplicates(checked, contract, existing, table=target_table).persist()
-    try:
-        totals = checked.agg(
-            F.count(F.lit(1)).alias("read"),
-            v.rejected_count().alias("rejected"),
-            F.sum(F.col(v.ALREADY_LOADED).cast("long")).alias("loaded"),
-        ).first()
-        assert totals is not None
-        rows_read, rejected, loaded = totals["read"], totals["rejected"] or 0, totals["loaded"] or 0
-        quarantine = v.quarantine_rows(
-            checked,
-            source_file=source_file,
-            target_table=target_table,
-            ingest_id=ingest_id,
-            ingested_at=now,
+    return v.check_duplicates(checked, contract, existing, table=target_table)
+
+
+def _ingest(
+    spark: SparkSession, settings: Settings, request: IngestRequest, now: datetime, ingest_id: str
+) -> IngestResult:
+    fmt = infer_format(request.path, request.fmt)
+    with readable_parquet(request.path, fmt) as source:
+        checked = _checked_rows(spark, settings, request, source, now).persist()
+        try:
+            try:
+                result, quarantine = _summarize(checked, settings, request, now, ingest_id)
+            except ValidationError:
+                raise
+            except Exception as exc:  # the JVM's own failure, said with the file it read
+                raise ValidationError(
+                    f"{request.path.resolve()}: cannot be read as {fmt}: {_first_line(exc)}"
+                ) from None
+            limit = settings.ingest.max_reject_share
+            if result.reject_share > limit:
+                raise _rejection_error(result, limit)
+            return _commit(spark, settings, request, checked, quarantine, result)
+        finally:
+            checked.unpersist()
+
+
+def _summarize(
+    checked: DataFrame,
+    settings: Settings,
+    request: IngestRequest,
+    now: datetime,
+    ingest_id: str,
+) -> tuple[IngestResult, DataFrame]:
+    target_table = getattr(settings.tables, request.table)
+    source_file = str(request.path.resolve())
+    totals = checked.agg(
+        F.count(F.lit(1)).alias("read"),
+        v.rejected_count().alias("rejected"),
+        F.sum(F.col(v.ALREADY_LOADED).cast("long")).alias("loaded"),
+    ).first()
+    assert totals is not None
+    rows_read, rejected, loaded = totals["read"], totals["rejected"] or 0, totals["loaded"] or 0
+    quarantine = v.quarantine_rows(
+        checked,
+        source_file=source_file,
+        target_table=target_table,
+        ingest_id=ingest_id,
+        ingested_at=now,
+    )
+    rules = [
+        RuleCount(r["column"], r["rule"], r["rows"], list(r["example_rows"]))
+        for r in v.reject_summary(quarantine).collect()
+    ]
+    result = IngestResult(
+        source_file=source_file,
+        target_table=target_table,
+        ingest_id=ingest_id,
+        rows_read=rows_read,
+        rows_appended=rows_read - rejected - loaded,
+        rows_already_loaded=loaded,
+        rows_rejected=rejected,
+        table_version=None,
+        quarantine_version=None,
+        rules=rules,
+    )
+    return result, quarantine
+
+
+def _commit(
+    spark: SparkSession,
+    settings: Settings,
+    request: IngestRequest,
+    checked: DataFrame,
+    quarantine: DataFrame,
+    result: IngestResult,
+) -> IngestResult:
+    contract = v.contract_for(request.table)
+    wh = Warehouse.from_settings(spark, settings)
+    table_version = quarantine_version = None
+    if result.rows_appended:
+        partition_by = ["ds"] if contract.target == "transactions" else []
+        schema = StructType([*contract.schema.fields, INGEST_ID])
+        _ensure_table(wh, result.target_table, schema, partition_by)
+        rows = v.valid_rows(checked, contract).withColumn(INGEST_ID.name, F.lit(result.ingest_id))
+        table_version = wh.append(
+            result.target_table, rows, partition_by=partition_by, allow_new_columns=True
         )
-        rules = [
-            RuleCount(r["column"], r["rule"], r["rows"], list(r["example_rows"]))
-            for r in v.reject_summary(quarantine).collect()
-        ]
-        result = IngestResult(
-            source_file=source_file,
-            target_table=target_table,
-            ingest_id=ingest_id,
-            rows_read=rows_read,
-            rows_appended=rows_read - rejected - loaded,
-            rows_already_loaded=loaded,
-            rows_rejected=rejected,
-            table_version=None,
-            quarantine_version=None,
-            rules=rules,
-        )
-        limit = settings.ingest.max_reject_share
-        if result.reject_share > limit:
-            raise _rejection_error(result, limit)
-        table_version = quarantine_version = None
-        if result.rows_appended:
-            partition_by = ["ds"] if contract.target == "transactions" else []
-            _ensure_table(wh, target_table, contract.schema, partition_by)
-            table_version = wh.append(
-                target_table, v.valid_rows(checked, contract), partition_by=partition_by
-            )
-        if rejected:
-            _ensure_table(wh, settings.tables.quarantine, QUARANTINE, ["ds"])
-            quarantine_version = wh.append(
-                settings.tables.quarantine, quarantine, partition_by=["ds"]
-            )
-    finally:
-        checked.unpersist()
+    if result.rows_rejected:
+        _ensure_table(wh, settings.tables.quarantine, QUARANTINE, ["ds"])
+        quarantine_version = wh.append(settings.tables.quarantine, quarantine, partition_by=["ds"])
     return replace(result, table_version=table_version, quarantine_version=quarantine_version)
 
 
@@ -218,3 +338,60 @@ def format_summary(result: IngestResult) -> str:
     ]
     lines += [_rule_line(r) for r in result.rules]
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Retraction:
+    """Rows of one ingest removed from one raw table."""
+
+    table: str
+    rows: int
+    days: list[date]  # the ds partitions rewritten (empty for an unpartitioned table)
+    version: int
+
+
+def retract_ingest(spark: SparkSession, settings: Settings, ingest_id: str) -> list[Retraction]:
+    """Remove every row that the ingest `ingest_id` appended to the raw tables.
+
+    The days rewritten count as late data: the next feature build rebuilds from the
+    earliest of them. Raises ValidationError when no raw table holds a row of it.
+    """
+    wh = Warehouse.from_settings(spark, settings)
+    done = []
+    for name in ("transactions", "customers"):
+        table = getattr(settings.tables, name)
+        if not wh.exists(table) or INGEST_ID.name not in wh.schema(table).names:
+            continue
+        with work_lock(settings, f"ingest-{table}", f"an ingest into {table}"):
+            removed = _retract_from(wh, table, ingest_id)
+        if removed is not None:
+            done.append(removed)
+    if not done:
+        raise ValidationError(
+            f"no rows of ingest {ingest_id} in {settings.tables.transactions} or "
+            f"{settings.tables.customers} (the ingest id is printed by `scorehouse ingest`)"
+        )
+    return done
+
+
+def _retract_from(wh: Warehouse, table: str, ingest_id: str) -> Retraction | None:
+    theirs = F.col(INGEST_ID.name).eqNullSafe(F.lit(ingest_id))
+    partitioned = "ds" in wh.partition_columns(table)
+    if partitioned:
+        days = sorted(r.ds for r in wh.read(table).where(theirs).select("ds").distinct().collect())
+        if not days:
+            return None
+        current = wh.read(table, partitions={"ds": days})
+    else:
+        days, current = [], wh.read(table)
+    rows = current.where(theirs).count()
+    if not rows:
+        return None
+    kept = current.where(~theirs)
+    version = (
+        wh.overwrite(table, kept, partition_by=["ds"], replace_partitions={"ds": days})
+        if partitioned
+        else wh.overwrite(table, kept)
+    )
+    log.info("retracted %d rows of ingest %s from %s (version %d)", rows, ingest_id, table, version)
+    return Retraction(table, rows, days, version)

@@ -17,15 +17,20 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     BooleanType,
+    ByteType,
     DataType,
     DateType,
     DecimalType,
     DoubleType,
     IntegerType,
     LongType,
+    NullType,
+    NumericType,
+    ShortType,
     StringType,
     StructField,
     StructType,
+    TimestampNTZType,
     TimestampType,
 )
 
@@ -41,6 +46,8 @@ MISSING_VALUE = "missing_value"
 WRONG_TYPE = "wrong_type"
 NON_POSITIVE = "non_positive"
 IN_FUTURE = "in_future"
+ABOVE_MAX = "above_max"
+NOT_UTF8 = "not_utf8"
 INVALID_VALUE = "invalid_value"
 BEFORE_SIGNUP = "before_signup"
 UNKNOWN_CUSTOMER = "unknown_customer"
@@ -69,6 +76,9 @@ class ColumnSpec:
     dtype: DataType
     nullable: bool = False
     in_file: bool = True  # False: may be absent from the file (then derived or null)
+    # The largest value accepted. Amounts are summed in integer cents (a BIGINT) by the
+    # feature build, so an absurd but finite value would overflow every later rebuild.
+    maximum: float | None = None
 
 
 @dataclass(frozen=True)
@@ -84,14 +94,19 @@ class Contract:
         return next(c for c in self.columns if c.name == name)
 
 
+# At these bounds a customer needs ~90 million purchases at the maximum before a window
+# sum in cents (BIGINT, 9.2e18) could overflow.
+MAX_AMOUNT = 1e9
+MAX_QUANTITY = 1_000_000
+
 TRANSACTIONS = Contract(
     target="transactions",
     columns=(
         ColumnSpec("transaction_id", StringType()),
         ColumnSpec("customer_id", LongType()),
         ColumnSpec("event_time", TimestampType()),
-        ColumnSpec("quantity", IntegerType()),
-        ColumnSpec("amount", DoubleType()),
+        ColumnSpec("quantity", IntegerType(), maximum=MAX_QUANTITY),
+        ColumnSpec("amount", DoubleType(), maximum=MAX_AMOUNT),
     ),
     key=("transaction_id",),
     schema=RAW_TRANSACTIONS,
@@ -232,9 +247,21 @@ def check_values(df: DataFrame, contract: Contract, *, now: datetime) -> DataFra
     now_ts = F.lit(now).cast(TimestampType())
     for spec in contract.columns:
         original = _col(spec.name)
+        source_type = df.schema[spec.name].dataType
+        is_text = isinstance(source_type, StringType)
         text = F.trim(original.cast("string"))
         present = original.isNotNull() & (text != "")
-        value = _typed(F.when(present, text if _is_string(original, df) else original), spec.dtype)
+        if is_text or _compatible(source_type, spec.dtype):
+            value = _typed(F.when(present, text if is_text else original), spec.dtype)
+            wrong = F.format_string(f"'%s' is not a valid {spec.dtype.simpleString()}", text)
+        else:
+            # A typed file column of another kind (a boolean quantity, a string in a
+            # numeric column) is refused whole: casting it would invent values (True -> 1).
+            value = F.lit(None).cast(spec.dtype)
+            wrong = F.lit(
+                f"the file's column is {source_type.simpleString()}, "
+                f"not {spec.dtype.simpleString()}"
+            )
         if spec.name in ALLOWED_VALUES:
             value = F.lower(value)
         typed[spec.name] = value
@@ -245,16 +272,9 @@ def check_values(df: DataFrame, contract: Contract, *, now: datetime) -> DataFra
                     _violation(spec.name, MISSING_VALUE, F.lit("required value is missing")),
                 )
             )
-        checks.append(
-            F.when(
-                present & value.isNull(),
-                _violation(
-                    spec.name,
-                    WRONG_TYPE,
-                    F.format_string(f"'%s' is not a valid {spec.dtype.simpleString()}", text),
-                ),
-            )
-        )
+        if is_text:
+            checks.append(_utf8_check(spec.name, original))
+        checks.append(F.when(present & value.isNull(), _violation(spec.name, WRONG_TYPE, wrong)))
         checks.extend(_range_checks(spec, value, now_ts))
     if contract.target == "customers":
         signup, valid_from = typed["signup_date"], typed["valid_from"]
@@ -285,9 +305,33 @@ def check_values(df: DataFrame, contract: Contract, *, now: datetime) -> DataFra
     )
 
 
-def _is_string(column: Column, df: DataFrame) -> bool:
-    # Typed (Parquet) columns convert directly; only text is trimmed first.
-    return isinstance(df.select(column).schema[0].dataType, StringType)
+def _compatible(source: DataType, target: DataType) -> bool:
+    """Whether a typed (Parquet) column can hold values of the contract's type."""
+    if isinstance(source, NullType):  # a contract column absent from the file
+        return True
+    if isinstance(target, (IntegerType, LongType, DoubleType)):
+        return isinstance(source, NumericType)
+    if isinstance(target, TimestampType):
+        return isinstance(source, (TimestampType, TimestampNTZType))
+    if isinstance(target, StringType):
+        return isinstance(source, (IntegerType, LongType, ShortType, ByteType))
+    return type(source) is type(target)
+
+
+def _utf8_check(name: str, original: Column) -> Column:
+    # Spark decodes a CSV file with its `encoding` (UTF-8 by default) and turns every byte
+    # sequence it cannot decode into U+FFFD: two different ids would become one.
+    return F.when(
+        F.instr(original, "\ufffd") > 0,
+        _violation(
+            name,
+            NOT_UTF8,
+            F.lit(
+                "holds bytes that are not valid in the file's encoding; re-encode the file "
+                "as UTF-8 or pass --encoding"
+            ),
+        ),
+    )
 
 
 def _range_checks(spec: ColumnSpec, value: Column, now: Column) -> list[Column]:
@@ -299,7 +343,8 @@ def _range_checks(spec: ColumnSpec, value: Column, now: Column) -> list[Column]:
                 _violation(
                     name, NON_POSITIVE, F.format_string("%s is not greater than 0", _shown(value))
                 ),
-            )
+            ),
+            *_max_check(spec, value),
         ]
     if isinstance(spec.dtype, TimestampType):
         return [
@@ -338,6 +383,13 @@ def _range_checks(spec: ColumnSpec, value: Column, now: Column) -> list[Column]:
             )
         ]
     return []
+
+
+def _max_check(spec: ColumnSpec, value: Column) -> list[Column]:
+    if spec.maximum is None:
+        return []
+    message = F.format_string(f"%s is above the maximum {spec.maximum:g}", _shown(value))
+    return [F.when(value > F.lit(spec.maximum), _violation(spec.name, ABOVE_MAX, message))]
 
 
 def _append(df: DataFrame, flagged: Column, violation: Column) -> DataFrame:
