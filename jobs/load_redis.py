@@ -1,9 +1,10 @@
 """Publish a day's champion predictions and feature vectors into a new Redis generation.
 
 spark-submit --properties-file spark_conf/local.conf jobs/load_redis.py --date 2026-01-15 \
-    [--force] [--result-json result.json]
+    [--force] [--allow-older] [--result-json result.json]
 
-Nothing is loaded when the live generation already holds these very predictions, unless --force.
+Nothing is loaded when the live generation already holds these very predictions, unless
+--force; a day older than the live generation's is refused unless --allow-older.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--date", type=date.fromisoformat, required=True, help="the predictions' ds"
     )
     parser.add_argument("--force", action="store_true", help="load even if already live")
+    parser.add_argument(
+        "--allow-older", action="store_true", help="load even if the live day is newer"
+    )
     parser.add_argument("--flow-run-id", help="recorded in step_runs")
     args = parser.parse_args(argv)
     with job_result(args.result_json) as result:
@@ -33,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 settings,
                 args.date,
                 force=args.force,
+                allow_older=args.allow_older,
                 flow_run_id=args.flow_run_id,
             )
         )

@@ -38,6 +38,17 @@ def yesterday_utc() -> date:
     return datetime.now(tz=UTC).date() - timedelta(days=1)
 
 
+def refuse_incomplete(ds: date, allow: bool) -> None:
+    """A nightly for a day that is not over (today or later, UTC) would publish features
+    that miss the rest of the day's events: refused unless asked for."""
+    today = datetime.now(tz=UTC).date()
+    if ds >= today and not allow:
+        raise ValidationError(
+            f"nightly {ds}: that day is not complete yet (today is {today} UTC); run it for "
+            f"{today - timedelta(days=1)} or earlier, or pass --allow-incomplete"
+        )
+
+
 def _run_id() -> str | None:
     value = runtime.flow_run.get_id()
     return str(value) if value else None
@@ -119,8 +130,10 @@ def score_task(
 
 
 @task(name="publish", task_run_name="publish-{ds}")
-def publish_task(ds: date, config: str | None = None, force: bool = False) -> dict[str, Any]:
-    params = {"date": ds, "force": force, "flow_run_id": _run_id()}
+def publish_task(
+    ds: date, config: str | None = None, force: bool = False, allow_older: bool = False
+) -> dict[str, Any]:
+    params = {"date": ds, "force": force, "allow_older": allow_older, "flow_run_id": _run_id()}
     return _job(
         "load_redis",
         {**params, "config": config},
@@ -269,9 +282,9 @@ def _alert_on_failure(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]
 
 
 def _publish_and_verify(
-    steps: _Steps, ds: date, rows: int, config: str | None, force: bool
+    steps: _Steps, ds: date, rows: int, config: str | None, force: bool, allow_older: bool = False
 ) -> None:
-    published = steps.run("publish", publish_task, ds, config, force)
+    published = steps.run("publish", publish_task, ds, config, force, allow_older)
     steps.run("verify", verify_task, ds, published["generation"], rows, config)
     steps.run("cleanup", cleanup_task, ds, config)
 
@@ -285,19 +298,24 @@ def nightly(
     config: str | None = None,
     fail_on: Literal["warn", "critical"] | None = None,
     force: bool = False,
+    allow_incomplete: bool = False,
+    allow_older: bool = False,
 ) -> dict[str, Any]:
     """Features for ds → checks → score (with drift monitoring) → publish → verify → clean-up.
 
     Any failed step stops the run before publishing, so Redis keeps serving the previous
-    generation; a rerun skips the steps whose output is already current.
+    generation; a rerun skips the steps whose output is already current. A day that is not
+    over yet (today or later, UTC) is refused unless `allow_incomplete`, and a day older
+    than the live generation's is not published unless `allow_older`.
     """
     ds = ds or yesterday_utc()
+    refuse_incomplete(ds, allow_incomplete)
     settings = load_settings(config)
     steps = _Steps(settings, ds)
     steps.run("features", features_task, ds, ds, config, force)
     steps.run("checks", checks_task, ds, config, force)
     scoring = steps.run("score", score_task, ds, config, fail_on, force)
-    _publish_and_verify(steps, ds, int(scoring["rows"]), config, force)
+    _publish_and_verify(steps, ds, int(scoring["rows"]), config, force, allow_older)
     steps.done()
     result: dict[str, Any] = {
         "ds": ds.isoformat(),

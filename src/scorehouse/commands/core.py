@@ -55,6 +55,16 @@ def _register(sub: argparse._SubParsersAction) -> None:
     nightly.add_argument(
         "--force", action="store_true", help="rerun every step, even those already done"
     )
+    nightly.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="run for today or a later day although its events are not all in",
+    )
+    nightly.add_argument(
+        "--allow-older",
+        action="store_true",
+        help="publish even if the live generation holds a newer day (readers go back)",
+    )
     nightly.set_defaults(handler=_nightly)
 
     weekly = sub.add_parser("weekly-train", help="run the weekly training Prefect flow")
@@ -135,7 +145,14 @@ def _training_set(args: argparse.Namespace, settings: Settings) -> int:
 def _nightly(args: argparse.Namespace, settings: Settings) -> int:
     from scorehouse.flows import nightly
 
-    result = nightly(ds=args.date, config=args.config, fail_on=args.fail_on, force=args.force)
+    result = nightly(
+        ds=args.date,
+        config=args.config,
+        fail_on=args.fail_on,
+        force=args.force,
+        allow_incomplete=args.allow_incomplete,
+        allow_older=args.allow_older,
+    )
     print(json.dumps(result, indent=2, default=str))
     return 0
 

@@ -24,12 +24,17 @@ from scorehouse.errors import ValidationError
 from scorehouse.features import transforms
 from scorehouse.features.checks import feature_profile, feature_violations, footer_profile
 from scorehouse.features.registry import feature_names, plain_encoded_columns
+from scorehouse.orchestration import ledger
 from scorehouse.settings import Settings
 from scorehouse.tables import Warehouse, discard_stage, without_dictionary
 
 log = logging.getLogger(__name__)
 
 EARLIEST = date(1970, 1, 1)
+# step_runs entries that say which raw files each rollup day saw, and which raw history
+# (all days up to it) each snapshot counted
+ROLLUPS = "rollups"
+SNAPSHOTS = "snapshots"
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,10 @@ class FeatureBuild:
     # wall seconds per phase (rollups, write + profile, entity count, commit), summed
     # over the days of a chain: where a build's time goes, without a profiler
     phases: dict[str, float] = field(default_factory=dict)
+    # every day written: the days asked for, plus earlier snapshots rebuilt because raw
+    # rows arrived (or were retracted) for days they had already counted
+    built: list[date] = field(default_factory=list)
+    restated_from: date | None = None
 
 
 @contextmanager
@@ -81,47 +90,29 @@ def build_features(
     wh = Warehouse.from_settings(spark, settings)
     tables = settings.tables
     phases: dict[str, float] = {}
+    # Taken before anything is read: rows committed during the build show as a change
+    # next time, never as a snapshot that claims to have counted them.
+    raw = ledger.partition_fingerprints(settings, tables.transactions)
     with _timed(phases, "rollups"):
         refresh_rollups(spark, wh, settings, days, missing_up_to=days[-1])
-    customers = wh.read(tables.customers)
-    previous = days[0] - timedelta(days=1)
-    chain = (
-        days == transforms.day_range(days[0], days[-1])
-        and len(days) <= settings.features.chain_max_days
-        and wh.exists(tables.features)
-        and previous in wh.partition_values(tables.features)
+    requested = days
+    days, restated_from = _with_restated(wh, settings, days, raw)
+    mode, rows, version = _build_days(wh, settings, days, phases)
+    history = ledger.cumulative_fingerprints(raw, days)
+    ledger.record_days(
+        wh, settings, SNAPSHOTS, {d: {"raw": history[d]} for d in days}, None, {"days": len(days)}
     )
-    rows = 0
-    version = -1
-    if chain:
-        for ds in days:
-            previous_state = wh.read(tables.features, partitions={"ds": [ds - timedelta(days=1)]})
-            daily = wh.read(tables.customer_daily, partitions={"ds": transforms.leaving_days(ds)})
-            state = transforms.next_day_state(previous_state, daily, customers, ds)
-            count, version = check_and_commit(
-                wh,
-                settings,
-                transforms.features_from_state(state),
-                customers,
-                [ds],
-                phases=phases,
-            )
-            rows += count
-    else:
-        daily = wh.read(tables.customer_daily, ds_between=(EARLIEST, days[-1]))
-        state = transforms.state_for_days(daily, customers, days)
-        rows, version = check_and_commit(
-            wh, settings, transforms.features_from_state(state), customers, days, phases=phases
-        )
     build = FeatureBuild(
-        days[0],
-        days[-1],
-        len(days),
-        "next-day" if chain else "range",
+        requested[0],
+        requested[-1],
+        len(requested),
+        mode,
         rows,
         version,
         time.perf_counter() - began,
         {name: round(seconds, 2) for name, seconds in phases.items()},
+        days,
+        restated_from,
     )
     log.info(
         "features for %d days %s..%s: %d rows in %.1fs (%s; %s), %s version %d",
@@ -138,6 +129,85 @@ def build_features(
     return build
 
 
+def _build_days(
+    wh: Warehouse, settings: Settings, days: list[date], phases: dict[str, float]
+) -> tuple[str, int, int]:
+    """Compute and commit the snapshots of `days`: (mode, rows, features version)."""
+    tables = settings.tables
+    customers = wh.read(tables.customers)
+    previous = days[0] - timedelta(days=1)
+    chain = (
+        days == transforms.day_range(days[0], days[-1])
+        and len(days) <= settings.features.chain_max_days
+        and wh.exists(tables.features)
+        and previous in wh.partition_values(tables.features)
+    )
+    if not chain:
+        daily = wh.read(tables.customer_daily, ds_between=(EARLIEST, days[-1]))
+        state = transforms.state_for_days(daily, customers, days)
+        rows, version = check_and_commit(
+            wh, settings, transforms.features_from_state(state), customers, days, phases=phases
+        )
+        return "range", rows, version
+    rows = version = 0
+    for ds in days:
+        previous_state = wh.read(tables.features, partitions={"ds": [ds - timedelta(days=1)]})
+        daily = wh.read(tables.customer_daily, partitions={"ds": transforms.leaving_days(ds)})
+        state = transforms.next_day_state(previous_state, daily, customers, ds)
+        count, version = check_and_commit(
+            wh, settings, transforms.features_from_state(state), customers, [ds], phases=phases
+        )
+        rows += count
+    return "next-day", rows, version
+
+
+def _with_restated(
+    wh: Warehouse, settings: Settings, days: list[date], raw: dict[date, str]
+) -> tuple[list[date], date | None]:
+    """`days` plus every existing snapshot from the earliest one whose raw history changed
+    since it was built (late rows, a retraction): a snapshot counts all events up to its
+    day, so late rows of day E change every snapshot from E on. Returns the days to build
+    and the first snapshot restated (None when no earlier one changed)."""
+    table = settings.tables.features
+    if not wh.exists(table):
+        return days, None
+    snapshots = wh.partition_values(table)
+    seen = ledger.latest_inputs(settings, SNAPSHOTS)
+    earlier = [d for d in snapshots if d < days[0] and d in seen]
+    history = ledger.cumulative_fingerprints(raw, earlier)
+    changed = [d for d in earlier if seen[d].get("raw") != history[d]]
+    if not changed:
+        return days, None
+    restated = [d for d in snapshots if changed[0] <= d < days[0]]
+    log.warning(
+        "raw rows up to %s changed since its snapshot was built (late data or a retraction): "
+        "rebuilding the %d snapshots from %s before %s",
+        changed[0],
+        len(restated),
+        restated[0],
+        ", ".join(str(d) for d in days),
+    )
+    return sorted(set(days) | set(restated)), restated[0]
+
+
+def stale_rollup_days(wh: Warehouse, settings: Settings, up_to: date) -> list[date]:
+    """Raw days up to `up_to` whose rollup is missing or was computed from other files of
+    the raw table (rows ingested or retracted since), and rollups whose raw day is gone.
+
+    Every commit adds files under fresh names, so comparing the day's file set now with
+    the one recorded when its rollup was computed sees any change, without a data scan.
+    """
+    tables = settings.tables
+    now = ledger.partition_fingerprints(settings, tables.transactions)
+    seen = ledger.latest_inputs(settings, ROLLUPS)
+    stale = {d for d, fp in now.items() if d <= up_to and seen.get(d, {}).get("files") != fp}
+    if wh.exists(tables.customer_daily):
+        stale |= {
+            d for d in wh.partition_values(tables.customer_daily) if d <= up_to and d not in now
+        }
+    return sorted(stale)
+
+
 def refresh_rollups(
     spark: SparkSession,
     wh: Warehouse,
@@ -145,9 +215,10 @@ def refresh_rollups(
     days: list[date],
     *,
     missing_up_to: date | None = None,
-) -> int | None:
-    """Recompute customer_daily for `days` (and, with `missing_up_to`, for every raw day up
-    to it that has no rollup yet) from those days' raw events only."""
+) -> list[date]:
+    """Recompute customer_daily for `days` (and, with `missing_up_to`, for every day up to
+    it whose rollup is stale: see `stale_rollup_days`) from those days' raw events only.
+    Returns the days recomputed."""
     tables = settings.tables
     if not wh.exists(tables.transactions):
         raise ValidationError(
@@ -155,24 +226,21 @@ def refresh_rollups(
         )
     todo = set(days)
     if missing_up_to is not None:
-        rolled = (
-            set(wh.partition_values(tables.customer_daily))
-            if wh.exists(tables.customer_daily)
-            else set()
-        )
-        todo |= {
-            d
-            for d in wh.partition_values(tables.transactions)
-            if d <= missing_up_to and d not in rolled
-        }
+        todo |= set(stale_rollup_days(wh, settings, missing_up_to))
     if not todo:
-        return None
+        return []
     refresh = sorted(todo)
+    # The file sets are taken before the read: rows committed after it show as a
+    # changed file set next time, never as a rollup that claims to have seen them.
+    fingerprints = ledger.partition_fingerprints(settings, tables.transactions)
     transactions = wh.read(tables.transactions, partitions={"ds": refresh})
     daily = transforms.daily_rollups(transactions, refresh)
-    return wh.overwrite(
+    wh.overwrite(
         tables.customer_daily, daily, partition_by=["ds"], replace_partitions={"ds": refresh}
     )
+    inputs = {d: {"files": fingerprints.get(d)} for d in refresh}
+    ledger.record_days(wh, settings, ROLLUPS, inputs, None, {"days": len(refresh)})
+    return refresh
 
 
 def _check_types(features: DataFrame) -> list[str]:

@@ -81,7 +81,41 @@ def files_fingerprint(settings: Settings, table: str, ds: date | None = None) ->
     files = sorted(snapshot.file_uris(partition_filters=filters))
     if not files:
         return None
-    return hashlib.sha1("\n".join(files).encode()).hexdigest()[:16]
+    return _hash(files)
+
+
+def partition_fingerprints(settings: Settings, table: str) -> dict[date, str]:
+    """`files_fingerprint` of every `ds` partition of the table, from one read of its log."""
+    if not exists(settings, table):
+        return {}
+    actions = pa.table(DeltaTable(table_uri(settings, table)).get_add_actions(flatten=True))
+    files: dict[date, list[str]] = {}
+    for path, value in zip(
+        actions.column("path").to_pylist(),
+        actions.column("partition.ds").to_pylist(),
+        strict=True,
+    ):
+        if value is not None:
+            files.setdefault(date.fromisoformat(str(value)), []).append(path)
+    return {ds: _hash(sorted(paths)) for ds, paths in files.items()}
+
+
+def cumulative_fingerprints(per_day: Mapping[date, str], days: Sequence[date]) -> dict[date, str]:
+    """For each of `days`, a hash of the fingerprints of every partition up to that day."""
+    items = sorted(per_day.items())
+    running = hashlib.sha1()
+    out: dict[date, str] = {}
+    n = 0
+    for day in sorted(days):
+        while n < len(items) and items[n][0] <= day:
+            running.update(f"{items[n][0]}={items[n][1]};".encode())
+            n += 1
+        out[day] = running.hexdigest()[:16]
+    return out
+
+
+def _hash(lines: Sequence[str]) -> str:
+    return hashlib.sha1("\n".join(lines).encode()).hexdigest()[:16]
 
 
 def partition_rows(settings: Settings, table: str, ds: date) -> int:
@@ -98,6 +132,18 @@ def partition_rows(settings: Settings, table: str, ds: date) -> int:
         if value is not None and str(value) == ds.isoformat():
             total += int(rows or 0)
     return total
+
+
+def latest_inputs(settings: Settings, step: str) -> dict[date, dict[str, Any]]:
+    """The inputs of the newest entry of `step` for every day it ran for."""
+    table = settings.tables.step_runs
+    if not exists(settings, table):
+        return {}
+    rows = DeltaTable(table_uri(settings, table)).to_pyarrow_table().to_pylist()
+    newest: dict[date, dict[str, Any]] = {}
+    for row in sorted((r for r in rows if r["step"] == step), key=lambda r: r["recorded_at"]):
+        newest[row["ds"]] = row
+    return {ds: json.loads(row["inputs"]) for ds, row in newest.items()}
 
 
 def latest(settings: Settings, step: str, ds: date) -> dict[str, Any] | None:
@@ -152,19 +198,43 @@ def record(
     seconds: float | None = None,
 ) -> int:
     """Append one entry per day (after the step committed). Returns the table version."""
+    return record_days(
+        wh,
+        settings,
+        step,
+        {ds: inputs for ds in days},
+        output_table,
+        outputs,
+        flow_run_id=flow_run_id,
+        seconds=seconds,
+    )
+
+
+def record_days(
+    wh: Warehouse,
+    settings: Settings,
+    step: str,
+    inputs: Mapping[date, Mapping[str, Any]],
+    output_table: str | None,
+    outputs: Mapping[str, Any],
+    *,
+    flow_run_id: str | None = None,
+    seconds: float | None = None,
+) -> int:
+    """`record` with inputs of their own for each day."""
     now = datetime.now(tz=UTC)
     rows = [
         (
             step,
             ds,
-            canonical(inputs),
+            canonical(day_inputs),
             files_fingerprint(settings, output_table, ds) if output_table else None,
             canonical(outputs),
             flow_run_id,
             now,
             seconds,
         )
-        for ds in days
+        for ds, day_inputs in inputs.items()
     ]
     frame = wh.spark.createDataFrame(rows, STEP_RUNS)
     return wh.append(settings.tables.step_runs, frame)

@@ -16,6 +16,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from scorehouse.errors import ValidationError
+from scorehouse.locks import work_lock
 from scorehouse.orchestration import ledger
 from scorehouse.orchestration.results import jsonable
 from scorehouse.settings import Settings
@@ -105,30 +106,31 @@ def features(
     from scorehouse.features.build import build_features
     from scorehouse.features.transforms import day_range
 
-    if not force and (skipped := features_skip(settings, start, end)) is not None:
-        return skipped
-    table = settings.tables.features
-    days = day_range(start, end or start)
-    inputs = features_inputs(settings)
-    todo = days if force else _features_pending(settings, days, inputs)
-    current = [d for d in days if d not in todo]
-    if current:
-        log.info("features: %d of %d days are current, building %s", len(current), len(days), todo)
-    build = build_features(spark, settings, days=todo)
-    result = {
-        **jsonable(build),
-        "start": days[0].isoformat(),
-        "end": days[-1].isoformat(),
-        "days": len(days),
-        "built_days": len(todo),
-        "rows": build.rows + sum(ledger.partition_rows(settings, table, d) for d in current),
-        "inputs": inputs,
-        "skipped": False,
-    }
-    ledger.record(
-        Warehouse.from_settings(spark, settings), settings, FEATURES, todo, inputs, table, result,
-        flow_run_id=flow_run_id, seconds=build.seconds,
-    )  # fmt: skip
+    with work_lock(settings, FEATURES, "a feature build"):
+        if not force and (skipped := features_skip(settings, start, end)) is not None:
+            return skipped
+        table = settings.tables.features
+        days = day_range(start, end or start)
+        inputs = features_inputs(settings)
+        todo = days if force else _features_pending(settings, days, inputs)
+        current = [d for d in days if d not in todo]
+        if current:
+            log.info("features: %d of %d days current, building %s", len(current), len(days), todo)
+        build = build_features(spark, settings, days=todo)
+        result = {
+            **jsonable(build),
+            "start": days[0].isoformat(),
+            "end": days[-1].isoformat(),
+            "days": len(days),
+            "built_days": len(build.built),
+            "rows": sum(ledger.partition_rows(settings, table, d) for d in days),
+            "inputs": inputs,
+            "skipped": False,
+        }
+        ledger.record(
+            Warehouse.from_settings(spark, settings), settings, FEATURES, build.built, inputs,
+            table, result, flow_run_id=flow_run_id, seconds=build.seconds,
+        )  # fmt: skip
     return result
 
 
@@ -237,11 +239,23 @@ def score(
     force: bool = False,
 ) -> dict[str, Any]:
     """Score every entity of `ds` (with drift monitoring), unless already current."""
+    with work_lock(settings, SCORE, "a scoring run"):
+        if not force and (skipped := score_skip(settings, ds)) is not None:
+            return skipped
+        return _score(spark, settings, ds, flow_run_id=flow_run_id, fail_on=fail_on)
+
+
+def _score(
+    spark: SparkSession,
+    settings: Settings,
+    ds: date,
+    *,
+    flow_run_id: str | None,
+    fail_on: str | None,
+) -> dict[str, Any]:
     from scorehouse.scoring.score import score_date
     from scorehouse.training.tracking import client
 
-    if not force and (skipped := score_skip(settings, ds)) is not None:
-        return skipped
     inputs = score_inputs(settings, ds)
     run = score_date(spark, settings, ds, flow_run_id=flow_run_id, fail_on=fail_on)
     result = {
@@ -295,17 +309,31 @@ def publish(
     ds: date,
     *,
     force: bool = False,
+    allow_older: bool = False,
     flow_run_id: str | None = None,
 ) -> dict[str, Any]:
     """Load the champion predictions of `ds` into a new Redis generation and flip to it,
-    unless the live generation was already loaded from these very predictions."""
+    unless the live generation was already loaded from these very predictions. A day
+    older than the live one is refused unless `allow_older`."""
+    with work_lock(settings, PUBLISH, "a publish"):
+        if not force and (skipped := publish_skip(settings, ds)) is not None:
+            return skipped
+        return _publish(spark, settings, ds, allow_older=allow_older, flow_run_id=flow_run_id)
+
+
+def _publish(
+    spark: SparkSession,
+    settings: Settings,
+    ds: date,
+    *,
+    allow_older: bool,
+    flow_run_id: str | None,
+) -> dict[str, Any]:
     from scorehouse.serving.loader import publish_date
 
-    if not force and (skipped := publish_skip(settings, ds)) is not None:
-        return skipped
     began = time.perf_counter()
     inputs = publish_inputs(settings, ds)
-    info = publish_date(spark, settings, ds)
+    info = publish_date(spark, settings, ds, allow_older=allow_older)
     result = {**jsonable(info), "seconds": time.perf_counter() - began, "skipped": False}
     ledger.record(
         Warehouse.from_settings(spark, settings), settings, PUBLISH, [ds], inputs, None, result,

@@ -1349,9 +1349,33 @@ def _verify_sample(
     return problems
 
 
-def publish_date(spark: SparkSession, settings: Settings, ds: date) -> GenerationInfo:
-    """Publish the champion predictions of `ds` and that day's feature vectors from the warehouse."""
+def refuse_older(settings: Settings, ds: date) -> None:
+    """Raise RedisLoadError when the live generation holds a newer day than `ds`: loading
+    `ds` would silently turn every reader back to older scores."""
+    client = RedisParams.from_settings(settings.redis).connect()
+    try:
+        ns = settings.redis.namespace
+        live = current_generation(client, ns)
+        info = read_generation(client, ns, live) if live else None
+    finally:
+        client.close()
+    if info is not None and info.ds > ds:
+        raise RedisLoadError(
+            f"publish {ds}: the live generation {live} holds {info.ds}, a newer day; readers "
+            f"would go back to older scores. Pass --allow-older to publish {ds} anyway, or "
+            "`scorehouse publish rollback` to return to the previous generation"
+        )
+
+
+def publish_date(
+    spark: SparkSession, settings: Settings, ds: date, *, allow_older: bool = False
+) -> GenerationInfo:
+    """Publish the champion predictions of `ds` and that day's feature vectors from the
+    warehouse; refused when the live generation is of a newer day, unless `allow_older`."""
     from scorehouse.tables import Warehouse
+
+    if not allow_older:
+        refuse_older(settings, ds)
 
     warehouse = Warehouse.from_settings(spark, settings)
     tables = settings.tables
