@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.testing import assertDataFrameEqual
 
 from scorehouse.errors import ValidationError
 from scorehouse.features import transforms
-from scorehouse.features.build import EARLIEST, build_features
+from scorehouse.features.build import build_features
 from scorehouse.features.checks import feature_profile, footer_profile
 from scorehouse.features.registry import plain_encoded_columns
 from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
@@ -71,12 +71,42 @@ def test_next_day_builds_equal_the_range_statement(
         assert (build.mode, build.rows) == ("next-day", 4)
     tables = settings.tables
     built = raw.read(tables.features, partitions={"ds": [DAY2, DAY3]})
-    daily = raw.read(tables.customer_daily, ds_between=(EARLIEST, DAY3))
-    expected = transforms.features_from_state(
-        transforms.state_for_days(daily, raw.read(tables.customers), [DAY2, DAY3])
-    )
+    expected = _from_scratch(raw, settings, [DAY2, DAY3])
     assertDataFrameEqual(built, expected.select(*built.columns))
     assert _staging_left(raw, tables.features) == []
+
+
+def _from_scratch(wh: Warehouse, settings: Settings, days: list[date]) -> DataFrame:
+    tables = settings.tables
+    daily = transforms.daily_rollups(
+        wh.read(tables.transactions), transforms.day_range(date(2025, 3, 1), days[-1])
+    )
+    return transforms.features_from_state(
+        transforms.state_for_days(daily, wh.read(tables.customers), days)
+    )
+
+
+def test_late_rows_for_built_days_rebuild_every_snapshot_that_counted_them(
+    spark: SparkSession, settings: Settings, raw: Warehouse
+) -> None:
+    tables = settings.tables
+    build_features(spark, settings, DAY1, DAY3)
+    # Two purchases of customer 2 on DAY1 arrive after DAY1..DAY3 were built.
+    late = [(f"late{i}", 2, datetime(2026, 3, 1, 15 + i), 1, 10.0, DAY1) for i in range(2)]
+    raw.append(
+        tables.transactions,
+        spark.createDataFrame(late, raw.schema(tables.transactions)),
+        partition_by=["ds"],
+    )
+    build = build_features(spark, settings, DAY3)  # the nightly's rerun of DAY3
+    assert (build.restated_from, build.built) == (DAY1, [DAY1, DAY2, DAY3])
+    built = raw.read(tables.features, partitions={"ds": [DAY1, DAY2, DAY3]})
+    expected = _from_scratch(raw, settings, [DAY1, DAY2, DAY3])
+    assertDataFrameEqual(built, expected.select(*built.columns))
+    counts = {r.ds: r.lifetime_txn_count for r in built.where("customer_id = 2").collect()}
+    assert counts == {DAY1: 3, DAY2: 3, DAY3: 3}
+    # Nothing changed since: the next build restates nothing.
+    assert build_features(spark, settings, DAY3).built == [DAY3]
 
 
 def test_a_failed_check_commits_nothing(
