@@ -17,3 +17,9 @@ class ConflictError(ScorehouseError):
 
 class RedisLoadError(ScorehouseError):
     """A Redis publish was refused or failed; readers still see the previous generation."""
+
+
+class QueryRefused(ScorehouseError):
+    """`scorehouse sql` refused a statement before running anything (not a read-only query)."""
+
+    exit_code = 2

@@ -30,12 +30,21 @@ def _register(sub: argparse._SubParsersAction) -> None:
 
     sql = sub.add_parser(
         "sql",
-        help="run Spark SQL with every warehouse table registered as a view",
+        help="run a read-only Spark SQL query with every warehouse table as a view",
         description="Every Delta table under the warehouse is a temporary view named after "
-        "its folder (predictions, features, monitoring, ...).",
+        "its folder (predictions, features, monitoring, ...). One query runs: SELECT, "
+        "WITH ... SELECT, VALUES, or SHOW / DESCRIBE / EXPLAIN; writes, SET, CACHE, ADD JAR, "
+        "several statements and direct file reads (parquet.`/path`, read_files) are refused "
+        "with exit code 2 before anything runs. `predictions VERSION AS OF 3` (or TIMESTAMP "
+        "AS OF '2026-06-01 08:00:00', UTC) reads an earlier Delta version of a table.",
     )
     sql.add_argument("query", help='e.g. "SELECT ds, count(*) FROM predictions GROUP BY ds"')
     sql.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
+    sql.add_argument(
+        "--allow-writes",
+        action="store_true",
+        help="run any statement, writes included (they can destroy warehouse tables)",
+    )
     sql.set_defaults(handler=_sql)
 
 
@@ -66,10 +75,11 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sql(args: argparse.Namespace, settings: Settings) -> int:
-    from scorehouse.scoring.analyst import register_views
+    from scorehouse.scoring.analyst import run_sql
     from scorehouse.spark import get_spark
 
     spark = get_spark(settings, app_name="scorehouse-sql")
-    register_views(spark, settings)
-    spark.sql(args.query).show(args.limit, truncate=False)
+    run_sql(spark, settings, args.query, allow_writes=args.allow_writes).show(
+        args.limit, truncate=False
+    )
     return 0
