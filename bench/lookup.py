@@ -13,8 +13,9 @@ work (on a busy shared host: latency of the service rather than of the scheduler
 `--pin split` (default) pins this process to CPU 0 and the service and redis-server to CPU 1
 (`same`: all on CPU 0; `none`: no pinning). Each path runs `--runs` times, alternating; the
 table quotes the median over runs of each run's p50 and p99, and the best run's p99. One
-extra pass with httpx (hits only) shows the client's share. Fallback runs use
-write_back=False so every request misses. The load average is recorded before and after.
+extra pass with httpx (hits only) shows the client's share. Fallback runs ask for ids
+without a stored score; a miss is never written back, so every request misses. The load
+average is recorded before and after.
 
 The host's floor, in the same passes and on the same ids: `floor_raw_socket_hget` (the
 HGET's RESP bytes written to a plain TCP socket and the reply read back: no client library
@@ -196,7 +197,7 @@ def time_calls(call, ids: np.ndarray) -> list[float]:  # type: ignore[no-untyped
 
 
 def serve(url: str, port: int, booster_path: Path, impl: str = "uvloop,httptools") -> None:
-    """Child process: the HTTP service with a fixed booster, no write-back."""
+    """Child process: the HTTP service with a fixed booster."""
     import uvicorn
 
     from scorehouse.serving.service import create_app
@@ -204,7 +205,7 @@ def serve(url: str, port: int, booster_path: Path, impl: str = "uvloop,httptools
     settings = settings_for(url)
     booster = xgb.Booster(model_file=str(booster_path))
     app = create_app(
-        settings, client=Client(settings, model=StaticModel("1", booster), write_back=False)
+        settings, client=Client(settings, model=StaticModel("1", booster))
     )
     uvicorn.run(
         app,
@@ -329,7 +330,7 @@ def main() -> None:
         write_generation(server.client(), args.entities, booster_path)
         settings = settings_for(server.url)
         booster = xgb.Booster(model_file=str(booster_path))
-        client = Client(settings, model=StaticModel("1", booster), write_back=False)
+        client = Client(settings, model=StaticModel("1", booster))
         assert client.get(int(misses[0])).source == "fallback"
         assert client.get(int(hits[0])).source == "cache"
         impls = ["uvloop,httptools"] + (["asyncio,h11"] if args.compare_server_impl else [])

@@ -157,7 +157,7 @@ def _reader_process(url: str, n: int, phase: Any, ready: Any, stop: Any, conn: A
     """What apps do, in a process of their own: batches of 16 random ids every 0.5 ms.
 
     The batches take turns: by hand (GET pointer, then 16 pipelined HGETs) and through
-    `scorehouse.online.Client` (pointer cached, one round trip; no model, no write-back).
+    `scorehouse.online.Client` (pointer cached, one round trip; no fallback).
     A reader thread inside the benchmark would wait for the GIL behind the Spark driver's
     Python threads (py4j) and measure that, not Redis. The bucket width comes from the
     generation's metadata (read once per generation, as the key contract says). Latencies are
@@ -167,7 +167,7 @@ def _reader_process(url: str, n: int, phase: Any, ready: Any, stop: Any, conn: A
     """
     expected = expected_values(n)
     client = redis.Redis.from_url(url)
-    app = Client(load_settings(environ={"SCOREHOUSE_REDIS__URL": url}), write_back=False)
+    app = Client(load_settings(environ={"SCOREHOUSE_REDIS__URL": url}), fallback=False)
     rng = np.random.default_rng(1)
     latencies: dict[str, dict[int, list[float]]] = {"raw": {}, "client": {}}
     widths: dict[str, int] = {}

@@ -25,7 +25,7 @@ from typing import Any
 from scorehouse.errors import ScorehouseError
 
 HOST = "127.0.0.1"
-# Bucket size (1000) plus room for fallback write-backs into string-id buckets.
+# Bucket size (1000) plus room for string-id buckets, which fill unevenly.
 HASH_MAX_LISTPACK_ENTRIES = 1024
 INSTALL_HINT = (
     "redis-server was not found on PATH. Install the Debian package `redis-server` "
