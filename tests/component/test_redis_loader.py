@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,8 +20,11 @@ import pytest
 import redis
 from pyspark.sql import DataFrame, SparkSession
 
+from home_settings import home_env
+from scorehouse.cli import main
 from scorehouse.errors import RedisLoadError
 from scorehouse.features.registry import feature_names, to_matrix
+from scorehouse.localstack import RedisServer
 from scorehouse.serving import keys, loader
 from scorehouse.settings import Settings, load_settings
 
@@ -747,3 +752,47 @@ def test_the_latency_guard_setting_reaches_the_load_tasks(
     assert loader.count_entries(client, f"sh:{info.generation}:s:*") == len(ids)
     off = make_settings(redis_url, SCOREHOUSE_REDIS__READER_LATENCY_TARGET_MS="null")
     assert off.redis.reader_latency_target_ms is None
+
+
+def test_redis_dying_mid_publish_is_one_line_that_names_what_readers_see(
+    spark: SparkSession,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ids = np.arange(6000)
+    with RedisServer(tmp_path / "redis") as server:  # its own server: this test kills it
+        env = {
+            **home_env(settings.home),
+            "SCOREHOUSE_REDIS__URL": server.url,
+            # About two seconds of loading: time to kill the server in the middle.
+            "SCOREHOUSE_REDIS__MAX_KEYS_PER_SECOND": "3000",
+            "SCOREHOUSE_REDIS__BATCH_SIZE": "500",
+        }
+        cfg = make_settings(server.url, SCOREHOUSE_HOME=str(settings.home))
+        write_day(spark, cfg, DS, ids, seed=3)
+        write_day(spark, cfg, date(2026, 1, 16), ids, seed=4)
+        old = loader.publish_date(spark, cfg, DS)
+        client = server.client()
+        assert server.pid is not None
+
+        def kill_mid_load() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if client.zcard("sh:generations") == 2 and len(client.keys("sh:*:s:*")) > 30:
+                    os.kill(server.pid, signal.SIGKILL)  # type: ignore[arg-type]
+                    return
+                time.sleep(0.01)
+
+        killer = threading.Thread(target=kill_mid_load)
+        killer.start()
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        code = main(["publish", "--date", "2026-01-16"])
+        killer.join()
+        assert not server.ping()
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err, err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert f"readers still see {old.generation}; run the same publish again" in line

@@ -1088,6 +1088,7 @@ def publish(
     )
 
     lock = _Lock(client, keys.lock_key(ns))
+    flipped = False
     try:
         # Make room first: keep the live generation only, so load + live = two generations.
         for old in list_generations(client, ns):
@@ -1176,10 +1177,13 @@ def publish(
             },
         )
         flip(client, ns, live, generation)
+        flipped = True
         client.hset(keys.meta_key(ns, generation), "status", "live")
         if live:
             client.hset(keys.meta_key(ns, live), "status", "previous")
         removed = cleanup(client, ns, cfg.keep_generations)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise _connection_lost(generation, generation if flipped else live, exc) from exc
     finally:
         lock.release()
     info = read_generation(client, ns, generation)
@@ -1215,11 +1219,21 @@ def publish(
 
 
 def _fail(client: AnyRedis, ns: str, generation: str, live: str | None, exc: Exception) -> NoReturn:
-    client.hset(keys.meta_key(ns, generation), "status", "failed")
+    # Best effort: when Redis itself is gone the status cannot be written, and the error
+    # that says so must not replace the one that tells the user what to do.
+    with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
+        client.hset(keys.meta_key(ns, generation), "status", "failed")
     raise RedisLoadError(
         f"loading generation {generation} failed ({_reason(exc)}); readers still see {live or 'nothing'}; "
         "run the same publish again to finish it"
     ) from exc
+
+
+def _connection_lost(generation: str, live: str | None, exc: Exception) -> RedisLoadError:
+    return RedisLoadError(
+        f"connection to Redis lost while publishing generation {generation} ({_reason(exc)}); "
+        f"readers still see {live or 'nothing'}; run the same publish again once Redis answers"
+    )
 
 
 # The last line of a Python traceback ("redis.exceptions.ResponseError: WRONGTYPE ..."); a
