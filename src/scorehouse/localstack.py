@@ -289,6 +289,10 @@ class RedisServer:
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+            # Until it is gone its port is taken: a `scorehouse up` right after would fail.
+            deadline = time.monotonic() + 5
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
         self.pid = None
 
     def _read_pid(self) -> int | None:

@@ -5,6 +5,10 @@
 worker. Every process runs in the background in its own session (so `down` can stop
 it and whatever it spawned through one process group), with its PID file and log
 under `<home>/stack/`. Each start waits until the process answers its health check.
+
+`down` waits until its processes have exited and their ports are free; while it runs, a
+`<name>.stopping` file lists the processes it ends, so an `up` meanwhile waits for them
+instead of taking the port of a server that is shutting down for someone else's.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -24,7 +29,7 @@ from urllib.parse import urlparse
 import httpx
 import yaml
 
-from scorehouse import localstack
+from scorehouse import localstack, ports
 from scorehouse.localstack import LocalStackError
 from scorehouse.paths import REPO_ROOT
 from scorehouse.settings import Settings
@@ -57,6 +62,8 @@ class Service:
     # A word that must appear in the process's command line before we signal the PID
     # in the file: after a reboot that PID may belong to someone else.
     marker: str = ""
+    port: int | None = None  # the port it listens on (None: a worker, which listens on none)
+    host: str = "127.0.0.1"
 
     @property
     def pid_path(self) -> Path:
@@ -65,6 +72,10 @@ class Service:
     @property
     def log_path(self) -> Path:
         return self.state_dir / f"{self.name}.log"
+
+    @property
+    def stopping_path(self) -> Path:
+        return self.state_dir / f"{self.name}.stopping"
 
     def pid(self) -> int | None:
         """The PID from the PID file when that process is alive and ours, else None."""
@@ -82,15 +93,12 @@ class Service:
 
     def start(self, timeout_s: float) -> Status:
         """Start the process unless it runs already; wait until its health check passes."""
+        self._await_release(timeout_s)
         pid = self.pid()
         if pid is not None:
             _wait_until(self.health, timeout_s, self._not_answering)
             return Status(self.name, "already running", self.url, pid, self.log_path)
-        if self.health():
-            raise LocalStackError(
-                f"{self.name}: something that scorehouse did not start already answers at "
-                f"{self.url}; stop it or choose another port in the `stack` settings"
-            )
+        self._refuse_foreign()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             process = subprocess.Popen(
@@ -121,7 +129,7 @@ class Service:
 
     def stop(self, timeout_s: float = 30.0) -> Status:
         """SIGTERM the process, its group and its descendants; SIGKILL what is left after
-        `timeout_s`; remove the PID file."""
+        `timeout_s`; return once they have exited and the port is free."""
         pid = self.pid()
         if pid is None:
             self.pid_path.unlink(missing_ok=True)
@@ -129,21 +137,87 @@ class Service:
         # Descendants too: a worker starts each flow run in a session of its own, which a
         # signal to the worker's group would miss (and the run's Spark JVM with it).
         family = [pid, *_descendants(pid)]
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            _signal_group(pid, sig)
-            for member in family[1:]:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(member, sig)
-            deadline = time.monotonic() + (timeout_s if sig == signal.SIGTERM else 5)
-            while [p for p in family if _reap(p)] and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if not [p for p in family if _reap(p)]:
-                break
-        self.pid_path.unlink(missing_ok=True)
+        # PID and start time: a PID alone may be reused after a reboot.
+        record = "".join(f"{p} {_started(p)}\n" for p in family)
+        self.stopping_path.write_text(record)
+        _end(pid, family, timeout_s)
+        _remove_if(self.pid_path, f"{pid}\n")
+        if not [p for p in family if _reap(p)]:
+            self._await_port_free(timeout_s)
+            _remove_if(self.stopping_path, record)
         return Status(self.name, "stopped", self.url, pid, self.log_path)
+
+    def _await_release(self, timeout_s: float) -> None:
+        """Wait while the processes of a `stop` under way (its .stopping file) still live."""
+        try:
+            lines = self.stopping_path.read_text().splitlines()
+        except FileNotFoundError:
+            return
+        family = [tuple(line.split()) for line in lines if len(line.split()) == 2]
+
+        def exited() -> bool:
+            return not [p for p, at in family if _reap(int(p)) and _started(int(p)) == at]
+
+        _wait_until(
+            exited,
+            timeout_s,
+            lambda: f"{self.name}: processes {[p for p, _ in family]} of its last run still live",
+        )
+        self.stopping_path.unlink(missing_ok=True)
+
+    def _await_port_free(self, timeout_s: float) -> None:
+        if self.port is None:
+            return
+        deadline = time.monotonic() + timeout_s
+        while ports.port_busy(self.host, self.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def _refuse_foreign(self) -> None:
+        """A port another program holds is an error that names that program."""
+        if self.port is not None and ports.port_busy(self.host, self.port):
+            holders = sorted(ports.listeners(self.port))
+            who = ", ".join(ports.describe(p) for p in holders) or "a process of another user"
+            raise LocalStackError(
+                f"{self.name}: port {self.port} on {self.host} is held by another program "
+                f"({who}); stop it or choose another port in the `stack` settings"
+            )
+        if self.health():
+            raise LocalStackError(
+                f"{self.name}: something that scorehouse did not start already answers at "
+                f"{self.url}; stop it or choose another port in the `stack` settings"
+            )
 
     def _not_answering(self) -> str:
         return f"{self.name} did not answer at {self.url}; see {self.log_path}:\n{_tail(self.log_path)}"
+
+
+def _end(pid: int, family: list[int], timeout_s: float) -> None:
+    """SIGTERM `pid`'s group and `family`, then SIGKILL what still lives after `timeout_s`."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        _signal_group(pid, sig)
+        for member in family[1:]:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(member, sig)
+        deadline = time.monotonic() + (timeout_s if sig == signal.SIGTERM else 5)
+        while [p for p in family if _reap(p)] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not [p for p in family if _reap(p)]:
+            break
+
+
+def _started(pid: int) -> str:
+    """The process's start time in clock ticks since boot ("" without /proc)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _remove_if(path: Path, content: str) -> None:
+    """Remove `path` if it still holds `content`: a `start` meanwhile may have rewritten it."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.read_text() == content:
+            path.unlink()
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -257,6 +331,8 @@ def prefect_server(settings: Settings) -> Service:
         url=prefect_url(settings),
         health=lambda: http_ok(f"{prefect_api_url(settings)}/health"),
         marker="prefect",
+        port=settings.stack.prefect_port,
+        host=settings.stack.host,
     )
 
 
@@ -297,6 +373,8 @@ def mlflow_server(settings: Settings) -> Service:
         url=mlflow_url(settings),
         health=lambda: http_ok(f"{mlflow_url(settings)}/health"),
         marker="mlflow",
+        port=settings.stack.mlflow_port,
+        host=settings.stack.host,
     )
 
 
@@ -372,21 +450,44 @@ def _worker_pools(settings: Settings) -> list[str]:
     return sorted(p.name[len(prefix) : -len(suffix)] for p in directory.glob(f"{prefix}*{suffix}"))
 
 
+def worker_name(pool: str) -> str:
+    return f"scorehouse-{pool}"
+
+
+def worker_online(workers: list[dict[str, Any]], name: str, since: datetime) -> bool:
+    """Whether the worker `name` has reported itself ONLINE since `since`.
+
+    Prefect keeps a stopped worker ONLINE until it misses three heartbeats (90 s by
+    default), so a worker just stopped by `down` must not count as this one running.
+    """
+    return any(
+        w.get("name") == name
+        and w.get("status") == "ONLINE"
+        and datetime.fromisoformat(w.get("last_heartbeat_time") or "0001-01-01T00:00:00+00:00")
+        >= since
+        for w in workers
+    )
+
+
 def worker(settings: Settings, pool: str, env: Mapping[str, str] | None = None) -> Service:
     api = prefect_api_url(settings)
 
     def online() -> bool:
-        try:
+        try:  # the PID file is written as the process starts: its heartbeats come later
+            since = datetime.fromtimestamp(service.pid_path.stat().st_mtime).astimezone()
             response = httpx.post(f"{api}/work_pools/{pool}/workers/filter", json={}, timeout=2.0)
-        except httpx.HTTPError:
+        except (FileNotFoundError, httpx.HTTPError):
             return False
-        return response.status_code == 200 and any(
-            w.get("status") == "ONLINE" for w in response.json()
+        return response.status_code == 200 and worker_online(
+            response.json(), worker_name(pool), since
         )
 
-    return Service(
+    service = Service(
         name=f"prefect-worker-{pool}",
-        argv=[_bin("prefect"), "worker", "start", "--pool", pool, "--type", "process"],
+        argv=[
+            *(_bin("prefect"), "worker", "start", "--pool", pool, "--type", "process"),
+            *("--name", worker_name(pool)),
+        ],
         env=prefect_env(settings, env),
         cwd=REPO_ROOT,
         state_dir=state_dir(settings),
@@ -394,6 +495,7 @@ def worker(settings: Settings, pool: str, env: Mapping[str, str] | None = None) 
         health=online,
         marker="prefect",
     )
+    return service
 
 
 def _prefect(settings: Settings, *args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
