@@ -15,6 +15,14 @@ from scorehouse.settings import Settings, load_settings
 from scorehouse.spark import get_spark
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+FAULTS = Path(__file__).parent / "faults"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/faults is part of the fault suite (`-m faults`)."""
+    for item in items:
+        if FAULTS in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.faults)
 
 
 @pytest.fixture(scope="session")

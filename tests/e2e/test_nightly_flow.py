@@ -1,6 +1,6 @@
 """The whole nightly path on small data: real Spark, Delta, MLflow, Redis and Prefect flows.
 
-One module fixture generates the data and runs the weekly_train flow once; every test
+One session fixture (conftest.py) generates the data and runs weekly_train once; every test
 then works on its own copy of that home (warehouse + MLflow store) and its own Redis.
 """
 
@@ -10,86 +10,26 @@ import json
 import shutil
 import threading
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-import redis
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-from prefect.testing.utilities import prefect_test_harness
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from home_settings import home_env
-from scorehouse.data.generate import write_generated
+from nightly_support import END, TRAIN_AS_OF, live, nightly_env
 from scorehouse.features import transforms
 from scorehouse.scoring.monitoring import DriftError
-from scorehouse.serving import Client, keys
+from scorehouse.serving import Client
 from scorehouse.settings import Settings, load_settings
 from scorehouse.tables import Warehouse
 
-CUSTOMERS = 800
-DAYS = 200
-WARM_UP = 50  # as-of dates start once customers have some history
-END = date(2026, 10, 31)
-TRAIN_AS_OF = END - timedelta(days=4)
 NIGHTLY_STEPS = ["features", "checks", "score", "publish", "verify", "cleanup"]
-
-
-def _env(home: Path, redis_url: str | None = None) -> dict[str, str]:
-    env = home_env(
-        home,
-        SCOREHOUSE_MODEL__NUM_BOOST_ROUND="30",
-        # A data error is never retried; a crash would be, without the wait.
-        SCOREHOUSE_ORCHESTRATION__RETRY_DELAY_S="0",
-    )
-    if redis_url:
-        env["SCOREHOUSE_REDIS__URL"] = redis_url
-    return env
-
-
-@pytest.fixture(scope="module")
-def prefect() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture(scope="module")
-def trained(
-    spark: SparkSession, prefect: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Generated history and a champion from the weekly_train flow, shared read-only."""
-    from scorehouse.flows import weekly_train
-
-    home = tmp_path_factory.mktemp("trained") / "home"
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in _env(home).items():
-            mp.setenv(key, value)
-        settings = load_settings()
-        start = END - timedelta(days=DAYS - 1)
-        write_generated(spark, settings, customers=CUSTOMERS, start=start, days=DAYS, seed=3)
-        result = weekly_train(as_of=TRAIN_AS_OF, lookback_days=DAYS - WARM_UP - 4)
-    yield home, result
-
-
-@pytest.fixture
-def e2e_settings(
-    trained: tuple[Path, dict[str, Any]],
-    tmp_path: Path,
-    redis_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Settings:
-    """A private copy of the trained home; the flows read settings from the environment,
-    as a deployment would."""
-    home = tmp_path / "home"
-    shutil.copytree(trained[0], home)
-    for key, value in _env(home, redis_url).items():
-        monkeypatch.setenv(key, value)
-    return load_settings()
 
 
 def _artifact(key: str) -> str:
@@ -99,20 +39,6 @@ def _artifact(key: str) -> str:
         )
     assert found, f"no artifact {key}"
     return str(found[0].data)
-
-
-def _live(settings: Settings) -> tuple[str, date, int]:
-    """(generation, its ds, scores stored) that readers follow now."""
-    client = redis.Redis.from_url(settings.redis.url)
-    ns = settings.redis.namespace
-    generation = client.get(keys.pointer_key(ns)).decode()
-    ds = date.fromisoformat(client.hget(keys.meta_key(ns, generation), "ds").decode())
-    stored = sum(
-        client.hlen(key)
-        for key in client.scan_iter(match=keys.score_pattern(ns, generation), count=1000)
-    )
-    client.close()
-    return generation, ds, stored
 
 
 def test_weekly_train_runs_the_gate_and_reports(trained: tuple[Path, dict[str, Any]]) -> None:
@@ -148,7 +74,7 @@ def test_nightly_path_end_to_end(spark: SparkSession, e2e_settings: Settings) ->
     assert champion.select("customer_id").distinct().count() == entities
 
     # Redis holds one value per prediction in the live generation, for END.
-    generation, live_ds, stored = _live(settings)
+    generation, live_ds, stored = live(settings)
     assert (generation, live_ds, stored) == (first["publish"]["generation"], END, entities)
     assert first["steps"]["verify"] == {
         "generation": generation,
@@ -188,7 +114,7 @@ def test_nightly_path_end_to_end(spark: SparkSession, e2e_settings: Settings) ->
     }
     assert {t: wh.version(t) for t in versions} == versions
     assert second["scoring"]["rows"] == entities
-    assert _live(settings) == (generation, END, entities)
+    assert live(settings) == (generation, END, entities)
 
 
 class _Webhook(BaseHTTPRequestHandler):
@@ -228,7 +154,7 @@ def test_failed_step_keeps_the_previous_generation_and_a_rerun_resumes(
     settings = e2e_settings
     day = END - timedelta(days=1)
     before = nightly(ds=day)
-    previous = _live(settings)
+    previous = live(settings)
     assert previous[:2] == (before["publish"]["generation"], day)
 
     # Any PSI counts as drift at "warn": scoring END stops before its predictions commit.
@@ -238,7 +164,7 @@ def test_failed_step_keeps_the_previous_generation_and_a_rerun_resumes(
     with pytest.raises(DriftError):
         nightly(ds=END, fail_on="warn")
 
-    assert _live(settings) == previous  # publish never ran: readers keep the previous night
+    assert live(settings) == previous  # publish never ran: readers keep the previous night
     wh = Warehouse.from_settings(spark, settings)
     assert END not in wh.partition_values(settings.tables.predictions)
     assert len(received) == 1
@@ -260,7 +186,7 @@ def test_failed_step_keeps_the_previous_generation_and_a_rerun_resumes(
     assert rerun["steps"]["checks"]["skipped"] is True
     assert not rerun["steps"]["score"]["skipped"] and not rerun["steps"]["publish"]["skipped"]
     assert wh.version(settings.tables.features) == features_version
-    generation, live_ds, stored = _live(settings)
+    generation, live_ds, stored = live(settings)
     assert (generation, live_ds, stored) == (
         rerun["publish"]["generation"],
         END,
@@ -290,10 +216,10 @@ def test_backfill_equals_building_day_by_day(
         "verify",
         "cleanup",
     ]
-    assert _live(settings)[1] == END
+    assert live(settings)[1] == END
     backfilled = Warehouse.from_settings(spark, settings)
 
-    for key, value in _env(other, settings.redis.url).items():
+    for key, value in nightly_env(other, settings.redis.url).items():
         monkeypatch.setenv(key, value)
     one_by_one = load_settings()
     for d in days:

@@ -41,7 +41,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from scorehouse.errors import RedisLoadError
+from scorehouse.errors import RedisLoadError, ValidationError
 from scorehouse.features.registry import feature_names, to_matrix
 from scorehouse.scoring.reader import (
     SLICE_SCHEMA,
@@ -1364,8 +1364,8 @@ def _verify_sample(
 
 
 def refuse_older(settings: Settings, ds: date) -> None:
-    """Raise RedisLoadError when the live generation holds a newer day than `ds`: loading
-    `ds` would silently turn every reader back to older scores."""
+    """Raise ValidationError (a refusal: retrying cannot help) when the live generation
+    holds a newer day than `ds`: loading `ds` would turn every reader back to older scores."""
     client = RedisParams.from_settings(settings.redis).connect()
     try:
         ns = settings.redis.namespace
@@ -1374,7 +1374,7 @@ def refuse_older(settings: Settings, ds: date) -> None:
     finally:
         client.close()
     if info is not None and info.ds > ds:
-        raise RedisLoadError(
+        raise ValidationError(
             f"publish {ds}: the live generation {live} holds {info.ds}, a newer day; readers "
             f"would go back to older scores. Pass --allow-older to publish {ds} anyway, or "
             "`scorehouse publish rollback` to return to the previous generation"
