@@ -81,10 +81,12 @@ SEND_RETRIES = 2
 # Rate limit: at most this much unused allowance is kept (a task that fell behind catches up
 # in a burst no longer than this).
 PACER_BURST_S = 0.01
-# The lock expires soon after its publisher dies (a retry can then start); a heartbeat
-# thread keeps it while the publisher lives.
-LOCK_TTL_MS = 120_000
-LOCK_RENEW_S = 20.0
+# The lock expires soon after its publisher dies, and a new publisher waits that long for
+# it: a retry right after a killed publish goes through. A heartbeat thread keeps the lock
+# while the publisher lives.
+LOCK_TTL_MS = 15_000
+LOCK_RENEW_S = 3.0
+LOCK_POLL_S = 0.2
 # One row per load task: its share of the files' row-group slices.
 TASK_SLICES_SCHEMA = T.StructType([T.StructField("slices", T.ArrayType(SLICE_SCHEMA), False)])
 STATS = ("rows", "commands", "bytes", "throttled_ms", "probes", "probes_over", "slowdowns")
@@ -1256,18 +1258,23 @@ class _Lock:
 
     def __init__(self, client: AnyRedis, key: str) -> None:
         self.client, self.key, self.token = client, key, uuid.uuid4().hex
-        try:
-            taken = client.set(key, self.token, nx=True, px=LOCK_TTL_MS)
-        except ResponseError as exc:
-            raise RedisLoadError(f"cannot take the publish lock {key}: {exc}") from exc
-        if not taken:
-            raise RedisLoadError(
-                f"another publish holds {key}; wait for it (the lock expires {LOCK_TTL_MS // 1000}s "
-                "after its publisher stops)"
-            )
+        deadline = time.monotonic() + LOCK_TTL_MS / 1000 + 2 * LOCK_POLL_S
+        while not self._take():
+            if time.monotonic() > deadline:
+                raise RedisLoadError(
+                    f"another publish holds {key} and keeps it alive; run this one once that "
+                    "publish has finished"
+                )
+            time.sleep(LOCK_POLL_S)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name="publish-lock", daemon=True)
         self._thread.start()
+
+    def _take(self) -> bool:
+        try:
+            return bool(self.client.set(self.key, self.token, nx=True, px=LOCK_TTL_MS))
+        except ResponseError as exc:
+            raise RedisLoadError(f"cannot take the publish lock {self.key}: {exc}") from exc
 
     def _renew(self) -> None:
         while not self._stop.wait(LOCK_RENEW_S):
