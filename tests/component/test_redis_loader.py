@@ -227,6 +227,9 @@ def test_interrupted_load_leaves_readers_on_the_old_generation_and_a_retry_finis
             spark, slow, ds=date(2026, 1, 16), scores=new_df, model_name="m", model_version="1"
         )
     watcher.join()
+    # The partial generation is gone at once (at maxmemory it would block the retry).
+    assert client.zrange("sh:generations", 0, -1) == [old.generation.encode()]
+    assert {k.decode().split(":")[1] for k in client.scan_iter(match="sh:*:*")} == {old.generation}
     client.config_set("maxmemory", "512mb")
     assert client.get("sh:current") == old.generation.encode()
     assert set(read_all_scores(client, old.generation, ids)) == {0.25}
@@ -426,8 +429,10 @@ def test_an_error_reply_fails_the_load_and_the_pointer_stays(
             attempt="clash",
         )
     assert client.get("sh:current") == old.generation.encode()
-    assert client.hget(keys.meta_key("sh", generation), "status") == b"failed"
+    # The failed generation is removed whole, the key in the way included.
+    assert list(client.scan_iter(match=f"sh:{generation}:*")) == []
     # The error is read back even when it is not in the last batch of a task.
+    client.set(keys.score_key("sh", generation, "1"), "not a hash")
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         next(
             loader.load_batches(

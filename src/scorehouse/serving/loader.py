@@ -38,7 +38,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from scorehouse.errors import RedisLoadError, ValidationError
@@ -1221,10 +1221,12 @@ def publish(
 
 
 def _fail(client: AnyRedis, ns: str, generation: str, live: str | None, exc: Exception) -> NoReturn:
-    # Best effort: when Redis itself is gone the status cannot be written, and the error
-    # that says so must not replace the one that tells the user what to do.
-    with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
-        client.hset(keys.meta_key(ns, generation), "status", "failed")
+    # The partial generation is removed at once: at maxmemory its keys would otherwise stop
+    # the retry. Best effort: when Redis itself is gone nothing can be removed (the next
+    # publish's clean-up does it), and that error must not replace the one that tells the
+    # user what to do.
+    with contextlib.suppress(RedisError):
+        remove_generation(client, ns, generation)
     raise RedisLoadError(
         f"loading generation {generation} failed ({_reason(exc)}); readers still see {live or 'nothing'}; "
         "run the same publish again to finish it"
