@@ -1,0 +1,88 @@
+"""A redis-server killed with SIGKILL in the middle of a publish, then restarted from its
+last snapshot: readers find the previous generation, a retry finishes, nothing is orphaned."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+
+from home_settings import home_env
+from scorehouse.errors import RedisLoadError
+from scorehouse.localstack import RedisServer
+from scorehouse.serving import Client, loader
+from scorehouse.settings import Settings, load_settings
+
+IDS = list(range(6000))
+
+
+def _scores(spark: SparkSession, value: float) -> DataFrame:
+    return spark.createDataFrame([(i, value) for i in IDS], "customer_id long, score double")
+
+
+def _settings(settings: Settings, url: str, **extra: str) -> Settings:
+    return load_settings(environ=home_env(settings.home, SCOREHOUSE_REDIS__URL=url, **extra))
+
+
+def test_redis_killed_mid_publish_and_restarted_serves_the_last_generation_and_a_retry_finishes(
+    spark: SparkSession, settings: Settings, tmp_path: Path
+) -> None:
+    server = RedisServer(tmp_path / "redis", persistence=True, maxmemory="256mb").start()
+    try:
+        cfg = _settings(settings, server.url)
+        old = loader.publish(
+            spark, cfg, ds=date(2026, 1, 15), scores=_scores(spark, 0.25),
+            model_name="m", model_version="1",
+        )  # fmt: skip
+        client = server.client()
+        client.save()  # what the restarted server will load
+        # About two seconds of loading: time to kill the server in the middle.
+        slow = _settings(
+            settings,
+            server.url,
+            SCOREHOUSE_REDIS__MAX_KEYS_PER_SECOND="3000",
+            SCOREHOUSE_REDIS__BATCH_SIZE="500",
+        )
+
+        def kill_mid_load() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if client.zcard("sh:generations") == 2 and len(client.keys("sh:*:s:*")) > 30:
+                    os.kill(server.pid, signal.SIGKILL)  # type: ignore[arg-type]
+                    return
+                time.sleep(0.01)
+
+        killer = threading.Thread(target=kill_mid_load)
+        killer.start()
+        with pytest.raises(RedisLoadError, match=f"readers still see {old.generation}"):
+            loader.publish(
+                spark, slow, ds=date(2026, 1, 16), scores=_scores(spark, 0.75),
+                model_name="m", model_version="1",
+            )  # fmt: skip
+        killer.join()
+        assert not server.ping()
+
+        server.start()  # same port and folder: the last snapshot comes back
+        client = server.client()
+        with Client(cfg, fallback=False) as app:
+            found = app.get_many(IDS[::250])
+        assert {(s.source, s.score, s.generation) for s in found} == {
+            ("cache", 0.25, old.generation)
+        }
+
+        done = loader.publish(
+            spark, cfg, ds=date(2026, 1, 16), scores=_scores(spark, 0.75),
+            model_name="m", model_version="1",
+        )  # fmt: skip
+        assert client.get("sh:current") == done.generation.encode()
+        assert loader.count_entries(client, f"sh:{done.generation}:s:*") == len(IDS)
+        named = {k.decode().split(":")[1] for k in client.scan_iter(match="sh:*:*")}
+        assert named <= {done.generation, old.generation}
+    finally:
+        server.stop()
