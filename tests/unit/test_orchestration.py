@@ -149,3 +149,29 @@ def test_bad_data_is_not_retried_but_a_crash_is() -> None:
     assert retried(StepFailed("job score_entities failed: exit code 137"))
     assert retried(StepTimeout("job build_features ran past 3600 s"))
     assert retried(ConnectionError("redis went away"))
+
+
+def test_a_changed_raw_day_changes_the_history_of_that_day_and_every_later_one() -> None:
+    from scorehouse.orchestration.ledger import cumulative_fingerprints
+
+    days = [date(2026, 3, d) for d in range(1, 6)]
+    raw = {d: f"files-{d.day}" for d in days[:4]}  # no raw files on the last day
+    before = cumulative_fingerprints(raw, days)
+    late = cumulative_fingerprints({**raw, days[2]: "files-3-and-late-rows"}, days)
+    assert [before[d] == late[d] for d in days] == [True, True, False, False, False]
+    retracted = cumulative_fingerprints({d: f for d, f in raw.items() if d != days[1]}, days)
+    assert [before[d] == retracted[d] for d in days] == [True, False, False, False, False]
+    assert before[days[3]] == before[days[4]]  # a day without raw files adds nothing
+
+
+def test_a_night_that_is_not_over_needs_an_explicit_override() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from scorehouse.flows import refuse_incomplete
+
+    today = datetime.now(UTC).date()
+    refuse_incomplete(today - timedelta(days=1), allow=False)
+    for day in (today, today + timedelta(days=30)):
+        with pytest.raises(ValidationError, match=f"nightly {day}: that day is not complete"):
+            refuse_incomplete(day, allow=False)
+        refuse_incomplete(day, allow=True)
