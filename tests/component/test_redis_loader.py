@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ import redis
 from pyspark.sql import DataFrame, SparkSession
 
 from home_settings import home_env
+from redis_support import SLOW_LOAD, kill_mid_load
 from scorehouse.cli import main
 from scorehouse.errors import RedisLoadError
 from scorehouse.features.registry import feature_names, to_matrix
@@ -771,27 +771,13 @@ def test_redis_dying_mid_publish_is_one_line_that_names_what_readers_see(
         env = {
             **home_env(settings.home),
             "SCOREHOUSE_REDIS__URL": server.url,
-            # About two seconds of loading: time to kill the server in the middle.
-            "SCOREHOUSE_REDIS__MAX_KEYS_PER_SECOND": "3000",
-            "SCOREHOUSE_REDIS__BATCH_SIZE": "500",
+            **SLOW_LOAD,
         }
         cfg = make_settings(server.url, SCOREHOUSE_HOME=str(settings.home))
         write_day(spark, cfg, DS, ids, seed=3)
         write_day(spark, cfg, date(2026, 1, 16), ids, seed=4)
         old = loader.publish_date(spark, cfg, DS)
-        client = server.client()
-        assert server.pid is not None
-
-        def kill_mid_load() -> None:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if client.zcard("sh:generations") == 2 and len(client.keys("sh:*:s:*")) > 30:
-                    os.kill(server.pid, signal.SIGKILL)  # type: ignore[arg-type]
-                    return
-                time.sleep(0.01)
-
-        killer = threading.Thread(target=kill_mid_load)
-        killer.start()
+        killer = kill_mid_load(server)
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         code = main(["publish", "--date", "2026-01-16"])

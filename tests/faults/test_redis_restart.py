@@ -3,10 +3,6 @@ last snapshot: readers find the previous generation, a retry finishes, nothing i
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
-import time
 from datetime import date
 from pathlib import Path
 
@@ -14,6 +10,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from home_settings import home_env
+from redis_support import SLOW_LOAD, kill_mid_load
 from scorehouse.errors import RedisLoadError
 from scorehouse.localstack import RedisServer
 from scorehouse.serving import Client, loader
@@ -40,26 +37,9 @@ def test_redis_killed_mid_publish_and_restarted_serves_the_last_generation_and_a
             spark, cfg, ds=date(2026, 1, 15), scores=_scores(spark, 0.25),
             model_name="m", model_version="1",
         )  # fmt: skip
-        client = server.client()
-        client.save()  # what the restarted server will load
-        # About two seconds of loading: time to kill the server in the middle.
-        slow = _settings(
-            settings,
-            server.url,
-            SCOREHOUSE_REDIS__MAX_KEYS_PER_SECOND="3000",
-            SCOREHOUSE_REDIS__BATCH_SIZE="500",
-        )
-
-        def kill_mid_load() -> None:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if client.zcard("sh:generations") == 2 and len(client.keys("sh:*:s:*")) > 30:
-                    os.kill(server.pid, signal.SIGKILL)  # type: ignore[arg-type]
-                    return
-                time.sleep(0.01)
-
-        killer = threading.Thread(target=kill_mid_load)
-        killer.start()
+        server.client().save()  # what the restarted server will load
+        slow = _settings(settings, server.url, **SLOW_LOAD)
+        killer = kill_mid_load(server)
         with pytest.raises(RedisLoadError, match=f"readers still see {old.generation}"):
             loader.publish(
                 spark, slow, ds=date(2026, 1, 16), scores=_scores(spark, 0.75),

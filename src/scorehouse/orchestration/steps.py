@@ -285,19 +285,12 @@ def publish_inputs(settings: Settings, ds: date) -> dict[str, Any]:
 
 def publish_skip(settings: Settings, ds: date) -> dict[str, Any] | None:
     """The earlier result when Redis's live generation was loaded from these very predictions."""
-    from scorehouse.serving.connection import RedisParams
-    from scorehouse.serving.loader import current_generation, read_generation
+    from scorehouse.serving.loader import live_generation
 
     outputs = ledger.done(settings, PUBLISH, ds, publish_inputs(settings, ds), None)
     if outputs is None:
         return None
-    redis = RedisParams.from_settings(settings.redis).connect()
-    try:
-        ns = settings.redis.namespace
-        live = current_generation(redis, ns)
-        info = read_generation(redis, ns, live) if live else None
-    finally:
-        redis.close()
+    live, info = live_generation(settings)
     if info is None or live != outputs.get("generation") or info.status != "live":
         return None
     return _skipped(PUBLISH, ds, outputs, f"generation {live} is live for {ds}")

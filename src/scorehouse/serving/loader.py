@@ -1372,16 +1372,21 @@ def _verify_sample(
     return problems
 
 
-def refuse_older(settings: Settings, ds: date) -> None:
-    """Raise ValidationError (a refusal: retrying cannot help) when the live generation
-    holds a newer day than `ds`: loading `ds` would turn every reader back to older scores."""
+def live_generation(settings: Settings) -> tuple[str | None, GenerationInfo | None]:
+    """The generation readers follow now and its metadata (None, None before any publish)."""
     client = RedisParams.from_settings(settings.redis).connect()
     try:
         ns = settings.redis.namespace
         live = current_generation(client, ns)
-        info = read_generation(client, ns, live) if live else None
+        return live, read_generation(client, ns, live) if live else None
     finally:
         client.close()
+
+
+def refuse_older(settings: Settings, ds: date) -> None:
+    """Raise ValidationError (a refusal: retrying cannot help) when the live generation
+    holds a newer day than `ds`: loading `ds` would turn every reader back to older scores."""
+    live, info = live_generation(settings)
     if info is not None and info.ds > ds:
         raise ValidationError(
             f"publish {ds}: the live generation {live} holds {info.ds}, a newer day; readers "
