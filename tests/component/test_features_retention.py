@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -157,3 +157,14 @@ def test_cli_dry_run_lists_the_days_and_removes_nothing(
     code = cli_main(["--config", str(config), "features", "prune", "--keep-days", "3"])
     assert code == 1
     assert "keep at least 5 days" in capsys.readouterr().err
+
+
+def test_a_snapshot_of_a_day_not_over_does_not_move_the_prune_window(
+    spark: SparkSession, built: Settings
+) -> None:
+    future = datetime.now(UTC).date() + timedelta(days=30)
+    build_features(spark, built, days=[future])  # as `nightly --allow-incomplete` would
+    pruned = prune_features(spark, built, dry_run=True)
+    assert pruned.as_of == DAYS[-1]
+    with pytest.raises(ValidationError, match=f"as-of {future} is not a complete day"):
+        prune_features(spark, built, as_of=future, dry_run=True)

@@ -23,6 +23,11 @@ def _register(sub: argparse._SubParsersAction) -> None:
     )
     pub.add_argument("action", nargs="?", choices=["rollback"], help="roll back instead of loading")
     pub.add_argument("--date", type=date.fromisoformat, help="the predictions' ds, YYYY-MM-DD")
+    pub.add_argument(
+        "--allow-older",
+        action="store_true",
+        help="publish even if the live generation holds a newer day (readers go back)",
+    )
     pub.set_defaults(handler=_publish)
 
     look = sub.add_parser(
@@ -55,7 +60,9 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
         raise SystemExit("publish: --date is required (or use `publish rollback`)")
     from scorehouse.spark import get_spark
 
-    info = loader.publish_date(get_spark(settings, app_name="publish"), settings, args.date)
+    info = loader.publish_date(
+        get_spark(settings, app_name="publish"), settings, args.date, allow_older=args.allow_older
+    )
     rows_of(info, "count", "features_count")
     print(
         f"published {info.count} scores and {info.features_count} feature vectors as generation "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -47,7 +47,7 @@ def prune_features(
     dry_run: bool = False,
 ) -> FeaturePrune:
     """Keep the snapshots of the `retention_days` days ending at `as_of` (default: the
-    newest snapshot); remove older partitions in one commit, then vacuum the table with
+    newest snapshot of a complete day: a later one does not move the window); remove older partitions in one commit, then vacuum the table with
     `features.vacuum_retention_hours` (files stay readable by time travel until then)."""
     keep = settings.features.retention_days if retention_days is None else retention_days
     table = settings.tables.features
@@ -70,7 +70,15 @@ def prune_features(
             f"features prune: as-of {as_of} is after the newest snapshot of {table} "
             f"({days[-1]}); the training lookback is counted from the newest snapshot"
         )
-    as_of = as_of or days[-1]
+    # A snapshot of a day that is not over (built with --allow-incomplete) must not move
+    # the window: training on yesterday still needs its whole lookback.
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    if as_of is not None and as_of > yesterday:
+        raise ValidationError(
+            f"features prune: as-of {as_of} is not a complete day (yesterday UTC is {yesterday})"
+        )
+    complete = [d for d in days if d <= yesterday]
+    as_of = as_of or (complete[-1] if complete else yesterday)
     keep_from = as_of - timedelta(days=keep - 1)
     removed = [d for d in days if d < keep_from]
     version = wh.version(table)
