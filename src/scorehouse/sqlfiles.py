@@ -27,6 +27,11 @@ def sql_path(name: str) -> Path:
     return SQL_DIR / f"{name}.sql"
 
 
+def parameters(name: str) -> list[str]:
+    """The `${param}` names of sql/<name>.sql, in order of first use."""
+    return _template(sql_path(name)).get_identifiers()
+
+
 def render(name: str, **params: date | str) -> str:
     """The statement with `${param}` filled: dates as ISO text, table names checked as identifiers."""
     values: dict[str, str] = {}

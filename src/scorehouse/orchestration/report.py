@@ -35,6 +35,21 @@ def steps_table(steps: Mapping[str, Mapping[str, Any]], timings: Mapping[str, fl
     return "\n".join(lines)
 
 
+def steps_text(steps: Mapping[str, Mapping[str, Any]], timings: Mapping[str, float]) -> str:
+    """One line per step for a terminal: done or skipped (and why), rows, seconds."""
+    width = max((len(name) for name in steps), default=0)
+    lines = []
+    for name, result in steps.items():
+        rows = result.get("rows", result.get("count"))
+        counted = f"{_fmt(rows)} rows" if rows is not None else ""
+        if result.get("skipped"):
+            status = f"skipped ({result.get('skip_reason') or 'already done'})"
+        else:
+            status = f"done in {_fmt(timings.get(name))} s"
+        lines.append(f"  {name:<{width}}  {status}{'; ' + counted if counted else ''}")
+    return "\n".join(lines)
+
+
 def nightly_markdown(result: Mapping[str, Any]) -> str:
     """Counts, per-step timings, model version, drift summary and the MLflow run link."""
     steps = result.get("steps", {})

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 
 from pyspark.sql import DataFrame, SparkSession
 
 from scorehouse.errors import QueryRefused, ValidationError
+from scorehouse.paths import SQL_DIR
 from scorehouse.scoring.readonly import TimeTravel, inspect
 from scorehouse.settings import Settings
-from scorehouse.sqlfiles import render
+from scorehouse.sqlfiles import parameters, render
 from scorehouse.tables import Warehouse
 
 
@@ -37,6 +38,55 @@ def register_views(spark: SparkSession, settings: Settings) -> list[str]:
 def analyst_query(spark: SparkSession, name: str, **params: date | str) -> DataFrame:
     """Run sql/analyst/<name>.sql; tables are named by parameters (views must exist)."""
     return spark.sql(render(f"analyst/{name}", **params))
+
+
+def analyst_names() -> list[str]:
+    """The shipped queries: sql/analyst/*.sql by name."""
+    return sorted(p.stem for p in (SQL_DIR / "analyst").glob("*.sql"))
+
+
+def run_analyst_file(
+    spark: SparkSession,
+    settings: Settings,
+    name: str,
+    params: Mapping[str, str],
+    *,
+    allow_writes: bool = False,
+) -> DataFrame:
+    """Run a shipped query (`top_customers`, `top_customers.sql` or
+    `sql/analyst/top_customers.sql`) over the warehouse views, under `run_sql`'s read-only
+    rule. A value in YYYY-MM-DD form fills a date parameter, any other a table name; a table
+    parameter left out is the warehouse table of the same name."""
+    query = _analyst_name(name)
+    needed = parameters(f"analyst/{query}")
+    unknown = sorted(set(params) - set(needed))
+    if unknown:
+        raise ValidationError(
+            f"{query}.sql has no parameter {', '.join(unknown)}; it takes {', '.join(needed)}"
+        )
+    views = table_names(Warehouse.from_settings(spark, settings))
+    values: dict[str, date | str] = {p: p for p in needed if p in views}
+    values.update({key: _date_or_name(value) for key, value in params.items()})
+    try:
+        text = render(f"analyst/{query}", **values)
+    except ValueError as exc:
+        raise ValidationError(f"{exc} (it takes {', '.join(needed)})") from None
+    return run_sql(spark, settings, text, allow_writes=allow_writes)
+
+
+def _analyst_name(name: str) -> str:
+    stem = name.removesuffix(".sql").rsplit("/", 1)[-1]
+    shipped = analyst_names()
+    if stem in shipped and (name in (stem, f"{stem}.sql") or name.endswith(f"analyst/{stem}.sql")):
+        return stem
+    raise ValidationError(f"no shipped query {name!r}; sql/analyst/ holds {', '.join(shipped)}")
+
+
+def _date_or_name(value: str) -> date | str:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return value
 
 
 def run_sql(
