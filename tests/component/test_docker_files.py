@@ -23,11 +23,11 @@ import pytest
 import redis
 import yaml
 
-from scorehouse import commands  # noqa: F401  (registers the subcommands)
-from scorehouse.cli import build_parser
+from scorehouse.cli import main
 from scorehouse.localstack import HASH_MAX_LISTPACK_ENTRIES, find_binary, free_port
-from scorehouse.paths import REPO_ROOT
+from scorehouse.paths import REPO_ROOT, SPARK_CONF_DIR
 from scorehouse.settings import load_settings
+from scorehouse.spark import read_profile
 
 BIN = Path(sys.executable).parent
 SERVICES = {"redis", "prefect-server", "mlflow", "worker", "lookup"}
@@ -118,26 +118,15 @@ def test_dockerfile_copies_only_files_that_exist() -> None:
     assert [s for s in sources if not (REPO_ROOT / s).exists()] == []
 
 
-def test_delta_jars_fetched_for_the_image_match_the_pinned_pair() -> None:
-    sys.path.insert(0, str(REPO_ROOT / "scripts"))
-    try:
-        import fetch_delta_jars
-    finally:
-        sys.path.remove(str(REPO_ROOT / "scripts"))
-    pins = dict(
-        line.split("==")
-        for line in (REPO_ROOT / "constraints.txt").read_text().splitlines()
-        if "==" in line
-    )
-    assert pins["delta-spark"] == "4.4.1"
-    urls = [
-        fetch_delta_jars.jar_url(fetch_delta_jars.MAVEN_CENTRAL, *c)
-        for c in fetch_delta_jars.jar_coordinates(pins["pyspark"], pins["delta-spark"])
-    ]
-    assert urls == [
-        "https://repo1.maven.org/maven2/io/delta/delta-spark_4.2_2.13/4.4.1/delta-spark_4.2_2.13-4.4.1.jar",
-        "https://repo1.maven.org/maven2/io/delta/delta-storage/4.4.1/delta-storage-4.4.1.jar",
-    ]
+def test_image_and_cluster_profile_run_the_tested_delta_path() -> None:
+    """No Delta jars anywhere: Spark writes Parquet, the driver commits with deltalake."""
+    runs = " ".join(_instructions("RUN")).lower()
+    assert not [word for word in ("jar", "maven", "delta") if word in runs]
+    (install,) = [args for args in _instructions("RUN") if "pip install" in args]
+    assert install.split()[-1] == "."  # the package alone: no extras
+    assert not [key for key in image_environment() if "DELTA" in key]
+    profile = read_profile(SPARK_CONF_DIR / "cluster.conf")
+    assert [f"{k} {v}" for k, v in profile.items() if "delta" in f"{k} {v}".lower()] == []
 
 
 def test_compose_has_the_stack_with_healthchecks(compose: dict[str, Any]) -> None:
@@ -176,13 +165,20 @@ def test_worker_polls_the_pool_of_prefect_yaml(compose: dict[str, Any]) -> None:
     assert pools == {command[command.index("--pool") + 1]}
 
 
-def test_compose_commands_exist_with_their_options(compose: dict[str, Any]) -> None:
+def test_compose_commands_exist_with_their_options(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     services = compose["services"]
-    # scorehouse: parsed by the real CLI parser.
+    # scorehouse: run by the real CLI down to the library call, which only records it.
     command = services["lookup"]["command"]
     assert command[0] == "scorehouse"
-    args = build_parser().parse_args(command[1:])
-    assert (args.command, args.host, args.port) == ("serve", "0.0.0.0", 8080)
+    served: list[tuple[str | None, int | None]] = []
+    monkeypatch.setattr(
+        "scorehouse.serving.service.serve",
+        lambda settings, host=None, port=None: served.append((host, port)),
+    )
+    assert main(command[1:]) == 0
+    assert served == [("0.0.0.0", 8080)]
     # prefect and mlflow: every option is listed by the installed CLI's help.
     for name in ("prefect-server", "mlflow", "worker"):
         command = services[name]["command"]
@@ -241,7 +237,7 @@ def test_redis_accepts_the_compose_flags_and_applies_the_project_config(
 
 def test_image_environment_loads_into_the_settings_model() -> None:
     env = image_environment()
-    assert {"SCOREHOUSE_DELTA_JARS", "SCOREHOUSE_REPO", "SCOREHOUSE_SERVING__HOST"} <= set(env)
+    assert {"SCOREHOUSE_REPO", "SCOREHOUSE_SERVING__HOST"} <= set(env)
     assert env["PATH"].startswith("/opt/scorehouse/venv/bin:")
     settings = load_settings(environ=env)  # variables that are no settings are ignored
     assert settings.serving.host == "0.0.0.0"

@@ -1,93 +1,75 @@
-"""Subcommands that bring data in: `generate` (seeded demo data) and `ingest` (a user's file)."""
+"""Subcommands that bring data in: `generate` (seeded demo data), `ingest` (a user's file)
+and `retract` (take one ingest back)."""
 
 from __future__ import annotations
 
 import argparse
 import time
 from datetime import date
+from typing import Annotated, Literal
 
-from scorehouse.cli import registrar
+import typer
+
+from scorehouse.commands.common import (
+    Json,
+    checked_pairs,
+    iso_date,
+    pair,
+    pairs,
+    print_json,
+    settings_of,
+)
 from scorehouse.progress import record_rows, rows_of
-from scorehouse.settings import Settings
 
 
 def map_item(item: str) -> tuple[str, str]:
-    """`customer_id=cust_no` → ("customer_id", "cust_no") (argparse reports a bad item)."""
-    target, sep, source = item.partition("=")
-    if not sep or not target.strip() or not source.strip():
-        raise argparse.ArgumentTypeError(f"{item!r}: expected TARGET=SOURCE")
-    return target.strip(), source.strip()
+    """argparse type of a job's `--map TARGET=SOURCE` (argparse reports a bad item)."""
+    try:
+        return pair(item, "TARGET=SOURCE")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-@registrar
-def _register(sub: argparse._SubParsersAction) -> None:
-    gen = sub.add_parser(
-        "generate",
-        help="write seeded demo customers and transactions (replaces both raw tables)",
-        description="Generate realistic demo data in Spark and replace the raw tables. "
-        "The history covers DAYS days ending yesterday (UTC) unless --start is given.",
-    )
-    gen.add_argument("--customers", type=int, default=10_000, help="number of customers")
-    gen.add_argument("--days", type=int, default=180, help="days of history")
-    gen.add_argument("--seed", type=int, default=7, help="random seed (same seed, same data)")
-    gen.add_argument("--start", type=date.fromisoformat, help="first day, YYYY-MM-DD")
-    gen.add_argument("--partitions", type=int, help="Spark partitions (default: by size)")
-    gen.set_defaults(handler=_generate)
+def generate(
+    ctx: typer.Context,
+    customers: Annotated[int, typer.Option(help="number of customers")] = 10_000,
+    days: Annotated[int, typer.Option(help="days of history")] = 180,
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same data)")] = 7,
+    start: Annotated[date | None, typer.Option(parser=iso_date, help="first day")] = None,
+    partitions: Annotated[
+        int | None, typer.Option(help="Spark partitions (default: by size)")
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Write seeded demo customers and transactions (replaces both raw tables).
 
-    ing = sub.add_parser(
-        "ingest",
-        help="validate a CSV/Parquet file and append it to a raw table",
-        description="Load your own file into raw_transactions or raw_customers. Rows that "
-        "break a rule go to the quarantine table; the command fails and commits nothing "
-        "when the rejected share exceeds ingest.max_reject_share.",
-    )
-    ing.add_argument("table", choices=["transactions", "customers"])
-    ing.add_argument("path", help="file or folder to read")
-    ing.add_argument("--format", choices=["csv", "parquet"], help="default: from the extension")
-    ing.add_argument(
-        "--map",
-        action="append",
-        type=map_item,
-        default=[],
-        metavar="TARGET=SOURCE",
-        help="take contract column TARGET from file column SOURCE (repeatable)",
-    )
-    ing.add_argument(
-        "--encoding", default="utf-8", help="CSV text encoding (default utf-8), e.g. iso-8859-1"
-    )
-    ing.set_defaults(handler=_ingest)
-
-    retract = sub.add_parser(
-        "retract",
-        help="remove the rows one ingest appended (by the ingest id it printed)",
-        description="Remove every raw row that one ingest appended. The days rewritten "
-        "count as late data: the next nightly rebuilds the features from the earliest one.",
-    )
-    retract.add_argument("ingest_id", help="the id `scorehouse ingest` printed")
-    retract.set_defaults(handler=_retract)
-
-
-def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    Generate realistic demo data in Spark and replace the raw tables. The history covers
+    DAYS days ending yesterday (UTC) unless --start is given.
+    """
     from scorehouse.data.generate import default_start, write_generated
     from scorehouse.spark import get_spark
 
-    start = args.start or default_start(args.days)
+    settings = settings_of(ctx)
+    start = start or default_start(days)
     spark = get_spark(settings, app_name="scorehouse-generate")
     began = time.perf_counter()
     result = write_generated(
         spark,
         settings,
-        customers=args.customers,
+        customers=customers,
         start=start,
-        days=args.days,
-        seed=args.seed,
-        partitions=args.partitions,
+        days=days,
+        seed=seed,
+        partitions=partitions,
     )
     elapsed = time.perf_counter() - began
     record_rows(result.customers_table, result.customer_rows)
     record_rows(result.transactions_table, result.transaction_rows)
+    if as_json:
+        print_json({**vars(result), "seconds": round(elapsed, 3)})
+        return
     print(
-        f"generated {args.customers} customers, {result.start} .. {result.end} (seed {args.seed}) "
+        f"generated {customers} customers, {result.start} .. {result.end} (seed {seed}) "
         f"in {elapsed:.1f} s\n"
         f"  {result.customers_table}: {result.customer_rows} rows "
         f"(version {result.customers_version})\n"
@@ -95,38 +77,81 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         f"(version {result.transactions_version}, {result.transaction_rows / elapsed:,.0f} rows/s)\n"
         f"  warehouse: {settings.warehouse}"
     )
-    return 0
 
 
-def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+def ingest(
+    ctx: typer.Context,
+    table: Annotated[
+        Literal["transactions", "customers"],
+        typer.Argument(metavar="TABLE", help="transactions or customers"),
+    ],
+    path: Annotated[str, typer.Argument(metavar="PATH", help="file or folder to read")],
+    fmt: Annotated[
+        Literal["csv", "parquet"] | None,
+        typer.Option("--format", help="default: from the extension"),
+    ] = None,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            metavar="TARGET=SOURCE",
+            callback=checked_pairs("TARGET=SOURCE"),
+            help="take contract column TARGET from file column SOURCE (repeatable)",
+        ),
+    ] = None,
+    encoding: Annotated[str, typer.Option(help="CSV text encoding, e.g. iso-8859-1")] = "utf-8",
+    as_json: Json = False,
+) -> None:
+    """Validate a CSV/Parquet file and append it to a raw table.
+
+    Load your own file into raw_transactions or raw_customers. Rows that break a rule go
+    to the quarantine table; the command fails and commits nothing when the rejected share
+    exceeds ingest.max_reject_share.
+    """
     from scorehouse.data.ingest import format_summary, ingest_file
     from scorehouse.spark import get_spark
 
-    mapping = dict(args.map)
-    spark = get_spark(settings, app_name="scorehouse-ingest")
+    columns = pairs(mapping, "TARGET=SOURCE")
+    settings = settings_of(ctx)
     result = ingest_file(
-        spark,
+        get_spark(settings, app_name="scorehouse-ingest"),
         settings,
-        table=args.table,
-        path=args.path,
-        fmt=args.format,
-        mapping=mapping,
-        encoding=args.encoding,
+        table=table,
+        path=path,
+        fmt=fmt,
+        mapping=columns,
+        encoding=encoding,
     )
     rows_of(result, "rows_read", "rows_appended", "rows_already_loaded", "rows_rejected")
-    print(format_summary(result))
-    return 0
+    if as_json:
+        print_json(result)
+    else:
+        print(format_summary(result))
 
 
-def _retract(args: argparse.Namespace, settings: Settings) -> int:
+def retract(
+    ctx: typer.Context,
+    ingest_id: Annotated[
+        str, typer.Argument(metavar="INGEST_ID", help="the id `scorehouse ingest` printed")
+    ],
+    as_json: Json = False,
+) -> None:
+    """Remove the rows one ingest appended (by the ingest id it printed).
+
+    Remove every raw row that one ingest appended. The days rewritten count as late data:
+    the next nightly rebuilds the features from the earliest one.
+    """
     from scorehouse.data.ingest import retract_ingest
     from scorehouse.spark import get_spark
 
-    spark = get_spark(settings, app_name="scorehouse-retract")
-    for done in retract_ingest(spark, settings, args.ingest_id):
-        days = f" on {len(done.days)} days from {done.days[0]}" if done.days else ""
+    settings = settings_of(ctx)
+    done = retract_ingest(get_spark(settings, app_name="scorehouse-retract"), settings, ingest_id)
+    if as_json:
+        print_json(done)
+        return
+    for each in done:
+        days = f" on {len(each.days)} days from {each.days[0]}" if each.days else ""
         print(
-            f"retracted {done.rows} rows of ingest {args.ingest_id} from {done.table}{days} "
-            f"(version {done.version})"
+            f"retracted {each.rows} rows of ingest {ingest_id} from {each.table}{days} "
+            f"(version {each.version})"
         )
-    return 0

@@ -2,72 +2,82 @@
 
 from __future__ import annotations
 
-import argparse
 from datetime import date
+from typing import Annotated
 
-from scorehouse.cli import registrar
-from scorehouse.settings import Settings
+import typer
 
+from scorehouse.commands.common import Json, iso_date, print_json, settings_of
 
-@registrar
-def _register(sub: argparse._SubParsersAction) -> None:
-    train = sub.add_parser(
-        "train",
-        help="train on the training-set table, log to MLflow, register, apply the champion gate",
-        description="Distributed XGBoost on the training-set table (time split by as_of), "
-        "baselines and evaluation logged to MLflow; the new version becomes champion only "
-        "if it passes the gate, otherwise challenger.",
-    )
-    train.add_argument(
-        "--as-of", type=date.fromisoformat, help="use only labels known by this day (YYYY-MM-DD)"
-    )
-    train.add_argument(
-        "--training-version", type=int, help="Delta version of the training set (default latest)"
-    )
-    train.add_argument("--training-table", help="default: tables.training_set")
-    train.add_argument("--valid-start", type=date.fromisoformat, help="first validation as_of")
-    train.add_argument("--test-start", type=date.fromisoformat, help="first test as_of")
-    train.add_argument(
-        "--gap-days", type=int, help="purge before each cut (default: model.horizon_days)"
-    )
-    train.add_argument(
-        "--balance-classes", action="store_true", help="scale_pos_weight = negatives/positives"
-    )
-    train.set_defaults(handler=_train)
-
-    models = sub.add_parser("models", help="list, promote and roll back registered models")
-    msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    msub.add_parser("list", help="versions with aliases, test AUC, run id").set_defaults(
-        handler=_list
-    )
-    promote = msub.add_parser("promote", help="make VERSION the champion")
-    promote.add_argument("version")
-    promote.set_defaults(handler=_promote)
-    msub.add_parser("rollback", help="champion back to the one it replaced").set_defaults(
-        handler=_rollback
-    )
+app = typer.Typer(
+    name="models", help="List, promote and roll back registered models.", no_args_is_help=True
+)
 
 
-def _train(args: argparse.Namespace, settings: Settings) -> int:
+def train(
+    ctx: typer.Context,
+    as_of: Annotated[
+        date | None,
+        typer.Option(parser=iso_date, help="use only labels known by this day (YYYY-MM-DD)"),
+    ] = None,
+    training_version: Annotated[
+        int | None, typer.Option(help="Delta version of the training set (default latest)")
+    ] = None,
+    training_table: Annotated[str | None, typer.Option(help="default: tables.training_set")] = None,
+    valid_start: Annotated[
+        date | None, typer.Option(parser=iso_date, help="first validation as_of")
+    ] = None,
+    test_start: Annotated[
+        date | None, typer.Option(parser=iso_date, help="first test as_of")
+    ] = None,
+    gap_days: Annotated[
+        int | None, typer.Option(help="purge before each cut (default: model.horizon_days)")
+    ] = None,
+    balance_classes: Annotated[
+        bool, typer.Option("--balance-classes", help="scale_pos_weight = negatives/positives")
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Train on the training-set table, log to MLflow, register, apply the champion gate.
+
+    Distributed XGBoost on the training-set table (time split by as_of), baselines and
+    evaluation logged to MLflow; the new version becomes champion only if it passes the
+    gate, otherwise challenger.
+    """
     from scorehouse.spark import get_spark
     from scorehouse.training.splits import SplitSpec
     from scorehouse.training.train import TrainOptions, train_from_warehouse
 
+    settings = settings_of(ctx)
     split = SplitSpec(
-        valid_start=args.valid_start,
-        test_start=args.test_start,
-        gap_days=settings.model.horizon_days if args.gap_days is None else args.gap_days,
+        valid_start=valid_start,
+        test_start=test_start,
+        gap_days=settings.model.horizon_days if gap_days is None else gap_days,
     )
-    spark = get_spark(settings, app_name="scorehouse-train")
     result = train_from_warehouse(
-        spark,
+        get_spark(settings, app_name="scorehouse-train"),
         settings,
-        as_of=args.as_of,
-        training_version=args.training_version,
-        table=args.training_table,
-        options=TrainOptions(split=split, balance_classes=args.balance_classes),
+        as_of=as_of,
+        training_version=training_version,
+        table=training_table,
+        options=TrainOptions(split=split, balance_classes=balance_classes),
     )
     m = result.metrics
+    if as_json:
+        # The booster and the Spark model are objects, not results: left out.
+        print_json(
+            {
+                "model_name": result.model_name,
+                "version": result.version,
+                "alias": result.alias,
+                "decision": result.decision,
+                "run_id": result.run_id,
+                "tracking_uri": settings.mlflow.tracking_uri,
+                "split": result.plan,
+                "metrics": m,
+            }
+        )
+        return
     print(f"{result.model_name} v{result.version} -> {result.alias}: {result.decision.reason}")
     print(f"  mlflow run {result.run_id} ({settings.mlflow.tracking_uri})")
     print(f"  split {result.plan.as_dict()}")
@@ -89,16 +99,21 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     if "champion_test_roc_auc" in m:
         print(f"  previous champion on this test set: AUC {m['champion_test_roc_auc']:.4f}")
     print(f"  look: mlflow ui --backend-store-uri {settings.mlflow.tracking_uri}")
-    return 0
 
 
-def _list(args: argparse.Namespace, settings: Settings) -> int:
+@app.command("list")
+def list_models(ctx: typer.Context, as_json: Json = False) -> None:
+    """Versions with aliases, test AUC, run id."""
     from scorehouse.training.registry import list_versions
 
+    settings = settings_of(ctx)
     versions = list_versions(settings)
+    if as_json:
+        print_json(versions)
+        return
     if not versions:
         print(f"no versions of {settings.model.name} in {settings.mlflow.tracking_uri}")
-        return 0
+        return
     print(f"{'version':>7}  {'aliases':<20} {'test AUC':>8}  {'run id':<32}  created (UTC)")
     for v in versions:
         auc = f"{v.test_auc:.4f}" if v.test_auc is not None else "-"
@@ -106,21 +121,35 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
             f"{v.version:>7}  {','.join(v.aliases) or '-':<20} {auc:>8}  {v.run_id:<32}  "
             f"{v.created:%Y-%m-%d %H:%M:%S}"
         )
-    return 0
 
 
-def _promote(args: argparse.Namespace, settings: Settings) -> int:
-    from scorehouse.training.registry import promote
+@app.command()
+def promote(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(metavar="VERSION", help="the registered version")],
+    as_json: Json = False,
+) -> None:
+    """Make VERSION the champion."""
+    from scorehouse.training.registry import promote as make_champion
 
-    promote(settings, args.version)
-    print(f"{settings.model.name} v{args.version} is the champion")
-    return 0
+    settings = settings_of(ctx)
+    make_champion(settings, version)
+    if as_json:
+        print_json({"model_name": settings.model.name, "champion": version})
+    else:
+        print(f"{settings.model.name} v{version} is the champion")
 
 
-def _rollback(args: argparse.Namespace, settings: Settings) -> int:
-    from scorehouse.training.registry import alias_version, rollback
+@app.command()
+def rollback(ctx: typer.Context, as_json: Json = False) -> None:
+    """Champion back to the one it replaced."""
+    from scorehouse.training.registry import alias_version
+    from scorehouse.training.registry import rollback as roll_back
 
+    settings = settings_of(ctx)
     current = alias_version(settings, "champion")
-    previous = rollback(settings)
-    print(f"{settings.model.name}: champion rolled back from v{current} to v{previous}")
-    return 0
+    previous = roll_back(settings)
+    if as_json:
+        print_json({"model_name": settings.model.name, "from": current, "champion": previous})
+    else:
+        print(f"{settings.model.name}: champion rolled back from v{current} to v{previous}")

@@ -2,93 +2,108 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from datetime import date
+from typing import Annotated, Literal
 
-from scorehouse.cli import registrar
+import typer
+
+from scorehouse.commands.common import Json, iso_date, print_json, settings_of
+from scorehouse.errors import ScorehouseError
 from scorehouse.progress import rows_of
-from scorehouse.settings import Settings
 
 
-@registrar
-def _register(sub: argparse._SubParsersAction) -> None:
-    pub = sub.add_parser(
-        "publish",
-        help="load a day's champion predictions into a new Redis generation and flip to it",
-        description="Load the champion predictions (and feature vectors) of --date into a new "
-        "Redis generation, verify it and flip the pointer. `publish rollback` points readers "
-        "back at the previous generation.",
-    )
-    pub.add_argument("action", nargs="?", choices=["rollback"], help="roll back instead of loading")
-    pub.add_argument("--date", type=date.fromisoformat, help="the predictions' ds, YYYY-MM-DD")
-    pub.add_argument(
-        "--allow-older",
-        action="store_true",
-        help="publish even if the live generation holds a newer day (readers go back)",
-    )
-    pub.set_defaults(handler=_publish)
+def publish(
+    ctx: typer.Context,
+    action: Annotated[
+        Literal["rollback"] | None,
+        typer.Argument(metavar="rollback", help="point readers back instead of loading a day"),
+    ] = None,
+    day: Annotated[
+        date | None, typer.Option("--date", parser=iso_date, help="the predictions' ds")
+    ] = None,
+    allow_older: Annotated[
+        bool,
+        typer.Option(
+            "--allow-older",
+            help="publish even if the live generation holds a newer day (readers go back)",
+        ),
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Load a day's champion predictions into a new Redis generation and flip to it.
 
-    look = sub.add_parser(
-        "lookup", help="print the score of each id as a JSON line (what apps read)"
-    )
-    look.add_argument("ids", nargs="+", metavar="ID")
-    look.add_argument(
-        "--no-fallback",
-        action="store_true",
-        help="answer a miss with serving.default_score instead of scoring it with the champion",
-    )
-    look.set_defaults(handler=_lookup)
-
-    srv = sub.add_parser("serve", help="run the HTTP lookup service")
-    srv.add_argument("--host", help="default: serving.host")
-    srv.add_argument("--port", type=int, help="default: serving.port")
-    srv.set_defaults(handler=_serve)
-
-
-def _publish(args: argparse.Namespace, settings: Settings) -> int:
+    Load the champion predictions (and feature vectors) of --date into a new Redis
+    generation, verify it and flip the pointer. `publish rollback` points readers back at
+    the previous generation.
+    """
     from scorehouse.serving import loader
 
-    if args.action == "rollback":
+    settings = settings_of(ctx)
+    if action == "rollback":
         info = loader.rollback(settings)
-        print(
-            f"rolled back: readers now see {info.generation} (ds {info.ds}, model v{info.model_version})"
-        )
-        return 0
-    if args.date is None:
-        raise SystemExit("publish: --date is required (or use `publish rollback`)")
+        if as_json:
+            print_json(info)
+        else:
+            print(
+                f"rolled back: readers now see {info.generation} (ds {info.ds}, "
+                f"model v{info.model_version})"
+            )
+        return
+    if day is None:
+        raise ScorehouseError("publish: --date is required (or use `publish rollback`)")
     from scorehouse.spark import get_spark
 
     info = loader.publish_date(
-        get_spark(settings, app_name="publish"), settings, args.date, allow_older=args.allow_older
+        get_spark(settings, app_name="publish"), settings, day, allow_older=allow_older
     )
     rows_of(info, "count", "features_count")
+    if as_json:
+        print_json(info)
+        return
     print(
         f"published {info.count} scores and {info.features_count} feature vectors as generation "
         f"{info.generation} (model {info.model_name} v{info.model_version}); "
         f"`redis-cli GET {settings.redis.namespace}:current` names it"
     )
-    return 0
 
 
-def _lookup(args: argparse.Namespace, settings: Settings) -> int:
+def lookup(
+    ctx: typer.Context,
+    ids: Annotated[list[str], typer.Argument(metavar="ID...", help="entity ids")],
+    no_fallback: Annotated[
+        bool,
+        typer.Option(
+            "--no-fallback",
+            help="answer a miss with serving.default_score instead of scoring it with the champion",
+        ),
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Print the score of each id as a JSON line (what apps read); --json: one list."""
     from scorehouse.serving import Client, keys
 
     # The service's Client: same fallback model, same id rule, so the same answer.
-    with Client(settings, fallback=not args.no_fallback) as client:
+    with Client(settings_of(ctx), fallback=not no_fallback) as client:
         try:
-            results = client.get_many(args.ids)
+            results = client.get_many(ids)
         except keys.InvalidEntityId as exc:
             print(f"error: invalid entity id: {exc}", file=sys.stderr)
-            return 2
+            raise typer.Exit(2) from None
+    if as_json:
+        print_json([r.to_dict() for r in results])
+        return
     for result in results:
         print(json.dumps(result.to_dict()))
-    return 0
 
 
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from scorehouse.serving.service import serve
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="default: serving.host")] = None,
+    port: Annotated[int | None, typer.Option(help="default: serving.port")] = None,
+) -> None:
+    """Run the HTTP lookup service."""
+    from scorehouse.serving.service import serve as run_service
 
-    serve(settings, host=args.host, port=args.port)
-    return 0
+    run_service(settings_of(ctx), host=host, port=port)

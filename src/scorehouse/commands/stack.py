@@ -2,76 +2,83 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scorehouse.cli import registrar
-from scorehouse.settings import CONFIG_ENV, Settings
+import typer
+
+from scorehouse.commands.common import Json, globals_of, print_json, settings_of
+from scorehouse.settings import CONFIG_ENV
 
 if TYPE_CHECKING:
     from scorehouse.stack import Status
 
 
-@registrar
-def _register(sub: argparse._SubParsersAction) -> None:
-    up = sub.add_parser(
-        "up",
-        help="start Redis, the Prefect server (UI) and the MLflow server (UI) in the background",
-        description="Start Redis, the Prefect server and the MLflow server on loopback, each in "
-        "the background with a PID file and a log under <home>/stack/, and wait until each "
-        "answers. Running it again reports what already runs.",
-    )
-    up.set_defaults(handler=_up)
+def up(ctx: typer.Context, as_json: Json = False) -> None:
+    """Start Redis, the Prefect server (UI) and the MLflow server (UI) in the background.
 
-    deploy = sub.add_parser(
-        "deploy",
-        help="register the prefect.yaml deployments on the local server and start a worker",
-        description="Create the work pool, register every deployment of prefect.yaml (nightly "
-        "at 02:00 UTC, weekly_train on Sundays, backfill on demand) against the server of "
-        "`scorehouse up`, and start a process worker in the background.",
-    )
-    deploy.set_defaults(handler=_deploy)
+    Start Redis, the Prefect server and the MLflow server on loopback, each in the
+    background with a PID file and a log under <home>/stack/, and wait until each answers.
+    Running it again reports what already runs.
+    """
+    from scorehouse import stack
 
-    down = sub.add_parser(
-        "down", help="stop the worker, the servers and Redis that up/deploy started"
-    )
-    down.set_defaults(handler=_down)
+    settings = settings_of(ctx)
+    statuses = stack.up(settings)
+    where = {
+        "prefect_ui": stack.prefect_url(settings),
+        "mlflow_ui": stack.mlflow_url(settings),
+        "state_dir": stack.state_dir(settings),
+    }
+    if as_json:
+        print_json({"services": statuses, **where})
+        return
+    _print(statuses)
+    print(f"Prefect UI: {where['prefect_ui']}")
+    print(f"MLflow UI:  {where['mlflow_ui']}")
+    print(f"Logs and PID files: {where['state_dir']}")
+    print("Next: `scorehouse deploy` registers the scheduled flows; `scorehouse down` stops all.")
+
+
+def deploy(ctx: typer.Context, as_json: Json = False) -> None:
+    """Register the prefect.yaml deployments on the local server and start a worker.
+
+    Create the work pool, register every deployment of prefect.yaml (nightly at 02:00 UTC,
+    weekly_train on Sundays, backfill on demand) against the server of `scorehouse up`, and
+    start a process worker in the background.
+    """
+    from scorehouse import stack
+
+    settings = settings_of(ctx)
+    env = dict(os.environ)
+    config = globals_of(ctx).config
+    if config:
+        # Flow runs load their settings from the worker's environment (`config: null`).
+        env[CONFIG_ENV] = str(Path(config).resolve())
+    statuses = stack.deploy(settings, worker_env=env)
+    if as_json:
+        print_json(
+            {"services": statuses, "deployments": f"{stack.prefect_url(settings)}/deployments"}
+        )
+        return
+    _print(statuses)
+    print(f"Deployments: {stack.prefect_url(settings)}/deployments")
+
+
+def down(ctx: typer.Context, as_json: Json = False) -> None:
+    """Stop the worker, the servers and Redis that up/deploy started."""
+    from scorehouse import stack
+
+    statuses = stack.down(settings_of(ctx))
+    if as_json:
+        print_json({"services": statuses})
+    else:
+        _print(statuses)
 
 
 def _print(statuses: Sequence[Status]) -> None:
     for s in statuses:
         pid = f"pid {s.pid}" if s.pid else ""
         print(f"  {s.name:34} {s.state:16} {pid:10} {s.url}".rstrip())
-
-
-def _up(args: argparse.Namespace, settings: Settings) -> int:
-    from scorehouse import stack
-
-    _print(stack.up(settings))
-    print(f"Prefect UI: {stack.prefect_url(settings)}")
-    print(f"MLflow UI:  {stack.mlflow_url(settings)}")
-    print(f"Logs and PID files: {stack.state_dir(settings)}")
-    print("Next: `scorehouse deploy` registers the scheduled flows; `scorehouse down` stops all.")
-    return 0
-
-
-def _deploy(args: argparse.Namespace, settings: Settings) -> int:
-    from scorehouse import stack
-
-    env = dict(os.environ)
-    if args.config:
-        # Flow runs load their settings from the worker's environment (`config: null`).
-        env[CONFIG_ENV] = str(Path(args.config).resolve())
-    _print(stack.deploy(settings, worker_env=env))
-    print(f"Deployments: {stack.prefect_url(settings)}/deployments")
-    return 0
-
-
-def _down(args: argparse.Namespace, settings: Settings) -> int:
-    from scorehouse import stack
-
-    _print(stack.down(settings))
-    return 0

@@ -1,0 +1,146 @@
+"""Subcommands that run the Prefect flows: nightly, weekly-train, backfill, and the demo."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from datetime import date
+from typing import Annotated, Any, Literal
+
+import typer
+
+from scorehouse.commands.common import Json, globals_of, iso_date, print_json, settings_of
+
+FailOn = Annotated[
+    Literal["warn", "critical"] | None,
+    typer.Option(help="stop before committing predictions when drift reaches this level"),
+]
+Force = Annotated[bool, typer.Option("--force", help="rerun every step, even those already done")]
+AllowOlder = Annotated[
+    bool,
+    typer.Option(
+        "--allow-older",
+        help="publish even if the live generation holds a newer day (readers go back)",
+    ),
+]
+
+
+def nightly(
+    ctx: typer.Context,
+    day: Annotated[
+        date | None, typer.Option("--date", parser=iso_date, help="default: yesterday UTC")
+    ] = None,
+    fail_on: FailOn = None,
+    force: Force = False,
+    allow_incomplete: Annotated[
+        bool,
+        typer.Option(
+            "--allow-incomplete",
+            help="run for today or a later day although its events are not all in",
+        ),
+    ] = False,
+    allow_older: AllowOlder = False,
+    as_json: Json = False,
+) -> None:
+    """Run the nightly Prefect flow for a date: features, checks, score, publish, verify."""
+    from scorehouse.flows import nightly as flow
+
+    result = flow(
+        ds=day,
+        config=globals_of(ctx).config,
+        fail_on=fail_on,
+        force=force,
+        allow_incomplete=allow_incomplete,
+        allow_older=allow_older,
+    )
+    _print_result(result, as_json)
+
+
+def weekly_train(
+    ctx: typer.Context,
+    as_of: Annotated[
+        date | None, typer.Option(parser=iso_date, help="default: yesterday UTC")
+    ] = None,
+    lookback_days: Annotated[
+        int | None, typer.Option(help="default: features.training_lookback_days")
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Run the weekly training Prefect flow: training set, train, champion gate."""
+    from scorehouse.flows import weekly_train as flow
+
+    result = flow(as_of=as_of, lookback_days=lookback_days, config=globals_of(ctx).config)
+    _print_result(result, as_json)
+
+
+def backfill(
+    ctx: typer.Context,
+    start: Annotated[date, typer.Option(parser=iso_date, help="first day (YYYY-MM-DD)")],
+    end: Annotated[
+        date | None, typer.Option(parser=iso_date, help="last day (default: start)")
+    ] = None,
+    what: Annotated[
+        Literal["features", "predictions", "both"],
+        typer.Option(help="build features, score predictions, or both"),
+    ] = "both",
+    publish_last: Annotated[
+        bool, typer.Option("--publish-last", help="publish the last day's predictions")
+    ] = False,
+    fail_on: FailOn = None,
+    force: Force = False,
+    as_json: Json = False,
+) -> None:
+    """Run the backfill Prefect flow over start..end with the nightly's steps.
+
+    Features are built in one range build, checks and scores per day; steps whose output
+    is already current are skipped unless --force. Prints what each step built or skipped.
+    """
+    from scorehouse.flows import backfill as flow
+    from scorehouse.orchestration.report import steps_text
+
+    result = flow(
+        start=start,
+        end=end,
+        what=what,
+        publish_last=publish_last,
+        config=globals_of(ctx).config,
+        fail_on=fail_on,
+        force=force,
+    )
+    if as_json:
+        print_json(result)
+        return
+    print(f"backfill {result['start']} .. {result['end']} ({result['what']})")
+    print(steps_text(result["steps"], result["timings"]))
+
+
+def demo(
+    ctx: typer.Context,
+    customers: Annotated[int, typer.Option(help="number of customers")] = 10_000,
+    days: Annotated[int, typer.Option(help="days of history")] = 180,
+    seed: Annotated[int, typer.Option(help="random seed")] = 42,
+    as_json: Json = False,
+) -> None:
+    """Generate data, train, run the nightly flow, look up scores."""
+    from scorehouse.demo import run_demo
+
+    # With --json the walk-through goes to stderr: stdout holds the timings document only.
+    narrate = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+    with narrate:
+        timings = run_demo(
+            settings_of(ctx),
+            customers=customers,
+            days=days,
+            seed=seed,
+            config=globals_of(ctx).config,
+        )
+    if as_json:
+        print_json(timings)
+
+
+def _print_result(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(result)
+    else:
+        print(json.dumps(result, indent=2, default=str))
