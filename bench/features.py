@@ -44,7 +44,7 @@ from scorehouse.features import transforms
 from scorehouse.features.build import EARLIEST, build_features, check_and_commit, refresh_rollups
 from scorehouse.settings import Settings, load_settings
 from scorehouse.spark import get_spark
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 
 RESULTS = Path(__file__).parent / "results" / "features.json"
 START = date(2025, 1, 1)

@@ -45,7 +45,7 @@ from scorehouse.features.registry import feature_names
 from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
 from scorehouse.settings import Settings, load_settings
 from scorehouse.spark import get_spark
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 
 RESULTS = Path(__file__).parent / "results" / "pit_join.json"
 FIRST_AS_OF = date(2026, 6, 1)

@@ -57,7 +57,7 @@ from scorehouse.serving import keys, loader
 from scorehouse.serving.client import Client
 from scorehouse.settings import load_settings
 from scorehouse.spark import get_spark
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 
 RESULTS = Path(__file__).parent / "results"
 

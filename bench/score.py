@@ -43,7 +43,7 @@ from scorehouse.scoring.reader import SliceMapper, arrow_types, plan_snapshot, s
 from scorehouse.scoring.score import ScoringRun, score_date
 from scorehouse.settings import Settings, load_settings
 from scorehouse.spark import get_spark
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 
 DS = date(2026, 6, 30)
 WARM_DS = DS - timedelta(days=1)  # a small day scored first: JVM, Python workers, caches

@@ -19,7 +19,8 @@ from scorehouse.features.checks import feature_profile, footer_profile
 from scorehouse.features.registry import plain_encoded_columns
 from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
 from scorehouse.settings import Settings
-from scorehouse.tables import STAGING_DIR, Warehouse
+from scorehouse.storage.staging import STAGING_DIR
+from scorehouse.storage.warehouse import Warehouse
 
 DAY1 = date(2026, 3, 1)
 DAY2 = date(2026, 3, 2)

@@ -17,7 +17,7 @@ from scorehouse.features.retention import prune_features
 from scorehouse.features.training_set import build_training_set
 from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
 from scorehouse.settings import Settings
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 
 FIRST = date(2026, 3, 1)
 DAYS = transforms.day_range(FIRST, FIRST + timedelta(days=7))  # Mar 1..8 built

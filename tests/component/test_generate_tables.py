@@ -10,7 +10,7 @@ from pyspark.testing import assertDataFrameEqual
 from scorehouse.data.generate import generate, write_generated
 from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
 from scorehouse.settings import Settings
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 
 START = date(2026, 3, 1)
 

@@ -16,7 +16,7 @@ from scorehouse.data import validation as v
 from scorehouse.data.ingest import format_summary, ingest_file
 from scorehouse.errors import ValidationError
 from scorehouse.settings import IngestSettings, Settings
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

@@ -523,7 +523,7 @@ def write_day(
     over 3 files per table), as scoring and the feature build write them; returns the
     champion scores and the features."""
     from scorehouse.schemas import PREDICTIONS
-    from scorehouse.tables import Warehouse
+    from scorehouse.storage.warehouse import Warehouse
 
     rng = np.random.default_rng(seed)
     champion, challenger = rng.random(len(ids)), rng.random(len(ids))

@@ -21,7 +21,7 @@ from scorehouse.schemas import PREDICTIONS
 from scorehouse.scoring.monitoring import DriftError
 from scorehouse.scoring.score import ScoringRun, score_date
 from scorehouse.settings import Settings, load_settings
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 from scorehouse.training.registry import CHALLENGER, CHAMPION, load_model
 from scoring_support import features_frame, features_pdf, register_model, train_booster
 

@@ -28,7 +28,7 @@ from scorehouse.schemas import PREDICTIONS
 from scorehouse.serving import Client, StaticModel
 from scorehouse.serving.service import create_app
 from scorehouse.settings import Settings, load_settings
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 from scoring_support import register_model
 
 DS = date(2026, 1, 15)

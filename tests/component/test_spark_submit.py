@@ -33,7 +33,7 @@ from scorehouse.localstack import free_port
 from scorehouse.paths import REPO_ROOT, SPARK_CONF_DIR
 from scorehouse.settings import Settings
 from scorehouse.spark import read_profile
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 
 SPARK_HOME = Path(pyspark.__file__).parent
 START = date(2026, 2, 1)

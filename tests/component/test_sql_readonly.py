@@ -14,7 +14,7 @@ from scorehouse.cli import main
 from scorehouse.errors import QueryRefused
 from scorehouse.scoring.analyst import run_sql
 from scorehouse.settings import Settings, load_settings
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 
 SCHEMA = "customer_id long, score double"
 

@@ -1,4 +1,4 @@
-"""Warehouse tables on real Spark and real Delta logs (deltalake engine here)."""
+"""Warehouse tables on real Spark and real Delta logs: Spark writes, deltalake commits."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from pyspark.sql.types import DateType, DoubleType, LongType, StringType, Struct
 from pyspark.testing import assertDataFrameEqual
 
 from scorehouse.errors import ValidationError
-from scorehouse.spark import has_delta_jars
-from scorehouse.tables import STAGING_DIR, Warehouse, commit_lock
+from scorehouse.storage.commit import commit_lock
+from scorehouse.storage.staging import STAGING_DIR
+from scorehouse.storage.warehouse import Warehouse
 
 D1, D2, D3 = date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 3)
 
@@ -36,18 +37,9 @@ def rows(spark: SparkSession, data: list[tuple], schema: StructType = SCHEMA) ->
     return spark.createDataFrame(data, schema)
 
 
-@pytest.fixture(params=["deltalake", "native"])
-def wh(request: pytest.FixtureRequest, spark: SparkSession, tmp_path: Path) -> Warehouse:
-    """The same behaviour is required of both engines; native needs delta-spark's jars."""
-    if request.param == "native" and not has_delta_jars(spark):
-        pytest.skip("delta-spark jars are not on the classpath (no Maven access here)")
-    return Warehouse(spark, tmp_path / "warehouse", engine=request.param)
-
-
 @pytest.fixture
-def dl_wh(spark: SparkSession, tmp_path: Path) -> Warehouse:
-    """The deltalake-commit engine, for checks of its own files and log entries."""
-    return Warehouse(spark, tmp_path / "warehouse", engine="deltalake")
+def wh(spark: SparkSession, tmp_path: Path) -> Warehouse:
+    return Warehouse(spark, tmp_path / "warehouse")
 
 
 def data_files(table_dir: str) -> set[str]:
@@ -229,24 +221,23 @@ def test_history_lists_every_commit_newest_first(spark: SparkSession, wh: Wareho
     history = wh.history("preds")
     assert [h["version"] for h in history] == [2, 1, 0]
     assert all("timestamp" in h and "operation" in h for h in history)
-    if wh.engine == "deltalake":
-        assert [h["scorehouse.operation"] for h in history] == [
-            "replace_partitions",
-            "append",
-            "append",
-        ]
+    assert [h["scorehouse.operation"] for h in history] == [
+        "replace_partitions",
+        "append",
+        "append",
+    ]
 
 
 # --------------------------------------------------------------------------- concurrency
 
 
-def test_a_commit_waits_for_the_table_lock(spark: SparkSession, dl_wh: Warehouse) -> None:
-    dl_wh.append("preds", rows(spark, [(1, D1, 0.1, "a")]), partition_by=["ds"])
-    table_dir = Path(dl_wh.uri("preds"))
+def test_a_commit_waits_for_the_table_lock(spark: SparkSession, wh: Warehouse) -> None:
+    wh.append("preds", rows(spark, [(1, D1, 0.1, "a")]), partition_by=["ds"])
+    table_dir = Path(wh.uri("preds"))
     done: list[int] = []
     with commit_lock(table_dir):
         writer = threading.Thread(
-            target=lambda: done.append(dl_wh.append("preds", rows(spark, [(2, D1, 0.2, "a")])))
+            target=lambda: done.append(wh.append("preds", rows(spark, [(2, D1, 0.2, "a")])))
         )
         writer.start()
         deadline = time.monotonic() + 120
@@ -256,7 +247,7 @@ def test_a_commit_waits_for_the_table_lock(spark: SparkSession, dl_wh: Warehouse
             time.sleep(0.1)
         time.sleep(1.0)
         assert writer.is_alive() and not done
-        assert dl_wh.version("preds") == 0
+        assert wh.version("preds") == 0
     writer.join(120)
     assert done == [1]
     assert not (table_dir / STAGING_DIR).exists()
@@ -346,11 +337,20 @@ def test_optimize_compacts_files_and_keeps_the_data(spark: SparkSession, wh: War
     assert table.to_pyarrow_table().num_rows == 8
     # Nothing left to compact: no commit.
     assert wh.optimize("preds") == wh.version("preds")
-    if wh.engine == "deltalake":
-        log = Path(wh.uri("preds")) / "_delta_log" / f"{wh.version('preds'):020d}.json"
-        actions = [json.loads(line) for line in log.read_text().splitlines()]
-        changes = [a[k]["dataChange"] for a in actions for k in ("add", "remove") if k in a]
-        assert changes and not any(changes)  # a rewrite, not new data for streaming readers
+    log = Path(wh.uri("preds")) / "_delta_log" / f"{wh.version('preds'):020d}.json"
+    actions = [json.loads(line) for line in log.read_text().splitlines()]
+    changes = [a[k]["dataChange"] for a in actions for k in ("add", "remove") if k in a]
+    assert changes and not any(changes)  # a rewrite, not new data for streaming readers
+
+
+def test_optimize_cannot_select_the_null_partition(spark: SparkSession, wh: Warehouse) -> None:
+    wh.append("preds", rows(spark, [(1, D1, 0.1, None)]), partition_by=["model"])
+    wh.append("preds", rows(spark, [(2, D1, 0.2, None)]))
+    with pytest.raises(ValidationError, match=r"preds: a null partition value"):
+        wh.optimize("preds", partitions={"model": [None]})
+    assert wh.version("preds") == 1
+    assert wh.optimize("preds") == 2  # the whole table, null partition included
+    assert len(DeltaTable(wh.uri("preds")).file_uris()) == 1
 
 
 def test_vacuum_removes_only_unreferenced_files_after_retention(
@@ -378,9 +378,9 @@ def test_vacuum_removes_only_unreferenced_files_after_retention(
     assertDataFrameEqual(wh.read("preds"), latest)
 
 
-def test_vacuum_clears_staging_left_by_a_dead_writer(spark: SparkSession, dl_wh: Warehouse) -> None:
-    dl_wh.append("preds", rows(spark, [(1, D1, 0.1, "a")]), partition_by=["ds"])
-    table_dir = Path(dl_wh.uri("preds"))
+def test_vacuum_clears_staging_left_by_a_dead_writer(spark: SparkSession, wh: Warehouse) -> None:
+    wh.append("preds", rows(spark, [(1, D1, 0.1, "a")]), partition_by=["ds"])
+    table_dir = Path(wh.uri("preds"))
     dead = table_dir / STAGING_DIR / "dead" / "ds=2026-01-01" / "part-0.parquet"
     live = table_dir / STAGING_DIR / "live" / "ds=2026-01-01" / "part-0.parquet"
     for path in (dead, live):
@@ -388,7 +388,7 @@ def test_vacuum_clears_staging_left_by_a_dead_writer(spark: SparkSession, dl_wh:
         path.write_bytes(b"PAR1")
     two_days_ago = time.time() - 48 * 3600
     os.utime(table_dir / STAGING_DIR / "dead", (two_days_ago, two_days_ago))
-    removed = dl_wh.vacuum("preds")
+    removed = wh.vacuum("preds")
     assert removed == [dead.relative_to(table_dir).as_posix()]
     assert not dead.exists() and live.exists()
-    assertDataFrameEqual(dl_wh.read("preds"), rows(spark, [(1, D1, 0.1, "a")]))
+    assertDataFrameEqual(wh.read("preds"), rows(spark, [(1, D1, 0.1, "a")]))

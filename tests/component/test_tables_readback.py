@@ -10,6 +10,7 @@ import duckdb
 import duckdb_extension_delta
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -24,8 +25,7 @@ from pyspark.sql.types import (
 )
 from pyspark.testing import assertDataFrameEqual
 
-from scorehouse.spark import has_delta_jars
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 
 D1, D2, D3 = date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 3)
 T = datetime(2026, 1, 1, 10, 30, 15, 123456, tzinfo=UTC)  # microseconds must survive
@@ -41,11 +41,9 @@ SCHEMA = StructType(
 )
 
 
-@pytest.fixture(params=["deltalake", "native"])
-def wh(request: pytest.FixtureRequest, spark: SparkSession, tmp_path: Path) -> Warehouse:
-    if request.param == "native" and not has_delta_jars(spark):
-        pytest.skip("delta-spark jars are not on the classpath (no Maven access here)")
-    return Warehouse(spark, tmp_path / "warehouse", engine=request.param)
+@pytest.fixture
+def wh(spark: SparkSession, tmp_path: Path) -> Warehouse:
+    return Warehouse(spark, tmp_path / "warehouse")
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +60,7 @@ def duck() -> duckdb.DuckDBPyConnection:
 
 
 def as_spark(spark: SparkSession, table: pa.Table, schema: StructType = SCHEMA) -> DataFrame:
-    """Another engine's Arrow result as a Spark DataFrame in the table's column order."""
+    """Another reader's Arrow result as a Spark DataFrame in the table's column order."""
     columns = [table.column(name).to_pylist() for name in schema.names]
     return spark.createDataFrame(list(zip(*columns, strict=True)), schema)
 
@@ -70,7 +68,7 @@ def as_spark(spark: SparkSession, table: pa.Table, schema: StructType = SCHEMA) 
 def readers(
     duck: duckdb.DuckDBPyConnection, uri: str, version: int | None = None
 ) -> dict[str, pa.Table]:
-    """The table as each outside engine reads it (latest, or as of `version`)."""
+    """The table as each outside reader reads it (latest, or as of `version`)."""
     at = "" if version is None else f", version={int(version)}"
     return {
         "deltalake": DeltaTable(uri, version=version).to_pyarrow_table(),
@@ -104,12 +102,12 @@ def test_outside_readers_see_the_same_rows_at_every_version(
     }
     for version, frame in expected.items():
         assertDataFrameEqual(wh.read("preds", version=version), frame)
-        for engine, table in readers(duck, uri, version).items():
-            assert table.num_rows == frame.count(), engine
+        for name, table in readers(duck, uri, version).items():
+            assert table.num_rows == frame.count(), name
             assertDataFrameEqual(as_spark(spark, table), frame)
-    for engine, table in readers(duck, uri).items():
+    for name, table in readers(duck, uri).items():
         assertDataFrameEqual(as_spark(spark, table), expected[2])
-        assert engine and table.schema.field("ds").type == pa.date32()
+        assert name and table.schema.field("ds").type == pa.date32()
     # The log's statistics are what lets them count without reading data.
     assert duck.sql(f"SELECT count(*) FROM delta_scan('{uri}')").fetchone() == (3,)
     assert DeltaTable(uri).count() == 3
@@ -125,10 +123,58 @@ def test_outside_readers_after_optimize_and_vacuum(
     for frame in frames[1:]:
         wh.append("preds", frame)
     expected = frames[0].unionByName(frames[1]).unionByName(frames[2])
+    spark_written = _data_file_schemas(wh.uri("preds"))
     wh.optimize("preds")
     wh.vacuum("preds", retention_hours=0)
+    assertDataFrameEqual(wh.read("preds"), expected)
     for table in readers(duck, wh.uri("preds")).values():
         assertDataFrameEqual(as_spark(spark, table), expected)
+    # deltalake's rewrite keeps what the table promises: protocol (1,2), Hive `ds=`
+    # folders, and files typed like Spark's (the arrow scoring reader relies on that).
+    protocol = DeltaTable(wh.uri("preds")).protocol()
+    assert (protocol.min_reader_version, protocol.min_writer_version) == (1, 2)
+    assert {p.parent.name for p in Path(wh.uri("preds")).rglob("*.parquet")} == {
+        "ds=2026-01-01",
+        "ds=2026-01-02",
+    }
+    assert _data_file_schemas(wh.uri("preds")) == spark_written
+
+
+def _data_file_schemas(uri: str) -> set[pa.Schema]:
+    """The distinct Arrow schemas of the table's live data files, metadata dropped."""
+    return {pq.read_schema(u).remove_metadata() for u in DeltaTable(uri).file_uris()}
+
+
+def test_compaction_keeps_evolved_columns_and_special_partitions(
+    spark: SparkSession, wh: Warehouse, duck: duckdb.DuckDBPyConnection
+) -> None:
+    schema = StructType(
+        [StructField("id", LongType(), False), StructField("segment", StringType(), True)]
+    )
+    wider = StructType([*schema.fields, StructField("extra", DoubleType(), True)])
+    values = ["a b%c/d", "plain", None]
+    wh.append(
+        "odd",
+        spark.createDataFrame([(i, v) for i, v in enumerate(values)], schema),
+        partition_by=["segment"],
+    )
+    wh.append("odd", spark.createDataFrame([(10 + i, v) for i, v in enumerate(values)], schema))
+    newer = spark.createDataFrame([(20 + i, v, 0.5) for i, v in enumerate(values)], wider)
+    wh.append("odd", newer, allow_new_columns=True)
+    expected = wh.read("odd").cache()
+    assert expected.count() == 9
+    before = wh.version("odd")
+    assert wh.optimize("odd") == before + 1
+    assert len(DeltaTable(wh.uri("odd")).file_uris()) == 3  # one per partition
+    assertDataFrameEqual(wh.read("odd"), expected)
+    assertDataFrameEqual(
+        wh.read("odd", partitions={"segment": ["a b%c/d"]}),
+        expected.where("segment = 'a b%c/d'"),
+    )
+    assert wh.partition_values("odd", "segment") == ["a b%c/d", "plain", None]
+    for table in readers(duck, wh.uri("odd")).values():
+        assertDataFrameEqual(as_spark(spark, table, wider), expected)
+    expected.unpersist()
 
 
 def test_partition_values_with_special_characters_round_trip(

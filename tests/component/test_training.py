@@ -298,7 +298,7 @@ def test_cli_and_job_train_from_the_table_then_list_rollback_promote(
 
     from scorehouse.cli import main as cli
     from scorehouse.paths import REPO_ROOT
-    from scorehouse.tables import Warehouse
+    from scorehouse.storage.warehouse import Warehouse
 
     home = tmp_path / "home"
     config = tmp_path / "config.yaml"

@@ -18,7 +18,7 @@ from scorehouse.features.registry import feature_names, to_matrix
 from scorehouse.scoring.monitoring import FeatureReference, bin_counts
 from scorehouse.scoring.score import score_date
 from scorehouse.settings import Settings, load_settings
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 from scorehouse.training import registry
 from scorehouse.training.splits import SplitSpec
 from scorehouse.training.train import TrainingSource, TrainOptions, TrainResult, train_model

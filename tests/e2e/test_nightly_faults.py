@@ -34,7 +34,8 @@ from scorehouse.features import transforms
 from scorehouse.orchestration import steps
 from scorehouse.serving import Client, keys, loader
 from scorehouse.settings import Settings, load_settings
-from scorehouse.tables import STAGING_DIR, Warehouse
+from scorehouse.storage.staging import STAGING_DIR
+from scorehouse.storage.warehouse import Warehouse
 
 pytestmark = pytest.mark.faults
 REPO = Path(__file__).resolve().parents[2]

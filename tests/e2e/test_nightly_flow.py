@@ -27,7 +27,7 @@ from scorehouse.features import transforms
 from scorehouse.scoring.monitoring import DriftError
 from scorehouse.serving import Client
 from scorehouse.settings import Settings, load_settings
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 
 NIGHTLY_STEPS = ["features", "checks", "score", "publish", "verify", "cleanup"]
 

@@ -30,7 +30,7 @@ from scorehouse.features.training_set import build_training_set
 from scorehouse.paths import REPO_ROOT
 from scorehouse.serving import keys
 from scorehouse.settings import Settings, load_settings
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 from scorehouse.training.train import train_from_warehouse
 
 CUSTOMERS = 300

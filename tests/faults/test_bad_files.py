@@ -17,7 +17,7 @@ from scorehouse.data import validation as v
 from scorehouse.data.ingest import IngestResult, ingest_file, retract_ingest
 from scorehouse.errors import ValidationError
 from scorehouse.settings import IngestSettings, Settings
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 CUSTOMERS_CSV = "customer_id,signup_date,segment,region,email_opt_in\n1,2025-01-01,smb,north,true\n"

@@ -1,4 +1,4 @@
-"""Pure helpers of scorehouse.tables: no Spark session, no Delta table."""
+"""Pure helpers of scorehouse.storage: no Spark session, no Delta table."""
 
 from __future__ import annotations
 
@@ -25,16 +25,15 @@ from pyspark.sql.types import (
 )
 
 from scorehouse.errors import ValidationError
-from scorehouse.tables import (
-    build_add_action,
-    check_schema,
-    file_stats,
+from scorehouse.storage.commit import build_add_action
+from scorehouse.storage.partitions import (
     format_partition_value,
     parse_partition_path,
     parse_partition_value,
     partition_predicate,
-    same_type,
 )
+from scorehouse.storage.schema import check_schema, same_type
+from scorehouse.storage.stats import file_stats
 
 TABLE = StructType(
     [

@@ -454,7 +454,7 @@ def write_generated(
     partitions: int | None = None,
 ) -> GeneratedTables:
     """Generate and replace the raw customers and transactions tables with the result."""
-    from scorehouse.tables import Warehouse
+    from scorehouse.storage.warehouse import Warehouse
 
     customers_df, transactions_df = generate(
         spark, customers=customers, start=start, days=days, seed=seed, partitions=partitions

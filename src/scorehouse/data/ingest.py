@@ -28,7 +28,7 @@ from scorehouse.errors import ValidationError
 from scorehouse.locks import work_lock
 from scorehouse.schemas import QUARANTINE
 from scorehouse.settings import Settings
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ from scorehouse.features.checks import feature_profile, feature_violations, foot
 from scorehouse.features.registry import feature_names, plain_encoded_columns
 from scorehouse.orchestration import ledger
 from scorehouse.settings import Settings
-from scorehouse.tables import Warehouse, discard_stage, without_dictionary
+from scorehouse.storage.staging import discard_stage, without_dictionary
+from scorehouse.storage.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -267,16 +268,15 @@ def check_and_commit(
     """Validate the build, then replace its days in the features table (or `table`);
     nothing is committed on failure. Returns (rows, version).
 
-    Into an existing table (deltalake engine) the build is computed once: Spark writes
-    it to a staging folder, the profile and the rows per day come from the files'
-    footers (the writer's own statistics), and the files are committed only when every
-    rule holds. Otherwise (first build, native Delta) the build is persisted, profiled,
-    then written."""
+    Into an existing table the build is computed once: Spark writes it to a staging
+    folder, the profile and the rows per day come from the files' footers (the writer's
+    own statistics), and the files are committed only when every rule holds. The first
+    build (no table yet) is persisted, profiled, then written, creating the table."""
     problems = _check_types(features)
     if problems:
         raise ValidationError(_violation_message(settings, days, problems))
     target = table or settings.tables.features
-    if wh.engine == "deltalake" and wh.exists(target):
+    if wh.exists(target):
         return _stage_check_commit(wh, settings, features, customers, days, target, phases)
     features = features.persist(StorageLevel.MEMORY_AND_DISK)
     try:

@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 
 from scorehouse.errors import ValidationError
 from scorehouse.settings import Settings
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from scorehouse.features.build import build_features, refresh_rollups
 from scorehouse.features.registry import feature_names, load_registry
 from scorehouse.settings import Settings
 from scorehouse.sqlfiles import run_sql
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 

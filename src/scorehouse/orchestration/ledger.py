@@ -32,7 +32,7 @@ from pyspark.sql.types import (
 
 from scorehouse.orchestration.results import jsonable
 from scorehouse.settings import Settings
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 

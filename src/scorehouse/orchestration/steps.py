@@ -20,7 +20,7 @@ from scorehouse.locks import work_lock
 from scorehouse.orchestration import ledger
 from scorehouse.orchestration.results import jsonable
 from scorehouse.settings import Settings
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 

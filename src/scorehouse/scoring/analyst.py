@@ -12,7 +12,7 @@ from scorehouse.paths import SQL_DIR
 from scorehouse.scoring.readonly import TimeTravel, inspect
 from scorehouse.settings import Settings
 from scorehouse.sqlfiles import parameters, render
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 
 
 def table_names(wh: Warehouse) -> list[str]:

@@ -63,7 +63,7 @@ from scorehouse.scoring.reader import (
     slices_frame,
 )
 from scorehouse.settings import MonitoringSettings, Settings
-from scorehouse.tables import Warehouse
+from scorehouse.storage.warehouse import Warehouse
 from scorehouse.training.registry import LoadedModel
 from scorehouse.training.tracking import client
 
@@ -663,7 +663,7 @@ def monitor_date(
 
     counts: dict[str, dict[str, np.ndarray]] = {}
     days = [ds] if previous_ds is None else [previous_ds, ds]
-    if edges and choose_reader(reader, wh) == "arrow":
+    if edges and choose_reader(reader) == "arrow":
         for day in days:
             counts[day.isoformat()] = snapshot_histograms(
                 spark, wh, tables.features, features_version, day, edges

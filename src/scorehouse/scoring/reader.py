@@ -27,7 +27,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
 from scorehouse.errors import ValidationError
-from scorehouse.tables import Warehouse, partition_predicate, spark_schema
+from scorehouse.storage.partitions import partition_predicate
+from scorehouse.storage.schema import spark_schema
+from scorehouse.storage.warehouse import Warehouse
 
 # Rows per Arrow batch handed to the per-batch function: big enough that per-batch Python
 # overhead vanishes next to the predict call, small enough to bound a worker's memory.
@@ -67,15 +69,13 @@ class SnapshotPlan:
 READER_CHOICES: tuple[str, ...] = ("auto", "arrow", "spark")
 
 
-def choose_reader(reader: str, wh: Warehouse) -> str:
-    """ "arrow" or "spark" for a requested reader ("auto": arrow unless delta-spark is in use)."""
+def choose_reader(reader: str) -> str:
+    """ "arrow" or "spark" for a requested reader ("auto": arrow)."""
     if reader not in READER_CHOICES:
         raise ValueError(f"reader must be one of {READER_CHOICES}, not {reader!r}")
-    if reader != "auto":
-        return reader
-    # With delta-spark jars the table may use features a plain file reader would ignore
-    # (deletion vectors, column mapping): let Spark's Delta reader read it.
-    return "spark" if wh.engine == "native" else "arrow"
+    # The warehouse's tables are protocol (1,2): no deletion vectors or column mapping
+    # that a plain Parquet reader of the logged files would miss.
+    return "arrow" if reader == "auto" else reader
 
 
 def _local_path(uri: str) -> str:

@@ -56,7 +56,8 @@ from scorehouse.scoring.reader import (
     slices_frame,
 )
 from scorehouse.settings import Settings
-from scorehouse.tables import Warehouse, format_partition_value
+from scorehouse.storage.partitions import format_partition_value
+from scorehouse.storage.warehouse import Warehouse
 from scorehouse.training.registry import (
     CHALLENGER,
     CHAMPION,
@@ -198,18 +199,12 @@ def stage_predictions(
 
 
 def commit_predictions(
-    spark: SparkSession, wh: Warehouse, table: str, stage: Path, folder: Path, ds: date
+    spark: SparkSession, wh: Warehouse, table: str, stage: Path, ds: date
 ) -> int:
     """Replace `ds` in the predictions table with the staged files; returns the version."""
     if not wh.exists(table):
         # Created from the contract first, so the table keeps PREDICTIONS' NOT NULLs.
         wh.append(table, spark.createDataFrame([], PREDICTIONS), partition_by=["ds"])
-    if wh.engine == "native":
-        # delta-spark commits its own writes: hand it the staged files as a frame.
-        staged = spark.read.schema(PREDICTIONS).option("basePath", str(stage)).parquet(str(folder))
-        return wh.overwrite(
-            table, staged.select(*PREDICTIONS.names), replace_partitions={"ds": [ds]}
-        )
     return wh.commit_parquet(table, stage, mode="overwrite", replace_partitions={"ds": [ds]})
 
 
@@ -243,7 +238,7 @@ def score_date(
     `fail_on` ("warn" or "critical") stops the run before the predictions commit when drift
     reaches that level; the monitoring rows are committed anyway, for diagnosis.
     `reader`: "arrow" (Parquet row groups decoded by pyarrow in the tasks), "spark"
-    (Spark's Parquet reader), or "auto" (arrow unless delta-spark jars are in use).
+    (Spark's Parquet reader), or "auto" (arrow).
     Raises ValidationError (nothing committed) when an output check fails.
     """
     if fail_on is not None and fail_on not in FAIL_ON_CHOICES:
@@ -252,7 +247,7 @@ def score_date(
     timings: dict[str, float] = {}
     scored_at = datetime.now(tz=UTC)
     wh = Warehouse.from_settings(spark, settings)
-    reader = choose_reader(reader, wh)
+    reader = choose_reader(reader)
     tables = settings.tables
     with _timed(timings, "pin_models"):
         models = pin_models(settings)
@@ -336,7 +331,7 @@ def score_date(
 
         with _timed(timings, "write"):
             # Percentile + Parquet in the tasks, from the spool: no second read or predict.
-            folder = stage_predictions(
+            stage_predictions(
                 spark,
                 spool_files,
                 stage,
@@ -346,9 +341,7 @@ def score_date(
                 RunRows(features_version, scored_at, flow_run_id),
             )
         with _timed(timings, "commit"):
-            predictions_version = commit_predictions(
-                spark, wh, tables.predictions, stage, folder, ds
-            )
+            predictions_version = commit_predictions(spark, wh, tables.predictions, stage, ds)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

@@ -1400,7 +1400,7 @@ def publish_date(
 ) -> GenerationInfo:
     """Publish the champion predictions of `ds` and that day's feature vectors from the
     warehouse; refused when the live generation is of a newer day, unless `allow_older`."""
-    from scorehouse.tables import Warehouse
+    from scorehouse.storage.warehouse import Warehouse
 
     if not allow_older:
         refuse_older(settings, ds)
@@ -1409,7 +1409,7 @@ def publish_date(
     tables = settings.tables
     # One pinned version per table: the frame (count, fingerprint, verification) and the
     # files the load tasks read (with the arrow reader) are the same rows.
-    files = choose_reader("auto", warehouse) == "arrow"
+    files = choose_reader("auto") == "arrow"
     version = warehouse.version(tables.predictions)
     predictions = warehouse.read(
         tables.predictions, version=version, partitions={"ds": [ds]}

@@ -594,7 +594,7 @@ def train_from_warehouse(
     options: TrainOptions | None = None,
 ) -> TrainResult:
     """Read the training-set table (latest or a pinned Delta version) and train on it."""
-    from scorehouse.tables import Warehouse
+    from scorehouse.storage.warehouse import Warehouse
 
     warehouse = Warehouse.from_settings(spark, settings)
     table = table or settings.tables.training_set
