@@ -1,12 +1,12 @@
-# scorehouse image: Python 3.11, Java 17 JRE, the package with the `cluster` extra and
-# the Delta jars, for spark-submit jobs, Prefect workers and the lookup service.
+# scorehouse image: Python 3.11, Java 17 JRE and the package, for spark-submit jobs,
+# Prefect workers and the lookup service. No Delta jars: Spark writes Parquet and the
+# driver commits the Delta tables with deltalake (docs/tables.md), as in the tests.
 # (No Docker engine runs on the development machines: this file is linted, not built, there.)
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
-    SCOREHOUSE_DELTA_JARS=1 \
     SCOREHOUSE_REPO=/opt/scorehouse/app \
     SCOREHOUSE_SERVING__HOST=0.0.0.0
 
@@ -18,14 +18,8 @@ WORKDIR /opt/scorehouse/app
 COPY pyproject.toml constraints.txt README.md ./
 COPY src ./src
 RUN python -m venv /opt/scorehouse/venv \
- && /opt/scorehouse/venv/bin/pip install --no-cache-dir -c constraints.txt '.[cluster]'
+ && /opt/scorehouse/venv/bin/pip install --no-cache-dir -c constraints.txt .
 ENV PATH=/opt/scorehouse/venv/bin:$PATH
-
-# Delta jars into pyspark's jar folder, so format("delta") works without Maven at run time.
-# The artifact follows the installed pair (pyspark 4.2 + delta-spark 4.4.1 from
-# constraints.txt): io.delta:delta-spark_4.2_2.13:4.4.1 and io.delta:delta-storage:4.4.1.
-COPY scripts/fetch_delta_jars.py /tmp/fetch_delta_jars.py
-RUN python /tmp/fetch_delta_jars.py && rm /tmp/fetch_delta_jars.py
 
 COPY sql ./sql
 COPY spark_conf ./spark_conf

@@ -1,6 +1,6 @@
 """One pydantic-settings model: built-in defaults ← YAML file ← SCOREHOUSE_* environment ← arguments.
 
-SCOREHOUSE_* variables that name no setting (SCOREHOUSE_REPO, SCOREHOUSE_DELTA_JARS, ...)
+SCOREHOUSE_* variables that name no setting (SCOREHOUSE_REPO, ...)
 are ignored; a misspelt key inside a known section (SCOREHOUSE_REDIS__URLL) is an error.
 """
 

@@ -36,26 +36,12 @@ def read_profile(path: Path) -> dict[str, str]:
     return conf
 
 
-def has_delta_jars(spark: SparkSession) -> bool:
-    """True when delta-spark's classes are on the JVM classpath (native format("delta"))."""
-    jvm = spark.sparkContext._jvm
-    try:
-        jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")  # type: ignore[union-attr]
-    except Exception:
-        return False
-    return True
-
-
 def get_spark(settings: Settings, app_name: str = "scorehouse") -> SparkSession:
     """Get or create the session for this process, applying the configured profile.
 
     Under spark-submit the launcher's settings win: profile values only fill gaps.
     """
     conf = read_profile(profile_path(settings.spark.profile, settings.spark.conf_dir))
-    if settings.spark.profile != "cluster" and not has_delta_extension_jars_hint():
-        # Without the jars these two would make session start fail.
-        conf.pop("spark.sql.extensions", None)
-        conf.pop("spark.sql.catalog.spark_catalog", None)
     conf.update(settings.spark.conf)
     if settings.spark.master:
         conf["spark.master"] = settings.spark.master
@@ -72,11 +58,6 @@ def get_spark(settings: Settings, app_name: str = "scorehouse") -> SparkSession:
     spark = builder.getOrCreate()
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     return spark
-
-
-def has_delta_extension_jars_hint() -> bool:
-    """Whether delta-spark jars are expected on the classpath (set by the cluster image)."""
-    return os.environ.get("SCOREHOUSE_DELTA_JARS", "") == "1"
 
 
 def _under_spark_submit() -> bool:

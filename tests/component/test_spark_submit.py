@@ -4,7 +4,7 @@ The pyspark wheel ships `bin/spark-class` and `bin/spark-submit` but not the sbi
 start-master/start-worker scripts, so the fixture starts the standalone Master and two
 Workers (one core each) directly with `spark-class`, as subprocesses on loopback ports.
 The job is submitted with spark_conf/cluster.conf, adapted only where this machine
-differs from a cluster (no Delta jars, this venv's Python, 2 cores).
+differs from a cluster (this venv's Python, 2 cores, loopback).
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ from scorehouse.storage.warehouse import Warehouse
 
 SPARK_HOME = Path(pyspark.__file__).parent
 START = date(2026, 2, 1)
-# Without jars these two keys make session start fail; everything else is kept.
-DELTA_KEYS = ("spark.sql.extensions", "spark.sql.catalog.spark_catalog")
 # Where this 2-core machine differs from a real cluster.
 LOCAL_OVERRIDES = {
     "spark.pyspark.python": sys.executable,
@@ -160,8 +158,6 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]
 def _submit_config(tmp: Path) -> tuple[Path, Path]:
     """The cluster profile adapted to this machine, and a settings file that selects it."""
     conf = read_profile(SPARK_CONF_DIR / "cluster.conf")
-    for key in DELTA_KEYS:
-        conf.pop(key)
     conf.update(LOCAL_OVERRIDES)
     conf_dir = tmp / "spark_conf"
     conf_dir.mkdir()

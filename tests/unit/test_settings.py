@@ -88,10 +88,9 @@ def test_invalid_value_names_the_key() -> None:
 
 
 def test_scorehouse_variables_that_are_no_settings_are_ignored() -> None:
-    # The Docker image sets these for paths.py and spark.py; they configure no setting.
+    # The Docker image sets these for paths.py; they configure no setting.
     settings = load_settings(
         environ={
-            "SCOREHOUSE_DELTA_JARS": "1",
             "SCOREHOUSE_REPO": "/opt/scorehouse/app",
             "SCOREHOUSE_PROJECT": "/srv/project",
             "SCOREHOUSE_SERVING__HOST": "0.0.0.0",
