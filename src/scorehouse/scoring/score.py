@@ -266,7 +266,7 @@ def score_date(
         if ds not in wh.partition_values(tables.features, version=features_version):
             raise ValidationError(
                 f"no features snapshot for {ds} in {tables.features} (version "
-                f"{features_version}): run `scorehouse features --date {ds}` first"
+                f"{features_version}): run `scorehouse features --start {ds}` first"
             )
         # Spool files and staged predictions live in the predictions table's staging
         # folder: on the warehouse path every executor sees, removed in any case.
