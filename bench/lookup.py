@@ -204,9 +204,7 @@ def serve(url: str, port: int, booster_path: Path, impl: str = "uvloop,httptools
 
     settings = settings_for(url)
     booster = xgb.Booster(model_file=str(booster_path))
-    app = create_app(
-        settings, client=Client(settings, model=StaticModel("1", booster))
-    )
+    app = create_app(settings, client=Client(settings, model=StaticModel("1", booster)))
     uvicorn.run(
         app,
         host="127.0.0.1",
