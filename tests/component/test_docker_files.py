@@ -23,8 +23,7 @@ import pytest
 import redis
 import yaml
 
-from scorehouse import commands  # noqa: F401  (registers the subcommands)
-from scorehouse.cli import build_parser
+from scorehouse.cli import main
 from scorehouse.localstack import HASH_MAX_LISTPACK_ENTRIES, find_binary, free_port
 from scorehouse.paths import REPO_ROOT, SPARK_CONF_DIR
 from scorehouse.settings import load_settings
@@ -166,13 +165,20 @@ def test_worker_polls_the_pool_of_prefect_yaml(compose: dict[str, Any]) -> None:
     assert pools == {command[command.index("--pool") + 1]}
 
 
-def test_compose_commands_exist_with_their_options(compose: dict[str, Any]) -> None:
+def test_compose_commands_exist_with_their_options(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     services = compose["services"]
-    # scorehouse: parsed by the real CLI parser.
+    # scorehouse: run by the real CLI down to the library call, which only records it.
     command = services["lookup"]["command"]
     assert command[0] == "scorehouse"
-    args = build_parser().parse_args(command[1:])
-    assert (args.command, args.host, args.port) == ("serve", "0.0.0.0", 8080)
+    served: list[tuple[str | None, int | None]] = []
+    monkeypatch.setattr(
+        "scorehouse.serving.service.serve",
+        lambda settings, host=None, port=None: served.append((host, port)),
+    )
+    assert main(command[1:]) == 0
+    assert served == [("0.0.0.0", 8080)]
     # prefect and mlflow: every option is listed by the installed CLI's help.
     for name in ("prefect-server", "mlflow", "worker"):
         command = services[name]["command"]
