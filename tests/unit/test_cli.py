@@ -74,6 +74,7 @@ def test_usage_errors_exit_2_before_anything_runs(capsys: pytest.CaptureFixture[
         ["sql"],  # neither a query nor --file
         ["sql", "SELECT 1", "--param", "ds=2026-01-01"],  # --param fills a --file query
         ["sql", "--file", "top_customers", "--param", "ds"],
+        ["backfill", "--start", "2026-01-03", "--end", "2026-01-02"],
         ["no-such-command"],
     ):
         code, out, err = _run(argv, capsys)

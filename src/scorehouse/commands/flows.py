@@ -96,6 +96,8 @@ def backfill(
     Features are built in one range build, checks and scores per day; steps whose output
     is already current are skipped unless --force. Prints what each step built or skipped.
     """
+    if end is not None and end < start:  # refused before a Prefect server starts
+        raise typer.BadParameter(f"{end} is before --start {start}", param_hint="--end")
     from scorehouse.flows import backfill as flow
     from scorehouse.orchestration.report import steps_text
 
