@@ -85,7 +85,7 @@ def register(
     import mlflow
     import mlflow.xgboost
 
-    from scorehouse.scoring.monitoring import build_reference, save_reference
+    from scorehouse.monitoring.reference import build_reference, save_reference
     from scorehouse.training import registry
     from scorehouse.training.tracking import configure_mlflow
     from scorehouse.training.train import pip_requirements

@@ -17,8 +17,8 @@ from pyspark.sql import functions as F
 from scorehouse import cli
 from scorehouse.errors import ValidationError
 from scorehouse.features.registry import to_matrix
+from scorehouse.monitoring.drift import DriftError
 from scorehouse.schemas import PREDICTIONS
-from scorehouse.scoring.monitoring import DriftError
 from scorehouse.scoring.score import ScoringRun, score_date
 from scorehouse.settings import Settings, load_settings
 from scorehouse.storage.warehouse import Warehouse

@@ -15,7 +15,8 @@ from pyspark.sql import SparkSession
 
 from home_settings import home_env
 from scorehouse.features.registry import feature_names, to_matrix
-from scorehouse.scoring.monitoring import FeatureReference, bin_counts
+from scorehouse.monitoring.psi import bin_counts
+from scorehouse.monitoring.reference import FeatureReference
 from scorehouse.scoring.score import score_date
 from scorehouse.settings import Settings, load_settings
 from scorehouse.storage.warehouse import Warehouse

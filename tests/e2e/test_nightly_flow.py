@@ -24,7 +24,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from nightly_support import END, TRAIN_AS_OF, live, nightly_env
 from scorehouse.features import transforms
-from scorehouse.scoring.monitoring import DriftError
+from scorehouse.monitoring.drift import DriftError
 from scorehouse.serving import Client
 from scorehouse.settings import Settings, load_settings
 from scorehouse.storage.warehouse import Warehouse

@@ -9,20 +9,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from scorehouse.scoring.monitoring import (
-    DriftError,
-    DriftReport,
-    FeatureBins,
-    FeatureReference,
-    bin_counts,
-    compare,
-    drift_level,
-    feature_drift,
-    histogram_batch,
-    null_rate,
-    psi,
-    quantile_edges,
-)
+from scorehouse.monitoring.drift import DriftError, DriftReport, compare, feature_drift
+from scorehouse.monitoring.histograms import histogram_batch
+from scorehouse.monitoring.psi import bin_counts, drift_level, null_rate, psi, quantile_edges
+from scorehouse.monitoring.reference import FeatureBins, FeatureReference
 from scorehouse.settings import MonitoringSettings
 
 LEVELS = MonitoringSettings(psi_warn=0.1, psi_critical=0.2)

@@ -137,8 +137,8 @@ def test_bad_data_is_not_retried_but_a_crash_is() -> None:
     from prefect.states import Failed
 
     from scorehouse.flows import _worth_retrying
+    from scorehouse.monitoring.drift import DriftError
     from scorehouse.orchestration.runner import StepFailed, StepTimeout
-    from scorehouse.scoring.monitoring import DriftError
 
     def retried(exc: Exception) -> bool:
         return _worth_retrying(None, None, Failed(data=exc))  # type: ignore[arg-type]

@@ -1,1 +1,4 @@
-"""Nightly batch scoring of the full entity space, the predictions table and drift monitoring."""
+"""Nightly batch scoring of the full entity space and the predictions table.
+
+Each run also calls the drift monitor (`scorehouse.monitoring.daily`).
+"""

@@ -32,6 +32,7 @@ from pyspark.sql.types import StructType
 
 from scorehouse.errors import ValidationError
 from scorehouse.features.registry import feature_names
+from scorehouse.monitoring.daily import monitor_date
 from scorehouse.schemas import PREDICTIONS
 from scorehouse.scoring.batch import (
     ENTITY,
@@ -313,8 +314,6 @@ def score_date(
 
         drift = None
         if monitor:
-            from scorehouse.scoring.monitoring import monitor_date
-
             with _timed(timings, "monitoring"):
                 drift = monitor_date(
                     spark,

@@ -34,6 +34,7 @@ from xgboost.spark import SparkXGBClassifier, SparkXGBClassifierModel
 
 from scorehouse.errors import ValidationError
 from scorehouse.features.registry import feature_names, to_matrix
+from scorehouse.monitoring.reference import build_reference, save_reference
 from scorehouse.settings import Settings
 from scorehouse.training import metrics as m
 from scorehouse.training.heuristic import FREQUENCY, RECENCY, RecencyFrequencyHeuristic
@@ -277,8 +278,6 @@ def train_model(
     # The drift reference scoring compares every night with, saved to the run. Built from
     # the matured rows in their own types: scoring bins doubles, and prepare()'s float32
     # would move point masses (prices like 9.99) across bin edges.
-    from scorehouse.scoring.monitoring import build_reference, save_reference
-
     matured = (
         df
         if as_of is None
