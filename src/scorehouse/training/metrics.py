@@ -1,8 +1,10 @@
-"""Evaluation metrics for a binary score: pure numpy, no I/O.
+"""Evaluation metrics for a binary score: no I/O.
 
-Every function takes `y` (0/1 labels) and `p` (scores in [0, 1]) as 1-d arrays.
-Ranking metrics (ROC AUC, PR AUC, lift) only need an order; the calibration metrics
-(log loss, Brier, ECE) read `p` as a probability.
+Every function takes `y` (0/1 labels) and `p` (scores in [0, 1]) as 1-d arrays, checked
+here (lengths, labels, NaN) so that every metric refuses bad input with the same message.
+ROC AUC, PR AUC, log loss and Brier are scikit-learn's; lift and the calibration bins
+(ECE) are the project's own. Ranking metrics (ROC AUC, PR AUC, lift) only need an order;
+the calibration metrics (log loss, Brier, ECE) read `p` as a probability.
 """
 
 from __future__ import annotations
@@ -11,9 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-
-# Clip for log loss so that a confident miss costs a large but finite amount.
-_EPS = float(np.finfo(np.float64).eps)
+from sklearn import metrics as skm
 
 
 def _check(y: ArrayLike, p: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -39,70 +39,49 @@ def roc_auc(y: ArrayLike, p: ArrayLike) -> float:
     """Area under the ROC curve: P(score of a positive > score of a negative), ties count half."""
     y_arr, p_arr = _check(y, p)
     _both_classes(y_arr)
-    # Mann-Whitney U with average ranks, so tied scores contribute 1/2 each.
-    order = np.argsort(p_arr, kind="mergesort")
-    sorted_p = p_arr[order]
-    ranks = np.empty_like(p_arr)
-    _, first, counts = np.unique(sorted_p, return_index=True, return_counts=True)
-    avg_rank = first + (counts + 1) / 2.0  # 1-based average rank of each tie group
-    ranks[order] = np.repeat(avg_rank, counts)
-    n_pos = y_arr.sum()
-    n_neg = y_arr.size - n_pos
-    u = ranks[y_arr == 1].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
-
-
-def _threshold_counts(
-    y: NDArray[np.float64], p: NDArray[np.float64]
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """True and false positives at each distinct threshold, highest score first."""
-    order = np.argsort(-p, kind="mergesort")
-    y_sorted = y[order]
-    p_sorted = p[order]
-    # Last index of each run of equal scores: a threshold admits the whole tie group.
-    last = np.r_[np.flatnonzero(np.diff(p_sorted)), y_sorted.size - 1]
-    tps = np.cumsum(y_sorted)[last]
-    fps = (last + 1) - tps
-    return tps, fps, p_sorted[last]
+    return float(skm.roc_auc_score(y_arr, p_arr))
 
 
 def roc_curve(y: ArrayLike, p: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """(false positive rate, true positive rate) from (0, 0) to (1, 1)."""
+    """(false positive rate, true positive rate) at every distinct threshold, (0, 0) to (1, 1)."""
     y_arr, p_arr = _check(y, p)
     _both_classes(y_arr)
-    tps, fps, _ = _threshold_counts(y_arr, p_arr)
-    return np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]]
+    fpr, tpr, _ = skm.roc_curve(y_arr, p_arr, drop_intermediate=False)
+    return fpr, tpr
 
 
 def pr_curve(y: ArrayLike, p: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """(recall, precision) at each distinct threshold, highest threshold first."""
     y_arr, p_arr = _check(y, p)
     _both_classes(y_arr)
-    tps, fps, _ = _threshold_counts(y_arr, p_arr)
-    return tps / tps[-1], tps / (tps + fps)
+    precision, recall, _ = skm.precision_recall_curve(y_arr, p_arr)
+    # sklearn lists the thresholds lowest first and ends with (recall 0, precision 1), a
+    # point no threshold reaches: drop it, and put the highest threshold first.
+    return recall[-2::-1], precision[-2::-1]
 
 
 def pr_auc(y: ArrayLike, p: ArrayLike) -> float:
     """Area under the precision-recall curve as average precision (step-wise, no interpolation).
 
     Average precision is the estimator that does not reward the optimistic linear
-    interpolation between PR points; it equals sklearn's `average_precision_score`.
+    interpolation between PR points.
     """
-    recall, precision = pr_curve(y, p)
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    y_arr, p_arr = _check(y, p)
+    _both_classes(y_arr)
+    return float(skm.average_precision_score(y_arr, p_arr))
 
 
 def log_loss(y: ArrayLike, p: ArrayLike) -> float:
-    """Mean negative log-likelihood, scores clipped to [eps, 1 - eps] (float64 eps, as sklearn)."""
+    """Mean negative log-likelihood; sklearn clips scores to [eps, 1 - eps] (float64 eps)."""
     y_arr, p_arr = _check(y, p)
-    q = np.clip(p_arr, _EPS, 1 - _EPS)
-    return float(-np.mean(y_arr * np.log(q) + (1 - y_arr) * np.log1p(-q)))
+    # `labels`: a split holding one class only still has a defined log loss.
+    return float(skm.log_loss(y_arr, p_arr, labels=[0.0, 1.0]))
 
 
 def brier(y: ArrayLike, p: ArrayLike) -> float:
     """Mean squared error of the probability."""
     y_arr, p_arr = _check(y, p)
-    return float(np.mean((p_arr - y_arr) ** 2))
+    return float(skm.brier_score_loss(y_arr, p_arr, pos_label=1.0))
 
 
 @dataclass(frozen=True)
