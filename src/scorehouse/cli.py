@@ -54,6 +54,7 @@ for _name, _function, _panel in _COMMANDS:
     app.command(_name, rich_help_panel=_panel, context_settings=_CONTEXT.get(_name))(_function)
 app.add_typer(models.app, name="models", rich_help_panel="Features and training")
 
+SPARK_LOG_LEVEL_ENV = "SCOREHOUSE_SPARK__LOG_LEVEL"
 # Servers and quick lookups: a spinner would sit under their own output for nothing.
 _NO_PROGRESS_BAR = {"serve", "lookup", "config", "models", "up", "down", "deploy"}
 
@@ -64,7 +65,9 @@ def _global_options(
     config: Annotated[
         str | None, typer.Option(help="YAML settings file (default: SCOREHOUSE_CONFIG or built-in)")
     ] = None,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="debug logging")] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="debug logging, and Spark's INFO lines")
+    ] = False,
 ) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -72,6 +75,10 @@ def _global_options(
     )
     for noisy in ("py4j", "urllib3", "alembic", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if verbose and SPARK_LOG_LEVEL_ENV not in os.environ:
+        # Through the environment, so the flows' settings and spark-submit's jobs see it too.
+        os.environ[SPARK_LOG_LEVEL_ENV] = "INFO"
+        ctx.call_on_close(lambda: os.environ.pop(SPARK_LOG_LEVEL_ENV, None))
     ctx.obj = Globals(config=config)
 
 

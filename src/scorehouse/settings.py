@@ -59,6 +59,14 @@ class SparkSettings(_Model):
     master: str | None = None  # overrides the profile's spark.master
     conf_dir: Path | None = None  # defaults to the repository's spark_conf/
     conf: dict[str, str] = Field(default_factory=dict)  # extra spark.* settings
+    # The driver's log level (spark_conf/log4j2.properties): ERROR keeps Spark's routine
+    # WARN lines off the console; `scorehouse -v` sets INFO.
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "ERROR"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
 
 class TableNames(_Model):

@@ -85,3 +85,48 @@ def test_local_profile_driver_listens_on_loopback_only(tmp_path: Path) -> None:
     }
     assert report["listening"], "the driver JVM listens on no port at all?"
     assert [a for a in report["listening"] if not a.startswith("127.")] == []
+
+
+# A job whose task is over Spark's 1000 KiB warning size, run quiet (the default level),
+# then once more after the level is lowered to WARN: the second run proves the job warns.
+QUIET_SESSION = """
+import sys
+from scorehouse.settings import load_settings
+from scorehouse.spark import get_spark
+settings = load_settings(environ={"SCOREHOUSE_SPARK__PROFILE": "test"})
+spark = get_spark(settings, app_name="scorehouse-quiet-check")
+big = [bytes(1_500_000)]
+assert spark.sparkContext.parallelize(big, 1).map(len).sum() == 1_500_000
+print("MARK lowered to warn", file=sys.stderr, flush=True)
+spark.sparkContext.setLogLevel("WARN")
+assert spark.sparkContext.parallelize(big, 1).map(len).sum() == 1_500_000
+spark.stop()
+"""
+
+
+def test_a_session_prints_no_spark_warnings_by_default(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCOREHOUSE_", "SPARK_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", QUIET_SESSION],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    quiet, _, lowered = done.stderr.partition("MARK lowered to warn")
+    assert lowered, done.stderr[-3000:]
+    # Nothing from log4j at all: no WARN line, no "Setting default log level" banner.
+    assert [line for line in quiet.splitlines() if " WARN " in line or "log level" in line] == []
+    assert "WARN TaskSetManager: Stage" in lowered and "very large size" in lowered
+
+
+def test_the_session_runs_the_log4j2_profile_of_spark_conf(spark: SparkSession) -> None:
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    system = jvm.java.lang.System
+    assert system.getProperty("log4j2.configurationFile").endswith("spark_conf/log4j2.properties")
+    assert system.getProperty("user.timezone") == "UTC"
+    root = jvm.org.apache.logging.log4j.LogManager.getRootLogger()
+    assert root.getLevel().toString() == "ERROR"

@@ -66,6 +66,21 @@ def test_expected_failures_print_one_error_line_and_their_exit_code(
         assert len(err) == 1 and err[0].startswith(line), (argv, err)
 
 
+def test_verbose_gives_spark_info_lines_for_that_command_only(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SCOREHOUSE_SPARK__LOG_LEVEL", raising=False)
+    levels = []
+    for argv in (["config", "--json"], ["-v", "config", "--json"], ["config", "--json"]):
+        code, out, _ = _run(argv, capsys)
+        assert code == 0
+        levels.append(json.loads(out)["spark"]["log_level"])
+    assert levels == ["ERROR", "INFO", "ERROR"]
+    monkeypatch.setenv("SCOREHOUSE_SPARK__LOG_LEVEL", "debug")  # an explicit level wins
+    code, out, _ = _run(["config", "-v", "--json"], capsys)
+    assert json.loads(out)["spark"]["log_level"] == "DEBUG"
+
+
 def test_usage_errors_exit_2_before_anything_runs(capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (
         ["nightly", "--fail-on", "sometimes"],

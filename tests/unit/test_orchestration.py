@@ -13,6 +13,7 @@ from scorehouse.orchestration.alerts import alert_payload, safe_url
 from scorehouse.orchestration.report import mlflow_link, nightly_markdown
 from scorehouse.orchestration.results import job_result, jsonable, read_result
 from scorehouse.orchestration.runner import job_argv, spark_submit_path, submit_command
+from scorehouse.paths import SPARK_CONF_DIR
 from scorehouse.settings import SettingsError, load_settings
 
 
@@ -36,9 +37,28 @@ def test_submit_command_uses_the_profile_file_and_the_job_script() -> None:
     assert command[0].endswith("pyspark/bin/spark-submit")
     assert command[1] == "--properties-file"
     assert Path(command[2]).name == "local.conf" and Path(command[2]).is_file()
-    assert command[3:5] == ["--master", "local[1]"]
-    assert Path(command[5]).name == "score_entities.py" and Path(command[5]).is_file()
-    assert command[6:] == ["--date", "2026-10-31", "--result-json", "/tmp/r.json"]
+    # The driver gets the quiet log4j2 profile and keeps the profile's UTC option.
+    assert command[3] == "--driver-java-options"
+    assert command[4].split() == [
+        f"-Dlog4j2.configurationFile={SPARK_CONF_DIR / 'log4j2.properties'}",
+        "-Dscorehouse.spark.logLevel=ERROR",
+        "-Duser.timezone=UTC",
+    ]
+    assert command[5:7] == ["--master", "local[1]"]
+    assert Path(command[7]).name == "score_entities.py" and Path(command[7]).is_file()
+    assert command[8:] == ["--date", "2026-10-31", "--result-json", "/tmp/r.json"]
+
+
+def test_submit_command_leaves_a_cluster_mode_drivers_options_to_the_profile() -> None:
+    settings = load_settings(
+        environ={
+            "SCOREHOUSE_ORCHESTRATION__PROFILE": "cluster",
+            "SCOREHOUSE_ORCHESTRATION__SUBMIT_ARGS": "[--master, yarn, --deploy-mode, cluster]",
+        }
+    )
+    command = submit_command(settings, "score_entities", [], "/tmp/r.json")
+    assert "--driver-java-options" not in command
+    assert command[3:7] == ["--master", "yarn", "--deploy-mode", "cluster"]
 
 
 def test_job_result_writes_the_result_or_the_failure(tmp_path: Path) -> None:

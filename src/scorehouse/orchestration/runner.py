@@ -27,7 +27,7 @@ from scorehouse.errors import ScorehouseError
 from scorehouse.orchestration.results import read_result
 from scorehouse.paths import REPO_ROOT
 from scorehouse.settings import Settings
-from scorehouse.spark import profile_path
+from scorehouse.spark import DRIVER_OPTIONS, driver_java_options, profile_path, read_profile
 
 KILL_GRACE_S = 10.0
 
@@ -75,19 +75,43 @@ def job_argv(params: dict[str, Any]) -> list[str]:
 def submit_command(
     settings: Settings, job: str, argv: Sequence[str], result_json: str | Path
 ) -> list[str]:
-    """bin/spark-submit --properties-file spark_conf/<profile>.conf [extra] jobs/<job>.py args."""
+    """bin/spark-submit --properties-file spark_conf/<profile>.conf --driver-java-options
+    ... [extra] jobs/<job>.py args.
+
+    The driver's options are the profile's plus the log4j2 profile and level (see
+    `scorehouse.spark.driver_java_options`); in cluster deploy mode the driver runs on the
+    cluster, where that file is not, so the profile's options are left alone.
+    """
     orch = settings.orchestration
-    profile = orch.profile or settings.spark.profile
+    profile = profile_path(orch.profile or settings.spark.profile, settings.spark.conf_dir)
+    conf = read_profile(profile)
+    logging_options: list[str] = []
+    if not _cluster_mode(conf, orch.submit_args):
+        options = driver_java_options(settings, conf.get(DRIVER_OPTIONS, ""))
+        logging_options = ["--driver-java-options", options]
     return [
         str(spark_submit_path(settings)),
         "--properties-file",
-        str(profile_path(profile, settings.spark.conf_dir).resolve()),
+        str(profile.resolve()),
+        *logging_options,
         *orch.submit_args,
         str((jobs_dir(settings) / f"{job}.py").resolve()),
         *argv,
         "--result-json",
         str(result_json),
     ]
+
+
+def _cluster_mode(conf: dict[str, str], submit_args: Sequence[str]) -> bool:
+    """Whether spark-submit runs the driver on the cluster (the profile or submit_args say)."""
+    mode = conf.get("spark.submit.deployMode", "client")
+    args = list(submit_args)
+    for i, arg in enumerate(args):
+        if arg == "--deploy-mode" and i + 1 < len(args):
+            mode = args[i + 1]
+        elif arg.startswith(("--deploy-mode=", "spark.submit.deployMode=")):
+            mode = arg.partition("=")[2]
+    return mode == "cluster"
 
 
 def submit_env(settings: Settings) -> dict[str, str]:
