@@ -49,6 +49,22 @@ def refuse_incomplete(ds: date, allow: bool) -> None:
         )
 
 
+def _dated(name: str, *keys: str) -> Callable[[], str]:
+    """A flow run name from the run's date parameters: `nightly-2026-01-15`. A date left
+    out is the flow's default: yesterday (UTC) for the first, the previous one for the rest
+    (backfill's end is its start)."""
+
+    def run_name() -> str:
+        params = runtime.flow_run.parameters
+        days: list[str] = []
+        for key in keys:
+            value = params.get(key) or (days[-1] if days else yesterday_utc())
+            days.append(str(value))
+        return "-".join([name, *days])
+
+    return run_name
+
+
 def _run_id() -> str | None:
     value = runtime.flow_run.get_id()
     return str(value) if value else None
@@ -292,7 +308,12 @@ def _publish_and_verify(
 # --------------------------------------------------------------------------- flows
 
 
-@flow(name="nightly", log_prints=True, on_failure=[_alert_on_failure])
+@flow(
+    name="nightly",
+    flow_run_name=_dated("nightly", "ds"),
+    log_prints=True,
+    on_failure=[_alert_on_failure],
+)
 def nightly(
     ds: date | None = None,
     config: str | None = None,
@@ -334,7 +355,12 @@ def nightly(
     return result
 
 
-@flow(name="weekly_train", log_prints=True, on_failure=[_alert_on_failure])
+@flow(
+    name="weekly_train",
+    flow_run_name=_dated("weekly-train", "as_of"),
+    log_prints=True,
+    on_failure=[_alert_on_failure],
+)
 def weekly_train(
     as_of: date | None = None, lookback_days: int | None = None, config: str | None = None
 ) -> dict[str, Any]:
@@ -385,7 +411,12 @@ def weekly_train(
     return result
 
 
-@flow(name="backfill", log_prints=True, on_failure=[_alert_on_failure])
+@flow(
+    name="backfill",
+    flow_run_name=_dated("backfill", "start", "end"),
+    log_prints=True,
+    on_failure=[_alert_on_failure],
+)
 def backfill(
     start: date,
     end: date | None = None,

@@ -294,6 +294,18 @@ def mlflow_url(settings: Settings) -> str:
     return f"http://{settings.stack.host}:{settings.stack.mlflow_port}"
 
 
+def flow_api_url(
+    settings: Settings, configured: str | None, answers: Callable[[str], bool] = http_ok
+) -> str | None:
+    """The Prefect API a flow run started from the CLI reports to, when it must be set: the
+    server of `scorehouse up` if it answers and no API is `configured` (PREFECT_API_URL or
+    a Prefect profile). None: leave Prefect as it is (that API, or a temporary server)."""
+    if configured:
+        return None
+    api = prefect_api_url(settings)
+    return api if answers(f"{api}/health") else None
+
+
 def prefect_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of every Prefect process of the stack: project-local home, this server."""
     env = dict(os.environ if base is None else base)

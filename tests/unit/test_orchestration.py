@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from scorehouse.commands.flows import prefect_server
 from scorehouse.errors import ValidationError
 from scorehouse.orchestration.alerts import alert_payload, safe_url
 from scorehouse.orchestration.report import mlflow_link, nightly_markdown
@@ -15,6 +18,7 @@ from scorehouse.orchestration.results import job_result, jsonable, read_result
 from scorehouse.orchestration.runner import job_argv, spark_submit_path, submit_command
 from scorehouse.paths import SPARK_CONF_DIR
 from scorehouse.settings import SettingsError, load_settings
+from scorehouse.stack import flow_api_url
 
 
 def test_job_argv_turns_parameters_into_flags() -> None:
@@ -195,3 +199,48 @@ def test_a_night_that_is_not_over_needs_an_explicit_override() -> None:
         with pytest.raises(ValidationError, match=f"nightly {day}: that day is not complete"):
             refuse_incomplete(day, allow=False)
         refuse_incomplete(day, allow=True)
+
+
+def test_a_cli_flow_run_reports_to_the_stack_server_only_when_it_answers_and_none_is_set() -> None:
+    settings = load_settings(environ={"SCOREHOUSE_STACK__PREFECT_PORT": "4321"})
+    asked: list[str] = []
+
+    def answers(url: str) -> bool:
+        asked.append(url)
+        return True
+
+    assert flow_api_url(settings, None, answers) == "http://127.0.0.1:4321/api"
+    assert asked == ["http://127.0.0.1:4321/api/health"]
+    assert flow_api_url(settings, None, lambda url: False) is None  # a temporary server
+    assert flow_api_url(settings, "http://prefect.example:4200/api", answers) is None
+    assert len(asked) == 1  # a configured API is not second-guessed
+
+
+def test_the_flow_commands_point_prefect_at_an_answering_stack_server() -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/api/health" else 404)
+            self.end_headers()
+            self.wfile.write(b"true")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    settings = load_settings(environ={"SCOREHOUSE_STACK__PREFECT_PORT": str(port)})
+    try:
+        # As on a machine with no Prefect API configured (the e2e harness may be running).
+        with temporary_settings(restore_defaults={PREFECT_API_URL}):
+            with prefect_server(settings):
+                assert PREFECT_API_URL.value() == f"http://127.0.0.1:{port}/api"
+            assert PREFECT_API_URL.value() is None
+            server.shutdown()
+            with prefect_server(settings):
+                assert PREFECT_API_URL.value() is None  # nothing answers: a temporary server
+    finally:
+        server.shutdown()
+        server.server_close()

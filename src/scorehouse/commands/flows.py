@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
+from collections.abc import Iterator
 from datetime import date
 from typing import Annotated, Any, Literal
 
 import typer
 
 from scorehouse.commands.common import Json, globals_of, iso_date, print_json, settings_of
+from scorehouse.settings import Settings
+
+log = logging.getLogger(__name__)
 
 FailOn = Annotated[
     Literal["warn", "critical"] | None,
@@ -46,14 +51,15 @@ def nightly(
     """Run the nightly Prefect flow for a date: features, checks, score, publish, verify."""
     from scorehouse.flows import nightly as flow
 
-    result = flow(
-        ds=day,
-        config=globals_of(ctx).config,
-        fail_on=fail_on,
-        force=force,
-        allow_incomplete=allow_incomplete,
-        allow_older=allow_older,
-    )
+    with prefect_server(settings_of(ctx)):
+        result = flow(
+            ds=day,
+            config=globals_of(ctx).config,
+            fail_on=fail_on,
+            force=force,
+            allow_incomplete=allow_incomplete,
+            allow_older=allow_older,
+        )
     _print_result(result, as_json)
 
 
@@ -70,7 +76,8 @@ def weekly_train(
     """Run the weekly training Prefect flow: training set, train, champion gate."""
     from scorehouse.flows import weekly_train as flow
 
-    result = flow(as_of=as_of, lookback_days=lookback_days, config=globals_of(ctx).config)
+    with prefect_server(settings_of(ctx)):
+        result = flow(as_of=as_of, lookback_days=lookback_days, config=globals_of(ctx).config)
     _print_result(result, as_json)
 
 
@@ -101,15 +108,16 @@ def backfill(
     from scorehouse.flows import backfill as flow
     from scorehouse.orchestration.report import steps_text
 
-    result = flow(
-        start=start,
-        end=end,
-        what=what,
-        publish_last=publish_last,
-        config=globals_of(ctx).config,
-        fail_on=fail_on,
-        force=force,
-    )
+    with prefect_server(settings_of(ctx)):
+        result = flow(
+            start=start,
+            end=end,
+            what=what,
+            publish_last=publish_last,
+            config=globals_of(ctx).config,
+            fail_on=fail_on,
+            force=force,
+        )
     if as_json:
         print_json(result)
         return
@@ -139,6 +147,24 @@ def demo(
         )
     if as_json:
         print_json(timings)
+
+
+@contextlib.contextmanager
+def prefect_server(settings: Settings) -> Iterator[None]:
+    """Run the flow against the Prefect server of `scorehouse up` when one answers, so the
+    run shows in its UI; otherwise as Prefect is set up (PREFECT_API_URL, or a temporary
+    server for this process)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from scorehouse.stack import flow_api_url, prefect_url
+
+    api = flow_api_url(settings, PREFECT_API_URL.value())
+    if api is None:
+        yield
+        return
+    log.info("flow runs report to the Prefect server of `scorehouse up`: %s", prefect_url(settings))
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        yield
 
 
 def _print_result(result: dict[str, Any], as_json: bool) -> None:
