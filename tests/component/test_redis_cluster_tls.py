@@ -65,6 +65,7 @@ def test_publish_spreads_over_the_cluster_and_lookups_follow(
     )
     cluster = ClusterClient(host="127.0.0.1", port=redis_cluster.servers[0].port)
     assert cluster.get("sh:current") == info.generation.encode()
+    assert cluster.exists("sh:lock") == 0  # the publish lock's release script ran on its slot
     # 30,000 / bucket_size score + as many feature buckets land on every master, each pair
     # on one slot.
     buckets = 30_000 // cfg.redis.bucket_size

@@ -305,6 +305,45 @@ def test_unreadable_config_warns_or_refuses_and_never_logs_the_password(
     )
 
 
+def test_a_publish_waits_out_a_live_publishers_lock_then_refuses(
+    spark: SparkSession,
+    cfg: Settings,
+    client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(loader, "LOCK_TTL_S", 1.0)
+    monkeypatch.setattr(loader, "LOCK_RENEW_S", 0.2)
+    held = loader._Lock(client, keys.lock_key("sh"))
+    df = scores_frame(spark, list(range(10)), np.full(10, 0.5))
+    try:
+        started = time.monotonic()
+        with pytest.raises(
+            RedisLoadError, match="another publish holds sh:lock and keeps it alive"
+        ):
+            loader.publish(spark, cfg, ds=DS, scores=df, model_name="m", model_version="1")
+        # It waited past the TTL: the holder's heartbeat kept the lock meanwhile.
+        assert time.monotonic() - started > 1.0
+        assert client.pttl("sh:lock") > 0
+    finally:
+        held.release()
+    assert client.get("sh:lock") is None
+    assert client.get("sh:current") is None
+
+
+def test_a_dead_publishers_lock_expires_and_the_next_publish_goes_through(
+    spark: SparkSession,
+    cfg: Settings,
+    client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(loader, "LOCK_TTL_S", 1.0)
+    client.set("sh:lock", "a-killed-publisher", px=1000)  # no heartbeat renews it
+    df = scores_frame(spark, list(range(10)), np.full(10, 0.5))
+    info = loader.publish(spark, cfg, ds=DS, scores=df, model_name="m", model_version="1")
+    assert info.status == "live"
+    assert client.get("sh:lock") is None  # released by the publish that took it
+
+
 def _reader_loop(
     url: str, ids: list[int], stop: threading.Event, out: Callable[[str, int], None]
 ) -> None:

@@ -24,7 +24,6 @@ import pickle
 import re
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -84,7 +83,7 @@ PACER_BURST_S = 0.01
 # The lock expires soon after its publisher dies, and a new publisher waits that long for
 # it: a retry right after a killed publish goes through. A heartbeat thread keeps the lock
 # while the publisher lives.
-LOCK_TTL_MS = 15_000
+LOCK_TTL_S = 15.0
 LOCK_RENEW_S = 3.0
 LOCK_POLL_S = 0.2
 # One row per load task: its share of the files' row-group slices.
@@ -98,14 +97,6 @@ if (current == false and ARGV[1] == '') or current == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2])
   return 1
 end
-return 0
-"""
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
@@ -1256,38 +1247,43 @@ def _reason(exc: Exception) -> str:
 
 
 class _Lock:
-    """`{ns}:lock`: one publisher at a time, renewed by a heartbeat while this process lives."""
+    """`{ns}:lock` (redis-py's Lock): one publisher at a time, kept by a heartbeat while
+    this process lives and expiring LOCK_TTL_S after it dies."""
 
     def __init__(self, client: AnyRedis, key: str) -> None:
-        self.client, self.key, self.token = client, key, uuid.uuid4().hex
-        deadline = time.monotonic() + LOCK_TTL_MS / 1000 + 2 * LOCK_POLL_S
-        while not self._take():
-            if time.monotonic() > deadline:
-                raise RedisLoadError(
-                    f"another publish holds {key} and keeps it alive; run this one once that "
-                    "publish has finished"
-                )
-            time.sleep(LOCK_POLL_S)
+        # thread_local=False: the heartbeat thread renews the token the publisher took.
+        self.lock = client.lock(
+            key,
+            timeout=LOCK_TTL_S,
+            sleep=LOCK_POLL_S,
+            blocking_timeout=LOCK_TTL_S + 2 * LOCK_POLL_S,
+            thread_local=False,
+        )
+        try:
+            taken = self.lock.acquire()
+        except ResponseError as exc:
+            raise RedisLoadError(f"cannot take the publish lock {key}: {exc}") from exc
+        if not taken:
+            raise RedisLoadError(
+                f"another publish holds {key} and keeps it alive; run this one once that "
+                "publish has finished"
+            )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name="publish-lock", daemon=True)
         self._thread.start()
 
-    def _take(self) -> bool:
-        try:
-            return bool(self.client.set(self.key, self.token, nx=True, px=LOCK_TTL_MS))
-        except ResponseError as exc:
-            raise RedisLoadError(f"cannot take the publish lock {self.key}: {exc}") from exc
-
     def _renew(self) -> None:
         while not self._stop.wait(LOCK_RENEW_S):
-            with contextlib.suppress(Exception):
-                self.client.eval(_RENEW, 1, self.key, self.token, LOCK_TTL_MS)  # type: ignore[union-attr]
+            # Errors are the publish's to report (a lost connection fails its next command);
+            # the heartbeat only keeps trying.
+            with contextlib.suppress(RedisError):
+                self.lock.reacquire()
 
     def release(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        with contextlib.suppress(Exception):
-            self.client.eval(_UNLOCK, 1, self.key, self.token)  # type: ignore[union-attr]
+        with contextlib.suppress(RedisError):
+            self.lock.release()
 
 
 def verify(
