@@ -144,6 +144,24 @@ def test_run_records_metrics_params_lineage_and_artifacts(
     assert len(tags["feature_defs_sha256"]) == 64
     assert tags["git_commit"]
     assert tags["gate_decision"] == "champion"
+    # The training set as the run's dataset input: the table's folder and Delta version.
+    [used] = run.inputs.dataset_inputs
+    assert (used.dataset.name, used.dataset.source_type) == ("training_set@3", "delta_table")
+    assert json.loads(used.dataset.source) == {
+        "path": str(module_settings.warehouse.resolve() / "training_set"),
+        "delta_table_version": 3,
+    }
+    assert {t.key: t.value for t in used.tags} == {
+        "mlflow.data.context": "training",
+        "delta_version": "3",
+    }
+    assert "days_since_last_purchase" in used.dataset.schema
+    # The run spans the training (split, fit, evaluation, reference), not just its logging.
+    assert run.info.status == "FINISHED"
+    seconds = (run.info.end_time - run.info.start_time) / 1000
+    assert seconds > run.data.metrics["fit_seconds"] + run.data.metrics["single_node_fit_seconds"]
+    reference = {Path(f.path).name for f in client.list_artifacts(first.run_id, "monitoring")}
+    assert reference == {"feature_reference.json"}
     report = {Path(f.path).name for f in client.list_artifacts(first.run_id, "report")}
     assert {
         "roc_test.png",

@@ -1,16 +1,26 @@
-"""MLflow set-up and run lineage: tracking store, experiment, feature-definition hash, git commit."""
+"""MLflow set-up and run lineage: tracking store, experiment, training-set input,
+feature-definition hash, git commit."""
 
 from __future__ import annotations
 
 import hashlib
 import subprocess
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
+from mlflow.data.delta_dataset_source import DeltaDatasetSource
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.types.utils import _infer_schema
 
 from scorehouse.paths import REPO_ROOT, SQL_DIR
 from scorehouse.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 FEATURE_DEFS_DIR = SQL_DIR / "features"
 
@@ -38,6 +48,31 @@ def configure_mlflow(settings: Settings) -> str:
 def client(settings: Settings) -> MlflowClient:
     uri = settings.mlflow.tracking_uri
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def dataset_name(table: str, version: int | None) -> str:
+    """`training_set@12`: a table at a Delta version (`@latest` when not pinned)."""
+    return f"{table}@{'latest' if version is None else version}"
+
+
+def log_training_set(df: DataFrame, table: str, uri: str, version: int | None) -> None:
+    """The active run's dataset input (MLflow's "Datasets used", context `training`): the
+    Delta table at `uri` and its version, with the frame's schema. Metadata only: no row
+    is read."""
+    try:
+        with warnings.catch_warnings():
+            # Its hint on integer columns with missing values is about model signatures.
+            warnings.simplefilter("ignore", UserWarning)
+            schema = _infer_schema(df)  # from the Spark schema alone, for these column types
+    except MlflowException:
+        schema = None
+    source = DeltaDatasetSource(path=uri, delta_table_version=version)
+    name = dataset_name(table, version)
+    dataset = MetaDataset(source, name=name, schema=schema)  # type: ignore[abstract]
+    # The source leaves out version 0 (MLflow tests the version for truth): the name and
+    # this tag always carry it.
+    tags = {} if version is None else {"delta_version": str(version)}
+    mlflow.log_input(dataset, context="training", tags=tags)
 
 
 def feature_definitions_hash(directory: Path = FEATURE_DEFS_DIR) -> str:

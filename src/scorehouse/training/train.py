@@ -36,6 +36,7 @@ from scorehouse.errors import ValidationError
 from scorehouse.features.registry import feature_names, to_matrix
 from scorehouse.monitoring.reference import build_reference, save_reference
 from scorehouse.settings import Settings
+from scorehouse.storage.warehouse import Warehouse
 from scorehouse.training import metrics as m
 from scorehouse.training.heuristic import FREQUENCY, RECENCY, RecencyFrequencyHeuristic
 from scorehouse.training.registry import (
@@ -49,7 +50,13 @@ from scorehouse.training.registry import (
 )
 from scorehouse.training.report import metrics_table, write_charts, write_tables
 from scorehouse.training.splits import SplitPlan, SplitSpec, plan_split, rows_per_date, split_column
-from scorehouse.training.tracking import configure_mlflow, feature_definitions_hash, git_commit
+from scorehouse.training.tracking import (
+    configure_mlflow,
+    dataset_name,
+    feature_definitions_hash,
+    git_commit,
+    log_training_set,
+)
 
 log = logging.getLogger(__name__)
 
@@ -268,27 +275,49 @@ def train_model(
     names = feature_names()
     rounds = options.num_boost_round or settings.model.num_boost_round
     data = prepare(df, names, as_of, settings.model.horizon_days)
-    plan = plan_split(rows_per_date(data), spec)
-    data = data.withColumn("split", split_column(plan)).where(F.col("split").isNotNull())
-    data = lay_out(data, num_workers(spark, settings)).persist()
-    try:
-        result = _train(spark, settings, data, source, as_of, options, spec, plan, names, rounds)
-    finally:
-        data.unpersist()
-    # The drift reference scoring compares every night with, saved to the run. Built from
-    # the matured rows in their own types: scoring bins doubles, and prepare()'s float32
-    # would move point masses (prices like 9.99) across bin edges.
-    matured = (
-        df
-        if as_of is None
-        else df.where(F.col("as_of") <= F.lit(as_of - timedelta(days=settings.model.horizon_days)))
-    )
-    label = "latest" if source.version is None else source.version
-    reference = build_reference(
-        matured, names, settings.monitoring.bins, f"{source.table}@{label}", booster=result.booster
-    )
-    save_reference(settings, result.run_id, reference)
+    # The run spans the whole training, split to drift reference, so its duration is real;
+    # one that fails part-way ends FAILED with the lineage it had.
+    experiment_id = configure_mlflow(settings)
+    run_name = f"train-{(as_of or date.today()).isoformat()}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name):
+        mlflow.set_tags(_lineage_tags(settings, source))
+        uri = Warehouse.from_settings(spark, settings).uri(source.table)
+        log_training_set(df, source.table, uri, source.version)
+        plan = plan_split(rows_per_date(data), spec)
+        data = data.withColumn("split", split_column(plan)).where(F.col("split").isNotNull())
+        data = lay_out(data, num_workers(spark, settings)).persist()
+        try:
+            result = _train(
+                spark, settings, data, source, as_of, options, spec, plan, names, rounds
+            )
+        finally:
+            data.unpersist()
+        # The drift reference scoring compares every night with, saved to the run. Built
+        # from the matured rows in their own types: scoring bins doubles, and prepare()'s
+        # float32 would move point masses (prices like 9.99) across bin edges.
+        horizon = timedelta(days=settings.model.horizon_days)
+        matured = df if as_of is None else df.where(F.col("as_of") <= F.lit(as_of - horizon))
+        reference = build_reference(
+            matured,
+            names,
+            settings.monitoring.bins,
+            dataset_name(source.table, source.version),
+            booster=result.booster,
+        )
+        save_reference(settings, result.run_id, reference)
     return result
+
+
+def _lineage_tags(settings: Settings, source: TrainingSource) -> dict[str, str]:
+    commit, dirty = git_commit()
+    return {
+        "training_table": source.table,
+        "training_table_version": "" if source.version is None else str(source.version),
+        "feature_defs_sha256": feature_definitions_hash(),
+        "git_commit": commit or "unknown",
+        "git_dirty": str(dirty).lower(),
+        "model_name": settings.model.name,
+    }
 
 
 def _train(
@@ -425,7 +454,6 @@ def _train(
 
     result = _log_run(
         settings,
-        source,
         as_of,
         spec,
         plan,
@@ -486,7 +514,6 @@ def pip_requirements() -> list[str]:
 
 def _log_run(
     settings: Settings,
-    source: TrainingSource,
     as_of: date | None,
     spec: SplitSpec,
     plan: SplitPlan,
@@ -502,76 +529,67 @@ def _log_run(
     y_test: np.ndarray,
     decision: GateDecision,
 ) -> TrainResult:
-    experiment_id = configure_mlflow(settings)
-    commit, dirty = git_commit()
-    tags = {
-        "training_table": source.table,
-        "training_table_version": "" if source.version is None else str(source.version),
-        "feature_defs_sha256": feature_definitions_hash(),
-        "git_commit": commit or "unknown",
-        "git_dirty": str(dirty).lower(),
-        "model_name": settings.model.name,
-    }
-    run_name = f"train-{(as_of or date.today()).isoformat()}"
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
-        mlflow.set_tags(tags)
-        mlflow.log_params(
-            {
-                **params,
-                "num_boost_round": rounds,
-                "early_stopping_rounds": settings.model.early_stopping_rounds,
-                "num_workers": workers,
-                "missing": "nan",
-                "as_of": as_of.isoformat() if as_of else "",
-                "horizon_days": settings.model.horizon_days,
-                "auc_tolerance": settings.model.auc_tolerance,
-                "split_valid_fraction": spec.valid_fraction,
-                "split_test_fraction": spec.test_fraction,
-                "split_gap_days": spec.gap_days,
-                **{f"split_{k}": v for k, v in plan.as_dict().items()},
-                "n_features": len(names),
-            }
+    """Params, metrics, report and model into the active run; register; record the gate."""
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("_log_run needs the run train_model starts")
+    mlflow.log_params(
+        {
+            **params,
+            "num_boost_round": rounds,
+            "early_stopping_rounds": settings.model.early_stopping_rounds,
+            "num_workers": workers,
+            "missing": "nan",
+            "as_of": as_of.isoformat() if as_of else "",
+            "horizon_days": settings.model.horizon_days,
+            "auc_tolerance": settings.model.auc_tolerance,
+            "split_valid_fraction": spec.valid_fraction,
+            "split_test_fraction": spec.test_fraction,
+            "split_gap_days": spec.gap_days,
+            **{f"split_{k}": v for k, v in plan.as_dict().items()},
+            "n_features": len(names),
+        }
+    )
+    mlflow.log_metrics(flat)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_tables(metrics_table(table_rows), folder)
+        gain = {k: float(v) for k, v in booster.get_score(importance_type="gain").items()}  # type: ignore[arg-type]
+        write_charts(y_test, test_scores, gain, folder)
+        (folder / "split.json").write_text(
+            json.dumps({"spec": asdict(spec), "plan": plan.as_dict()}, default=str, indent=2)
         )
-        mlflow.log_metrics(flat)
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            write_tables(metrics_table(table_rows), folder)
-            gain = {k: float(v) for k, v in booster.get_score(importance_type="gain").items()}  # type: ignore[arg-type]
-            write_charts(y_test, test_scores, gain, folder)
-            (folder / "split.json").write_text(
-                json.dumps({"spec": asdict(spec), "plan": plan.as_dict()}, default=str, indent=2)
-            )
-            (folder / "feature_names.json").write_text(json.dumps(names))
-            mlflow.log_artifacts(tmp, artifact_path="report")
-        example = test[names].head(5).astype(np.float32)
-        signature = infer_signature(
-            example, booster.inplace_predict(to_matrix(example, names), missing=np.nan)
-        )
-        info = mlflow.xgboost.log_model(
-            booster,
-            name="model",
-            signature=signature,
-            input_example=example,
-            pip_requirements=pip_requirements(),
-            model_format="ubj",
-        )
-        version = register(
-            settings,
-            info.model_uri,
-            {"test_auc": f"{flat['test_roc_auc']:.6f}", "run_id": run.info.run_id},
-        )
-        alias = record_decision(settings, version, decision)
-        mlflow.set_tags(
-            {"model_version": version, "gate_decision": alias, "gate_reason": decision.reason}
-        )
-        log.info(
-            "%s v%s (run %s): %s — %s",
-            settings.model.name,
-            version,
-            run.info.run_id,
-            alias,
-            decision.reason,
-        )
+        (folder / "feature_names.json").write_text(json.dumps(names))
+        mlflow.log_artifacts(tmp, artifact_path="report")
+    example = test[names].head(5).astype(np.float32)
+    signature = infer_signature(
+        example, booster.inplace_predict(to_matrix(example, names), missing=np.nan)
+    )
+    info = mlflow.xgboost.log_model(
+        booster,
+        name="model",
+        signature=signature,
+        input_example=example,
+        pip_requirements=pip_requirements(),
+        model_format="ubj",
+    )
+    version = register(
+        settings,
+        info.model_uri,
+        {"test_auc": f"{flat['test_roc_auc']:.6f}", "run_id": run.info.run_id},
+    )
+    alias = record_decision(settings, version, decision)
+    mlflow.set_tags(
+        {"model_version": version, "gate_decision": alias, "gate_reason": decision.reason}
+    )
+    log.info(
+        "%s v%s (run %s): %s — %s",
+        settings.model.name,
+        version,
+        run.info.run_id,
+        alias,
+        decision.reason,
+    )
     return TrainResult(
         run_id=run.info.run_id,
         model_name=settings.model.name,
