@@ -105,7 +105,8 @@ def _print_where(settings: Settings, redis_url: str, ds: object) -> None:
         f"""
 Done. Where everything is:
   Delta tables   {wh}/<table>   (raw_customers, raw_transactions, customer_daily,
-                 features, training_set, predictions, monitoring, step_runs)
+                 features, training_set, predictions, monitoring, step_runs,
+                 publications)
                  scorehouse sql "SELECT * FROM predictions WHERE ds = '{ds}' ORDER BY score DESC LIMIT 10"
                  python -c "import polars as pl; print(pl.read_delta('{wh}/predictions'))"
   MLflow         {settings.mlflow.tracking_uri}

@@ -79,6 +79,7 @@ class TableNames(_Model):
     predictions: str = "predictions"
     monitoring: str = "monitoring"
     step_runs: str = "step_runs"  # what each flow step committed, from which inputs
+    publications: str = "publications"  # each Redis generation and the versions it holds
 
 
 class RedisSettings(_Model):

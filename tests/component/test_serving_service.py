@@ -85,6 +85,8 @@ def test_publish_date_and_lookup_cli_return_the_tables_champion_scores(
         monkeypatch.setenv(key, value)
     assert cli_main(["publish", "--date", "2026-01-15"]) == 0
     assert "published 1200 scores" in capsys.readouterr().out
+    [row] = Warehouse.from_settings(spark, cfg).read(cfg.tables.publications).collect()
+    assert (row.ds, row["count"], row.model_version, row.flow_run_id) == (DS, 1200, "7", None)
     assert cli_main(["lookup", "--no-fallback", "0", "1199", "5000"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["source"] for line in lines] == ["cache", "cache", "default"]

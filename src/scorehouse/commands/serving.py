@@ -35,8 +35,8 @@ def publish(
     """Load a day's champion predictions into a new Redis generation and flip to it.
 
     Load the champion predictions (and feature vectors) of --date into a new Redis
-    generation, verify it and flip the pointer. `publish rollback` points readers back at
-    the previous generation.
+    generation, verify it, flip the pointer and add its row to the `publications` table.
+    `publish rollback` points readers back at the previous generation.
     """
     from scorehouse.serving import loader
 
@@ -53,9 +53,10 @@ def publish(
         return
     if day is None:
         raise ScorehouseError("publish: --date is required (or use `publish rollback`)")
+    from scorehouse.orchestration.publications import publish_recorded
     from scorehouse.spark import get_spark
 
-    info = loader.publish_date(
+    info, _ = publish_recorded(
         get_spark(settings, app_name="publish"), settings, day, allow_older=allow_older
     )
     rows_of(info, "count", "features_count")

@@ -322,12 +322,20 @@ def _publish(
     allow_older: bool,
     flow_run_id: str | None,
 ) -> dict[str, Any]:
-    from scorehouse.serving.loader import publish_date
+    from scorehouse.orchestration.publications import publish_recorded
 
     began = time.perf_counter()
     inputs = publish_inputs(settings, ds)
-    info = publish_date(spark, settings, ds, allow_older=allow_older)
-    result = {**jsonable(info), "seconds": time.perf_counter() - began, "skipped": False}
+    info, versions = publish_recorded(
+        spark, settings, ds, allow_older=allow_older, flow_run_id=flow_run_id
+    )
+    result = {
+        **jsonable(info),
+        "predictions_version": versions[settings.tables.predictions],
+        "features_version": versions[settings.tables.features],
+        "seconds": time.perf_counter() - began,
+        "skipped": False,
+    }
     ledger.record(
         Warehouse.from_settings(spark, settings), settings, PUBLISH, [ds], inputs, None, result,
         flow_run_id=flow_run_id, seconds=result["seconds"],
