@@ -230,6 +230,7 @@ def test_nightly_deployment_runs_on_a_worker_and_renders_in_the_ui(
             f"--- worker log ---\n{stack._tail(worker_log, 60)}"
         )
         assert run["parameters"]["ds"] == END.isoformat()
+        assert run["name"] == f"nightly-{END.isoformat()}"  # renamed by the flow on start
         runs.append(run)
     first, second = sorted(runs, key=lambda r: r["start_time"])
     assert second["start_time"] >= first["end_time"]
