@@ -225,8 +225,8 @@ def _spark(cores: int) -> Any:
 def run_distributed(data: Path, rounds: int, cores: int, previous: bool) -> dict[str, Any]:
     """What `scorehouse train` runs: prepare → time split → `lay_out` → persist → the split
     counts (which fill the cache) → `fit_distributed(fit_rows(...))` with num_workers = the
-    cores Spark has. `previous`: the path before (no layout, xgboost.spark's own
-    round-robin repartition and its label-counting job), for a ratio within one run."""
+    cores Spark has. `previous`: stock xgboost.spark (no layout: its own round-robin
+    repartition and its label-counting job), to show what those two save."""
     from pyspark.sql import functions as F
 
     import scorehouse.training.train as tt

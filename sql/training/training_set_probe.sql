@@ -15,7 +15,7 @@
 -- hashed, and the whole feature row comes from one snapshot (a null feature is never
 -- filled from an older one). A snapshot can serve several windows (one output row each).
 -- The first two branches differ only in their source: one branch over a UNION ALL of the
--- two was ~1 s slower (docs/benchmarks.md, "Training set", session 7).
+-- two is ~1 s slower at 1M labels (7.3 vs 6.0 s, bench/pit_join.py; docs/performance.md).
 --
 -- An id's bucket is SHIFTRIGHT(customer_id, 15) (32,768 ids: 512 words of
 -- training_set_bitmaps.sql), its word there SHIFTRIGHT(customer_id, 6) & 511 and its bit

@@ -376,10 +376,10 @@ class _Direct:
     its parser (hiredis where installed).
 
     redis-py's command path (pool lock, retry wrapper, event dispatch, metrics recorder, the
-    reply callback) costs ~10 µs per call, a third of a loopback hit (profiled,
-    docs/benchmarks.md). Connections are taken from the pool once and kept; after any error a
-    connection is closed before reuse (unread replies must never be read by the next call),
-    and the next send reconnects it.
+    reply callback) costs ~10 µs per call, a third of a loopback hit; `bench/lookup.py`
+    times this path against a bare redis-py HGET (docs/performance.md). Connections are
+    taken from the pool once and kept; after any error a connection is closed before reuse
+    (unread replies must never be read by the next call), and the next send reconnects it.
     """
 
     def __init__(self, client: redis.Redis) -> None:

@@ -8,11 +8,12 @@
 Handlers are `async def` and call the synchronous client directly: a hit is ~0.1 ms of
 blocking I/O, cheaper than a thread-pool hop. Run one process per core for more.
 
-Per-request cost is kept small because a lookup is tiny (profiled, docs/benchmarks.md
-"Redis"): handlers return the JSON bytes themselves (no response-model validation and
-encoding pass), metric children are bound once, and the objects alive at startup are
-frozen out of the garbage collector, whose full passes over FastAPI's, pydantic's and
-xgboost's objects otherwise stall a request for milliseconds.
+Per-request cost is kept small because a lookup is tiny (a Redis round trip of ~0.1 ms;
+`bench/lookup.py` times it, docs/performance.md): handlers return the JSON bytes
+themselves (no response-model validation and encoding pass), metric children are bound
+once, and the objects alive at startup are frozen out of the garbage collector, whose
+full passes over FastAPI's, pydantic's and xgboost's objects otherwise stall a request
+for milliseconds.
 """
 
 from __future__ import annotations
@@ -165,8 +166,9 @@ def _json(body: dict[str, Any]) -> bytes:
 @asynccontextmanager
 async def _freeze_startup_objects(app: FastAPI) -> AsyncIterator[None]:
     # Everything alive once the app starts (FastAPI, pydantic, xgboost, the routes) lives as
-    # long as the process. A full collection walked all of it: 220 ms once on a busy host
-    # (measured during a lookup run). Frozen objects are skipped by every collection.
+    # long as the process. A full collection walks all of it (~176k objects): 0.1-0.3 s on
+    # a loaded 2-core host, stalling whatever lookup is in flight. Frozen objects are skipped
+    # by every collection.
     gc.collect()
     gc.freeze()
     try:
