@@ -10,7 +10,7 @@ import time
 from scorehouse.localstack import RedisServer
 
 # About two seconds of loading for a few thousand scores: time to kill in the middle.
-SLOW_LOAD = {"SCOREHOUSE_REDIS__MAX_KEYS_PER_SECOND": "3000", "SCOREHOUSE_REDIS__BATCH_SIZE": "500"}
+SLOW_LOAD = {"SCOREHOUSE_REDIS__MAX_KEYS_PER_SECOND": "3000"}
 
 
 def kill_mid_load(server: RedisServer, ns: str = "sh") -> threading.Thread:

@@ -89,26 +89,21 @@ class RedisSettings(_Model):
     password: SecretStr | None = None  # SCOREHOUSE_REDIS__PASSWORD only
     tls: bool = False
     tls_ca_file: Path | None = None
-    # Integer-id bucket width. Redis checks every field of a listpack bucket before adding
-    # one, so its load cost per entity grows with this width (2.2 µs at 1000, 0.64 µs at
-    # 250) while memory barely moves (10.4 vs 10.7 B per prediction): docs/benchmarks.md.
+    # Integer-id bucket width: memory against load speed. Redis checks every field of a
+    # listpack bucket before adding one, so its load cost per entity grows with this width
+    # (2.2 µs at 1000, 0.64 µs at 250) while memory barely moves (10.4 vs 10.7 B per
+    # prediction).
     bucket_size: int = Field(default=250, ge=1, le=65536)
-    # Loading (docs/redis-keys.md "Loading settings"): fields per write, unanswered writes
-    # per connection, fields per HSET, optional total rate, the CPU scheduling of the
-    # executors' loading thread (idle: Linux SCHED_IDLE, it runs only on CPU time no other
-    # thread wants; normal: niceness `load_nice`), and at most this many load tasks
-    # (= connections per master) at once (None: one per core, or per Spark partition).
-    batch_size: int = Field(default=200, ge=1)
-    inflight_batches: int = Field(default=4, ge=1)
-    hset_fields: int = Field(default=100, ge=1)
+    # Loading (docs/redis-keys.md "Loading settings"). An optional cap on the keys written
+    # per second, split over the load tasks (None: no cap).
     max_keys_per_second: int | None = None
     # The latency guard: each load task times a PING of its own every 10 ms, halves its rate
     # when one exceeds this and raises it again after ten that do not (None: off). It is a
-    # round trip's p99, what a Client lookup (pointer cached) costs: 1 ms kept Client
-    # batches' p99 at 0.9-1.3 ms during 5M loads (docs/redis-keys.md).
+    # round trip's p99, what a Client lookup (pointer cached) costs: 1 ms keeps Client
+    # batches' p99 under 2 ms during a load.
     reader_latency_target_ms: float | None = Field(default=1.0, gt=0)
-    load_scheduler: Literal["idle", "normal"] = "normal"
-    load_nice: int = Field(default=10, ge=0, le=19)
+    # At most this many load tasks, hence connections per master, at once (a shared Redis);
+    # None: one per core when the tasks read the files, one per Spark partition otherwise.
     load_connections: int | None = Field(default=None, ge=1)
     keep_generations: int = Field(default=2, ge=1)
     verify_sample: int = Field(default=1000, ge=0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -203,9 +202,7 @@ def test_interrupted_load_leaves_readers_on_the_old_generation_and_a_retry_finis
         model_name="m",
         model_version="1",
     )
-    slow = make_settings(
-        redis_url, SCOREHOUSE_REDIS__MAX_KEYS_PER_SECOND="3000", SCOREHOUSE_REDIS__BATCH_SIZE="500"
-    )
+    slow = make_settings(redis_url, **SLOW_LOAD)
     new_df = scores_frame(spark, ids, np.full(6000, 0.75))
 
     def run_out_of_memory_mid_load() -> None:
@@ -408,13 +405,14 @@ def test_flip_is_atomic_for_concurrent_readers(
 
 
 def _spec(url: str, generation: str, **overrides: object) -> loader.LoadSpec:
-    base = loader.LoadSpec(loader.RedisParams(url), "sh", generation, "s", 1000, 2000, None, False)
+    base = loader.LoadSpec(loader.RedisParams(url), "sh", generation, "s", 1000, None, False)
     return replace(base, **overrides)  # type: ignore[arg-type]
 
 
 def test_writer_sends_short_commands_across_arrow_batches_and_every_value_lands(
-    redis_url: str, client: redis.Redis
+    redis_url: str, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(loader, "COMMAND_FIELDS", 300)
     # Ids 500..3499 sorted, cut into Arrow batches of 700 rows: buckets 1 and 2 span batches.
     ids = np.arange(500, 3500, dtype=np.int64)
     scores = np.random.default_rng(4).random(len(ids))
@@ -422,7 +420,7 @@ def test_writer_sends_short_commands_across_arrow_batches_and_every_value_lands(
     stats = next(
         loader.load_batches(
             iter(table.to_batches(max_chunksize=700)),
-            _spec(redis_url, "G1", integer_ids=True, command_fields=300),
+            _spec(redis_url, "G1", integer_ids=True),
         )
     )
     # Per batch of 700 ids (500-1199 | 1200-1899 | 1900-2599 | 2600-3299 | 3300-3499), one
@@ -435,13 +433,14 @@ def test_writer_sends_short_commands_across_arrow_batches_and_every_value_lands(
 
 
 def test_writer_with_spark_computed_slots_stores_string_ids(
-    spark: SparkSession, redis_url: str, client: redis.Redis
+    spark: SparkSession, redis_url: str, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(loader, "COMMAND_FIELDS", 2)
     ids = ["cust-ab", "7", "é-ü", "00123", "-5"]
     frame = loader.with_slots(scores_frame(spark, ids, np.linspace(0.1, 0.5, 5)), 1000, 3)
     pdf = frame.orderBy("bucket").select("bucket", "field", "score").toPandas()
     batches = pa.Table.from_pandas(pdf, preserve_index=False).to_batches(max_chunksize=2)
-    next(loader.load_batches(iter(batches), _spec(redis_url, "G2", command_fields=2)))
+    next(loader.load_batches(iter(batches), _spec(redis_url, "G2")))
     assert read_all_scores(client, "G2", ids, string_buckets=3, bucket_size=1000) == pytest.approx(
         list(np.linspace(0.1, 0.5, 5)), abs=1e-9
     )
@@ -477,7 +476,7 @@ def test_an_error_reply_fails_the_load_and_the_pointer_stays(
             loader.load_batches(
                 iter(pa.table({"customer_id": np.arange(3000), "score": np.full(3000, 0.5)})
                      .to_batches(max_chunksize=500)),
-                _spec(cfg.redis.url, generation, integer_ids=True, batch_size=100),
+                _spec(cfg.redis.url, generation, integer_ids=True),
             )
         )  # fmt: skip
 
@@ -488,7 +487,7 @@ def test_writer_resends_unanswered_batches_after_a_dropped_connection(
     ids = np.arange(6000, dtype=np.int64)
     scores = np.random.default_rng(8).random(len(ids))
     batches = pa.table({"customer_id": ids, "score": scores}).to_batches(max_chunksize=500)
-    spec = _spec(redis_url, "G3", integer_ids=True, batch_size=250, keys_per_second_per_task=6000.0)
+    spec = _spec(redis_url, "G3", integer_ids=True, keys_per_second_per_task=6000.0)
     killed: list[int] = []
 
     def drop_the_loader_connections() -> None:
@@ -511,45 +510,18 @@ def test_writer_resends_unanswered_batches_after_a_dropped_connection(
     )
 
 
-def test_a_load_capped_at_one_connection_by_a_niced_thread_lands_every_score(
+def test_a_load_capped_at_one_connection_lands_every_score(
     spark: SparkSession, redis_url: str, client: redis.Redis
 ) -> None:
     ids = list(range(3000))
     scores = np.random.default_rng(5).random(3000)
-    capped = make_settings(
-        redis_url, SCOREHOUSE_REDIS__LOAD_CONNECTIONS="1", SCOREHOUSE_REDIS__LOAD_NICE="7"
-    )
+    capped = make_settings(redis_url, SCOREHOUSE_REDIS__LOAD_CONNECTIONS="1")
     frame = scores_frame(spark, ids, scores).repartition(4)
     info = loader.publish(spark, capped, ds=DS, scores=frame, model_name="m", model_version="1")
     assert info.stats["load_tasks"] == 1
     got = np.array(read_all_scores(client, info.generation, ids), dtype=float)
     assert np.abs(got - scores).max() <= 0.5e-9 + 1e-15
     assert loader.count_entries(client, f"sh:{info.generation}:s:*") == 3000
-
-
-def test_the_niced_writer_thread_leaves_the_worker_priority_and_reports_errors(
-    redis_url: str, client: redis.Redis
-) -> None:
-    before = os.getpriority(os.PRIO_PROCESS, 0)  # this thread's niceness (Linux: per thread)
-    table = pa.table({"customer_id": np.arange(2000, dtype=np.int64), "score": np.full(2000, 0.5)})
-    stats = next(
-        loader.load_batches(
-            iter(table.to_batches(max_chunksize=300)),
-            _spec(redis_url, "G4", integer_ids=True, nice=5),
-        )
-    )
-    assert stats.to_pydict()["rows"] == [2000]
-    assert os.getpriority(os.PRIO_PROCESS, 0) == before
-    assert read_all_scores(client, "G4", [0, 1999], bucket_size=1000) == [0.5, 0.5]
-    client.set(keys.score_key("sh", "G5", "1"), "not a hash")
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        next(
-            loader.load_batches(
-                iter(table.to_batches(max_chunksize=300)),
-                _spec(redis_url, "G5", integer_ids=True, nice=5),
-            )
-        )
-    assert os.getpriority(os.PRIO_PROCESS, 0) == before
 
 
 # --- the load tasks read the tables' Parquet files themselves (publish_date) -------------
@@ -586,12 +558,7 @@ def write_day(
 def test_publish_date_loads_from_the_tables_files_in_bucket_runs(
     spark: SparkSession, settings: Settings, redis_url: str, client: redis.Redis
 ) -> None:
-    # `idle`: each task loads from a forked child process of its own session (_run_detached).
-    cfg = make_settings(
-        redis_url,
-        SCOREHOUSE_WAREHOUSE=str(settings.warehouse),
-        SCOREHOUSE_REDIS__LOAD_SCHEDULER="idle",
-    )
+    cfg = make_settings(redis_url, SCOREHOUSE_WAREHOUSE=str(settings.warehouse))
     ids = np.random.default_rng(2).permutation(3000)  # 12 buckets, every file out of order
     champion, features = write_day(spark, cfg, DS, ids, seed=3)
     write_day(spark, cfg, date(2026, 1, 16), ids, seed=4)  # another day: not loaded
@@ -611,20 +578,6 @@ def test_publish_date_loads_from_the_tables_files_in_bucket_runs(
     expected = to_matrix({n: features[n].to_numpy() for n in names}, names)
     assert np.array_equal(vectors, expected, equal_nan=True)
     assert client.get("sh:current") == info.generation.encode()
-
-    def worker_state(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        # Empty or absent where the kernel runs without autogroups (CI machines do).
-        words: list[str] = []
-        with contextlib.suppress(OSError), open("/proc/self/autogroup") as group:
-            words = group.read().split()
-        state = f"{os.sched_getscheduler(0)} {words[-1] if words else 'no-autogroup'}"
-        for batch in batches:
-            yield pa.RecordBatch.from_pydict({"state": [state] * batch.num_rows})
-
-    # The reused Python workers keep their policy and their session's niceness.
-    after = spark.range(0, 64, numPartitions=4).mapInArrow(worker_state, "state string").collect()
-    states = {row.state for row in after}
-    assert states in ({f"{os.SCHED_OTHER} 0"}, {f"{os.SCHED_OTHER} no-autogroup"})
 
 
 def test_file_batches_stream_files_in_id_order_and_sort_the_rest(tmp_path: object) -> None:
@@ -664,61 +617,6 @@ def test_file_batches_stream_files_in_id_order_and_sort_the_rest(tmp_path: objec
     assert np.array_equal(ordered.column("customer_id").to_numpy(), ids)
     assert np.array_equal(ordered.column("score").to_numpy(), ids / 1e4)
     assert batches("shuffled.parquet", 1, "champion") == []
-
-
-def test_the_load_thread_runs_sched_idle_and_the_worker_keeps_its_policy(
-    spark: SparkSession, redis_url: str, client: redis.Redis
-) -> None:
-    seen: list[tuple[str, int]] = []
-
-    def observed(table: pa.Table) -> Iterator[pa.RecordBatch]:
-        for batch in table.to_batches(max_chunksize=500):
-            seen.append((threading.current_thread().name, os.sched_getscheduler(0)))
-            yield batch
-
-    before = (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0))
-    table = pa.table({"customer_id": np.arange(2000, dtype=np.int64), "score": np.full(2000, 0.5)})
-    spec = _spec(redis_url, "G6", integer_ids=True, scheduler="idle", nice=5)
-    assert next(loader.load_batches(observed(table), spec)).to_pydict()["rows"] == [2000]
-    assert set(seen) == {("scorehouse-load", os.SCHED_IDLE)}
-    assert (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0)) == before
-    assert read_all_scores(client, "G6", [0, 1999], bucket_size=1000) == [0.5, 0.5]
-
-    # In Spark: the task that loads runs SCHED_IDLE; the reused Python worker that runs the
-    # next task does not.
-    cfg = make_settings(redis_url, SCOREHOUSE_REDIS__LOAD_SCHEDULER="idle")
-    info = loader.publish(
-        spark, cfg, ds=DS, scores=scores_frame(spark, list(range(3000)), np.full(3000, 0.25)),
-        model_name="m", model_version="1",
-    )  # fmt: skip
-    assert info.stats["load_rows"] == 3000
-
-    def policies(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            yield pa.RecordBatch.from_pydict(
-                {"policy": [os.sched_getscheduler(0)] * batch.num_rows}
-            )
-
-    after = spark.range(0, 64, numPartitions=4).mapInArrow(policies, "policy long").collect()
-    assert {row.policy for row in after} == {os.SCHED_OTHER}
-
-
-def test_a_detached_load_runs_in_its_own_lowered_session_and_reports_back() -> None:
-    def where() -> tuple[int, int, int, str]:
-        with open("/proc/self/autogroup") as group:
-            return os.getpid(), os.getsid(0), os.sched_getscheduler(0), group.read()
-
-    mine = where()
-    pid, sid, policy, group = loader._run_detached(where)
-    assert pid != mine[0] and sid == pid  # a child leading a session of its own
-    assert policy == os.SCHED_IDLE and group.split()[-1] == "19" and group != mine[3]
-    assert where() == mine  # this process is left as it was
-
-    def fail() -> None:
-        raise redis.ResponseError("WRONGTYPE from the child")
-
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE from the child"):
-        loader._run_detached(fail)
 
 
 # --- the latency guard (redis.reader_latency_target_ms) ----------------------------------
@@ -762,8 +660,7 @@ def test_the_latency_guard_slows_a_load_down_while_redis_answers_slowly(
     table = pa.table({"customer_id": ids, "score": scores})
 
     def load(generation: str, target_s: float) -> dict[str, list[int]]:
-        spec = _spec(redis_url, generation, integer_ids=True, batch_size=200,
-                     latency_target_s=target_s)  # fmt: skip
+        spec = _spec(redis_url, generation, integer_ids=True, latency_target_s=target_s)
         # Redis busy 8 ms of every ~10: a probe waits up to 8 ms for its PONG.
         with busy_redis(redis_url, 8000, 0.002):
             return next(loader.load_batches(iter(table.to_batches(10_000)), spec)).to_pydict()

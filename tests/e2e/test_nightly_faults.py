@@ -154,7 +154,7 @@ def test_killed_scoring_and_publishing_keep_readers_on_the_last_night_and_reruns
 
     client = redis.Redis.from_url(settings.redis.url)
     ns = settings.redis.namespace
-    slow = {"SCOREHOUSE_REDIS__MAX_KEYS_PER_SECOND": "300", "SCOREHOUSE_REDIS__BATCH_SIZE": "50"}
+    slow = {"SCOREHOUSE_REDIS__MAX_KEYS_PER_SECOND": "300"}
     publishing = _command(settings, ["publish", "--date", str(END)], **slow)
     _kill_when(publishing, lambda: client.zcard(f"{ns}:generations") >= 2)
     assert live(settings)[:2] == (previous, END - timedelta(days=1))

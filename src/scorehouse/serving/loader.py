@@ -19,16 +19,14 @@ import contextlib
 import hashlib
 import logging
 import math
-import os
-import pickle
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import numpy as np
 import pyarrow as pa
@@ -69,12 +67,16 @@ SCORE_BYTES_ESTIMATE = 16
 # Feature buckets exceed hash-max-listpack-value and become real hash tables.
 FEATURE_OVERHEAD_ESTIMATE = 80
 HEADROOM_FACTOR = 1.2
-# At most this many fields per HSET (redis.hset_fields). Redis inserts into a listpack in time
-# linear in its length, so one 1000-field HSET runs ~3 ms and every other client waits behind
-# it; 100-field commands cost the server the same in total (measured, docs/benchmarks.md).
+# At most this many fields per HSET. Redis inserts into a listpack in time linear in its
+# length, so one 1000-field HSET runs ~3 ms and every other client waits behind it;
+# 100-field commands cost the server the same in total.
 COMMAND_FIELDS = 100
-# Batches sent but not yet answered, per connection (redis.inflight_batches): the server
-# applies them while the task builds the next ones.
+# Fields per write on a connection: Redis serves a connection one read at a time and runs
+# every command in it before it serves another client, so a reader waits behind at most one
+# such write per load connection.
+BATCH_FIELDS = 200
+# Writes sent but not yet answered, per connection: the server applies them while the task
+# builds the next ones.
 INFLIGHT_BATCHES = 4
 SEND_RETRIES = 2
 # Rate limit: at most this much unused allowance is kept (a task that fell behind catches up
@@ -110,16 +112,11 @@ class LoadSpec:
     generation: str
     kind: str  # "s" scores | "f" features
     bucket_size: int
-    batch_size: int
     keys_per_second_per_task: float | None
     cluster: bool
     feature_columns: tuple[str, ...] = ()
     integer_ids: bool = False  # every id is an integer id: rows carry the id, not bucket/field
-    command_fields: int = COMMAND_FIELDS
-    nice: int = 0  # niceness of the thread that writes (redis.load_nice)
     max_tasks: int | None = None  # at most this many load tasks (redis.load_connections)
-    scheduler: str = "normal"  # "idle": the loading thread runs SCHED_IDLE (redis.load_scheduler)
-    inflight: int = INFLIGHT_BATCHES  # unanswered batches per connection (redis.inflight_batches)
     latency_target_s: float | None = None  # the latency guard (redis.reader_latency_target_ms)
 
 
@@ -394,12 +391,12 @@ PROBE_INTERVAL_S = 0.01
 GUARD_WINDOW = 10  # probes per rise (~0.1 s)
 # At most this share of a window's probes may be over the target; the next one over cuts the
 # rate at once. 1.0: the first probe over the target cuts, so the target is about the probes'
-# p95-p99 (0.6-5 % were over it in the runs of docs/benchmarks.md "Redis"). A cut waits for
+# p95-p99 (0.6-5 % of the probes were over it in 5M loads). A cut waits for
 # no window, so readers stay behind a too-fast load for one probe interval, not up to a
 # window (~0.1 s); readers' p99 in quiet runs did not change measurably either way.
 GUARD_QUANTILE = 1.0
 # After a cut, probes over the target are not held against the new rate for this many
-# probes (~30 ms): the writes queued before the cut (inflight_batches per connection) still
+# probes (~30 ms): the writes queued before the cut (INFLIGHT_BATCHES per connection) still
 # reach Redis, and cutting again for them would halve a rate that was never tried.
 GUARD_HOLD = 3
 GUARD_START_KEYS_PER_S = 100_000.0  # per task, before the first decision
@@ -497,7 +494,7 @@ class _Node:
 
 
 class _Writer:
-    """Sends HSETs per master in batches of about `batch_size` fields over one connection.
+    """Sends HSETs per master in writes of about BATCH_FIELDS fields over one connection.
 
     Pipelined: a batch is sent before the previous one's replies are read, so the server
     applies one batch while the task builds the next (a send-then-wait loop left the server
@@ -550,7 +547,7 @@ class _Writer:
             node = self._node(key)
             node.buffer.append(command)
             node.fields += size
-            if node.fields >= self.spec.batch_size:
+            if node.fields >= BATCH_FIELDS:
                 self._send(node)
 
     def _send(self, node: _Node) -> None:
@@ -567,7 +564,7 @@ class _Writer:
         self.commands += count
         self.bytes += len(data)
         self.written += entries
-        while len(node.inflight) > self.spec.inflight:
+        while len(node.inflight) > INFLIGHT_BATCHES:
             self._ack(node)
 
     def _ack(self, node: _Node) -> None:
@@ -676,13 +673,13 @@ def _commands(
         ids = batch.column(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
         bucket_ids = ids // spec.bucket_size
         field_numbers = ids % spec.bucket_size
-        starts = keys.command_starts(bucket_ids[1:] != bucket_ids[:-1], spec.command_fields)
+        starts = keys.command_starts(bucket_ids[1:] != bucket_ids[:-1], COMMAND_FIELDS)
         labels = [str(b) for b in bucket_ids[starts].tolist()]
         first_value = 1
     else:
         buckets = batch.column(0)
         changes = pc.not_equal(buckets[1:], buckets[:-1]).to_numpy(zero_copy_only=False)
-        starts = keys.command_starts(changes, spec.command_fields)
+        starts = keys.command_starts(changes, COMMAND_FIELDS)
         labels = buckets.take(pa.array(starts)).to_pylist()
         first_value = 2
     if spec.kind == "s":
@@ -714,58 +711,13 @@ def _commands(
 
 
 def load_batches(batches: Iterator[pa.RecordBatch], spec: LoadSpec) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: HSET every row of bucket-sorted batches into the generation (in a
-    thread of lowered CPU priority, see `_run_lowered`)."""
-    yield _run_lowered(lambda: _load(batches, spec), spec)
-
-
-_T = TypeVar("_T")
-
-
-def _run_lowered(work: Callable[[], _T], spec: LoadSpec) -> _T:
-    """`work()` in a short-lived thread that first lowers its own CPU priority.
-
-    Where the loader shares cores with Redis or its readers, the scheduler then runs them
-    first whenever they are runnable: under SCHED_IDLE (`spec.scheduler == "idle"`) the thread
-    runs only on CPU time no normal thread wants; otherwise at niceness `spec.nice`. Linux
-    sets both per thread and an unprivileged thread cannot undo them, so only this thread is
-    lowered, never the reused Python worker that runs the next task.
-    """
-    if spec.scheduler != "idle" and not spec.nice:
-        return work()
-    outcome: list[Any] = []
-
-    def run() -> None:
-        try:
-            _lower_this_thread(spec)
-            outcome.append(work())
-        except BaseException as exc:  # re-raised in the task's own thread
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, name="scorehouse-load", daemon=True)
-    thread.start()
-    thread.join()
-    if isinstance(outcome[0], BaseException):
-        raise outcome[0]
-    return outcome[0]
-
-
-def _lower_this_thread(spec: LoadSpec) -> None:
-    # A host without SCHED_IDLE (not Linux) or a refused call just loads at normal priority.
-    with contextlib.suppress(OSError, AttributeError):
-        if spec.scheduler == "idle":
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        elif spec.nice:
-            os.nice(spec.nice)
+    """mapInArrow body: HSET every row of bucket-sorted batches into the generation."""
+    yield _load(batches, spec)
 
 
 @dataclass(frozen=True)
 class _FileLoad:
-    """mapInArrow body over a task's slices (TASK_SLICES_SCHEMA): read, then load.
-
-    With `scheduler == "idle"` the whole task (reading, sorting, encoding, sending) runs in a
-    forked process of its own (see `_run_detached`); otherwise in a thread as `load_batches`.
-    """
+    """mapInArrow body over a task's slices (TASK_SLICES_SCHEMA): read, then load."""
 
     spec: LoadSpec
     source: FileSource
@@ -778,70 +730,7 @@ class _FileLoad:
             for row in batch.to_pylist()
             for piece in row["slices"]
         ]
-
-        def work() -> pa.RecordBatch:
-            return _load(_file_batches(pieces, self.source, self.values), self.spec)
-
-        yield (
-            _run_detached(work) if self.spec.scheduler == "idle" else _run_lowered(work, self.spec)
-        )
-
-
-def _run_detached(work: Callable[[], _T]) -> _T:
-    """`work()` in a forked child that leads a session of its own at the lowest CPU priority;
-    its result (or exception) comes back pickled through a pipe.
-
-    Why a process: Linux shares the CPU between *autogroups* (one per session; redis-server
-    daemonizes into its own) before it looks at a thread's policy, so a SCHED_IDLE thread in
-    the Spark worker's session still takes half a core from a busy Redis and delays its
-    wake-ups by milliseconds (measured: docs/benchmarks.md "Redis", 2026-12-03). A new
-    session gets its own autogroup, which the child lowers to niceness 19, then runs
-    SCHED_IDLE inside it. The reused Python worker is left as it was. The child uses no Spark,
-    JVM or deltalake state: it reads files and opens its own Redis connections.
-    """
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into the worker's code
-        status = 1
-        try:
-            os.close(read_fd)
-            _detach_and_lower()
-            try:
-                outcome: Any = work()
-            except BaseException as exc:
-                outcome = exc
-            try:
-                data = pickle.dumps(outcome)
-            except Exception:  # an exception that does not pickle: keep its text
-                data = pickle.dumps(RedisLoadError(f"{type(outcome).__name__}: {outcome}"))
-            with os.fdopen(write_fd, "wb") as out:
-                out.write(data)
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as incoming:
-        data = incoming.read()
-    _, status = os.waitpid(pid, 0)
-    if not data:
-        raise RedisLoadError(
-            f"the load process {pid} ended without a result (wait status {status})"
-        )
-    outcome = pickle.loads(data)
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome
-
-
-def _detach_and_lower() -> None:
-    # Each step is best effort: a host without autogroups or SCHED_IDLE just loads lower
-    # by what it allows.
-    with contextlib.suppress(OSError):
-        os.setsid()
-    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as group:
-        group.write("19")
-    with contextlib.suppress(OSError, AttributeError):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        yield _load(_file_batches(pieces, self.source, self.values), self.spec)
 
 
 def _file_batches(
@@ -1118,14 +1007,9 @@ def publish(
             generation,
             "s",
             cfg.bucket_size,
-            cfg.batch_size,
             per_task,
             cluster,
-            command_fields=cfg.hset_fields,
-            nice=cfg.load_nice,
             max_tasks=cfg.load_connections,
-            scheduler=cfg.load_scheduler,
-            inflight=cfg.inflight_batches,
             latency_target_s=(
                 cfg.reader_latency_target_ms / 1e3 if cfg.reader_latency_target_ms else None
             ),
