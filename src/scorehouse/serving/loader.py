@@ -937,37 +937,16 @@ def publish(
     client = params.connect()
     cluster = is_cluster(client)
     t0 = time.monotonic()
-    scores = scores.select(ID, F.col("score").cast("double").alias("score"))
-    names = tuple(feature_names())
-    if features is not None:
-        missing = [n for n in (ID, *names) if n not in features.columns]
-        if missing:
-            raise RedisLoadError(f"features frame lacks columns {missing}")
-        features = features.select(ID, *names)
-    summary = _summary(scores, features)
-    count = summary["count"]
-    string_buckets = keys.string_bucket_count(
-        max(summary["strings"], summary.get("features_strings", 0)), cfg.bucket_size
-    )
-    checksum = f"{summary['fp']:x}-{summary.get('features_fp', 0):x}"
+    scores, features = _frames(scores, features)
+    content = _content(scores, features, cfg.bucket_size)
     if attempt is None:
-        digest = hashlib.sha1(
-            f"{ds}|{model_name}|{model_version}|{count}|{checksum}|{cfg.bucket_size}".encode()
-        ).hexdigest()
-        attempt = digest[:8]
+        fingerprint = f"{ds}|{model_name}|{model_version}|{content.count}|{content.checksum}"
+        attempt = hashlib.sha1(f"{fingerprint}|{cfg.bucket_size}".encode()).hexdigest()[:8]
     generation = keys.generation_id(ds, model_version, attempt)
     live = current_generation(client, ns)
-    if live == generation:
-        info = read_generation(client, ns, generation)
-        if info is not None and info.status == "live" and info.count == count:
-            log.info(
-                "generation %s is already live with the same content; nothing to do", generation
-            )
-            return info
-    features_count = summary.get("features_count", 0)
-    needed = count * SCORE_BYTES_ESTIMATE + features_count * (
-        len(names) * 8 + FEATURE_OVERHEAD_ESTIMATE
-    )
+    done = _already_live(client, ns, generation, content.count) if live == generation else None
+    if done is not None:
+        return done
 
     lock = _Lock(client, keys.lock_key(ns))
     flipped = False
@@ -977,87 +956,27 @@ def publish(
             if old != live:
                 remove_generation(client, ns, old)
         warnings = check_server(
-            client, bucket_size=cfg.bucket_size, needed_bytes=needed, strict_config=strict_config
+            client,
+            bucket_size=cfg.bucket_size,
+            needed_bytes=content.needed_bytes(),
+            strict_config=strict_config,
         )
-        meta = {
-            "ds": ds.isoformat(),
-            "model_name": model_name,
-            "model_version": str(model_version),
-            "count": count,
-            "features_count": features_count,
-            "features": ",".join(names) if features is not None else "",
-            "string_buckets": string_buckets,
-            "bucket_size": cfg.bucket_size,
-            "score_scale": keys.SCORE_SCALE,
-            "checksum": checksum,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "loaded_at": "",
-            "status": "loading",
-            "previous": live or "",
-        }
+        meta = _meta(ds, model_name, model_version, content, cfg.bucket_size, live)
         client.zadd(keys.generations_key(ns), {generation: time.time()})
         client.hset(keys.meta_key(ns, generation), mapping=meta)  # type: ignore[arg-type]
-        tasks = max(1, spark.sparkContext.defaultParallelism)
-        if cfg.load_connections:
-            tasks = min(tasks, cfg.load_connections)
-        per_task = cfg.max_keys_per_second / tasks if cfg.max_keys_per_second else None
-        spec = LoadSpec(
-            params,
-            ns,
-            generation,
-            "s",
-            cfg.bucket_size,
-            per_task,
-            cluster,
-            max_tasks=cfg.load_connections,
-            latency_target_s=(
-                cfg.reader_latency_target_ms / 1e3 if cfg.reader_latency_target_ms else None
-            ),
-        )
-        # Integer ids only: the tasks read the files; string ids are bucketed by Spark.
-        from_files = string_buckets == 0 and scores_files is not None
+        spec = _load_spec(spark, settings, params, generation, cluster)
         t_load = time.monotonic()
         try:
-            if from_files:
-                assert scores_files is not None
-                stats = _load_files(spark, scores_files, spec)
-            else:
-                stats = _load_frame(spark, scores, spec, string_buckets, count)
+            stats = _load_rows(spark, spec, scores, scores_files, content, content.count)
+            load_s = time.monotonic() - t_load
+            if features is not None:
+                fspec = replace(spec, kind="f", feature_columns=content.features)
+                _load_rows(spark, fspec, features, features_files, content, content.features_count)
         except Exception as exc:
             _fail(client, ns, generation, live, exc)
-        load_s = time.monotonic() - t_load
-        if features is not None:
-            fspec = replace(spec, kind="f", feature_columns=names)
-            try:
-                if string_buckets == 0 and features_files is not None:
-                    _load_files(spark, features_files, fspec)
-                else:
-                    _load_frame(spark, features, fspec, string_buckets, features_count)
-            except Exception as exc:
-                _fail(client, ns, generation, live, exc)
-        verify(
-            spark,
-            client,
-            settings,
-            generation,
-            scores,
-            features,
-            count,
-            features_count,
-            string_buckets,
-        )
-        client.hset(
-            keys.meta_key(ns, generation),
-            mapping={
-                "status": "ready",
-                "loaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            },
-        )
-        flip(client, ns, live, generation)
+        verify(spark, client, settings, generation, scores, features, content)
+        _go_live(client, ns, generation, live)
         flipped = True
-        client.hset(keys.meta_key(ns, generation), "status", "live")
-        if live:
-            client.hset(keys.meta_key(ns, live), "status", "previous")
         removed = cleanup(client, ns, cfg.keep_generations)
     except (RedisConnectionError, RedisTimeoutError) as exc:
         raise _connection_lost(generation, generation if flipped else live, exc) from exc
@@ -1068,31 +987,161 @@ def publish(
     total_s = time.monotonic() - t0
     client.close()
     figures = {
-        "load_s": load_s,
+        **_load_figures(stats, content.count, load_s),
         "total_s": total_s,
-        "entities_per_s": count / load_s if load_s else 0.0,
-        "commands": stats["commands"],
-        "load_tasks": stats["tasks"],
-        "load_rows": stats["rows"],
-        "load_path": "files" if from_files else "spark",
-        "bytes_sent": stats["bytes"],
-        # The rate limit's and the latency guard's waits, summed over the tasks.
-        "throttled_s": stats["throttled_ms"] / 1e3,
-        "guard_probes": stats["probes"],
-        "guard_probes_over_target": stats["probes_over"],
-        "guard_slowdowns": stats["slowdowns"],
         "removed_generations": len(removed),
         "warnings": len(warnings),
     }
     log.info(
         "published %s: %d scores, %d feature vectors in %.1fs (%s)",
         generation,
-        count,
-        features_count,
+        content.count,
+        content.features_count,
         total_s,
         params,
     )
     return GenerationInfo(**{**info.__dict__, "stats": figures})
+
+
+def _frames(scores: DataFrame, features: DataFrame | None) -> tuple[DataFrame, DataFrame | None]:
+    """The columns a publish loads: (customer_id, score as double) and the registry's features."""
+    scores = scores.select(ID, F.col("score").cast("double").alias("score"))
+    if features is None:
+        return scores, None
+    names = feature_names()
+    missing = [n for n in (ID, *names) if n not in features.columns]
+    if missing:
+        raise RedisLoadError(f"features frame lacks columns {missing}")
+    return scores, features.select(ID, *names)
+
+
+@dataclass(frozen=True)
+class _Content:
+    """What a publish loads, from one pass over its frames (`_summary`)."""
+
+    count: int
+    features_count: int
+    string_buckets: int  # 0: every id is an integer id
+    checksum: str
+    features: tuple[str, ...]  # the feature columns loaded (empty: scores only)
+
+    def needed_bytes(self) -> int:
+        per_vector = len(self.features) * 8 + FEATURE_OVERHEAD_ESTIMATE
+        return self.count * SCORE_BYTES_ESTIMATE + self.features_count * per_vector
+
+
+def _content(scores: DataFrame, features: DataFrame | None, bucket_size: int) -> _Content:
+    summary = _summary(scores, features)
+    strings = max(summary["strings"], summary.get("features_strings", 0))
+    return _Content(
+        count=summary["count"],
+        features_count=summary.get("features_count", 0),
+        string_buckets=keys.string_bucket_count(strings, bucket_size),
+        checksum=f"{summary['fp']:x}-{summary.get('features_fp', 0):x}",
+        features=tuple(c for c in features.columns if c != ID) if features is not None else (),
+    )
+
+
+def _already_live(client: AnyRedis, ns: str, generation: str, count: int) -> GenerationInfo | None:
+    """The live generation's info when it already holds this content (a rerun), else None."""
+    info = read_generation(client, ns, generation)
+    if info is not None and info.status == "live" and info.count == count:
+        log.info("generation %s is already live with the same content; nothing to do", generation)
+        return info
+    return None
+
+
+def _meta(
+    ds: date,
+    model_name: str,
+    model_version: str,
+    content: _Content,
+    bucket_size: int,
+    live: str | None,
+) -> dict[str, Any]:
+    """A new generation's metadata hash, `status=loading`."""
+    return {
+        "ds": ds.isoformat(),
+        "model_name": model_name,
+        "model_version": str(model_version),
+        "count": content.count,
+        "features_count": content.features_count,
+        "features": ",".join(content.features),
+        "string_buckets": content.string_buckets,
+        "bucket_size": bucket_size,
+        "score_scale": keys.SCORE_SCALE,
+        "checksum": content.checksum,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "loaded_at": "",
+        "status": "loading",
+        "previous": live or "",
+    }
+
+
+def _load_spec(
+    spark: SparkSession, settings: Settings, params: RedisParams, generation: str, cluster: bool
+) -> LoadSpec:
+    """The score load tasks' spec: the rate cap is split over the tasks that run at once."""
+    cfg = settings.redis
+    tasks = max(1, spark.sparkContext.defaultParallelism)
+    if cfg.load_connections:
+        tasks = min(tasks, cfg.load_connections)
+    per_task = cfg.max_keys_per_second / tasks if cfg.max_keys_per_second else None
+    target = cfg.reader_latency_target_ms
+    return LoadSpec(
+        params,
+        cfg.namespace,
+        generation,
+        "s",
+        cfg.bucket_size,
+        per_task,
+        cluster,
+        max_tasks=cfg.load_connections,
+        latency_target_s=target / 1e3 if target else None,
+    )
+
+
+def _load_rows(
+    spark: SparkSession,
+    spec: LoadSpec,
+    frame: DataFrame,
+    files: FileSource | None,
+    content: _Content,
+    rows: int,
+) -> dict[str, int]:
+    """Load one frame's rows: the tasks read its files when every id is an integer id and
+    the files are planned, otherwise Spark hands them the rows (the totals' `from_files`)."""
+    if content.string_buckets == 0 and files is not None:
+        return {**_load_files(spark, files, spec), "from_files": 1}
+    return {**_load_frame(spark, frame, spec, content.string_buckets, rows), "from_files": 0}
+
+
+def _go_live(client: AnyRedis, ns: str, generation: str, live: str | None) -> None:
+    """Mark the verified generation ready, flip the pointer to it, then record the statuses."""
+    loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
+    client.hset(keys.meta_key(ns, generation), mapping={"status": "ready", "loaded_at": loaded_at})
+    flip(client, ns, live, generation)
+    client.hset(keys.meta_key(ns, generation), "status", "live")
+    if live:
+        client.hset(keys.meta_key(ns, live), "status", "previous")
+
+
+def _load_figures(stats: dict[str, int], count: int, load_s: float) -> dict[str, Any]:
+    """A publish's load-stage figures, from the score load's task totals."""
+    return {
+        "load_s": load_s,
+        "entities_per_s": count / load_s if load_s else 0.0,
+        "commands": stats["commands"],
+        "load_tasks": stats["tasks"],
+        "load_rows": stats["rows"],
+        "load_path": "files" if stats["from_files"] else "spark",
+        "bytes_sent": stats["bytes"],
+        # The rate limit's and the latency guard's waits, summed over the tasks.
+        "throttled_s": stats["throttled_ms"] / 1e3,
+        "guard_probes": stats["probes"],
+        "guard_probes_over_target": stats["probes_over"],
+        "guard_slowdowns": stats["slowdowns"],
+    }
 
 
 def _fail(client: AnyRedis, ns: str, generation: str, live: str | None, exc: Exception) -> NoReturn:
@@ -1177,11 +1226,10 @@ def verify(
     generation: str,
     scores: DataFrame,
     features: DataFrame | None,
-    count: int,
-    features_count: int,
-    string_buckets: int,
+    content: _Content,
 ) -> None:
     """Entries == rows and a random sample reads back equal; otherwise mark failed and raise."""
+    count, features_count = content.count, content.features_count
     cfg = settings.redis
     ns = cfg.namespace
     problems: list[str] = []
@@ -1195,7 +1243,9 @@ def verify(
         if fentries != features_count:
             problems.append(f"{fentries} feature vectors in Redis for {features_count} rows")
     if not problems and cfg.verify_sample and count:
-        problems += _verify_sample(client, cfg, generation, scores, features, count, string_buckets)
+        problems += _verify_sample(
+            client, cfg, generation, scores, features, count, content.string_buckets
+        )
     if problems:
         client.hset(keys.meta_key(ns, generation), "status", "failed")
         raise RedisLoadError(
