@@ -12,8 +12,8 @@ Prints tables and writes bench/results/redis_load.json:
    the load stage and the ratio to the pipe; bytes per
    prediction (INFO used_memory); the pipe again, last. Publishes read a real predictions
    Delta table (`loader.publish_date`, as the nightly does: one partition per generation);
-   the `spark_rows*` and `old_defaults*` variants publish the same rows from cached Spark
-   frames through Spark's row hand-over (the loader's path before 2026-12-03).
+   the `spark_rows` variant publishes the same rows from a cached Spark frame through
+   Spark's row hand-over (the path of string ids, and of `publish` given a DataFrame).
 3. A reader process runs while idle and during one publish per `--variants` entry, taking
    turns every 0.5 ms between two kinds of batch of 16 random ids: the key contract read by
    hand (GET pointer, then 16 pipelined HGETs: two round trips, as an app in another
@@ -307,68 +307,32 @@ class Readers:
 
 
 # Readers' phases: each one publishes a new generation (the next day) with these settings
-# over the defaults while the reader process runs. "dedicated" runs the loader (this process,
-# the Spark JVM and its Python workers) on the first CPU and redis-server and the reader on
-# the others: Redis on its own host, as deployed. The old defaults are the ones before
-# 2026-11-23 (buckets of 1000, 2000 fields per write, no niceness).
+# over the defaults while the reader process runs, one per question a user may ask of the
+# load settings: what the latency guard costs and saves (its target, or off), what a fixed
+# rate cap does instead, what one load connection or wider buckets change. "dedicated" runs
+# the loader (this process, the Spark JVM and its Python workers) on the first CPU and
+# redis-server and the reader on the others: Redis on its own host, as deployed.
 # `FRAME` publishes from cached Spark frames (rows through Spark's JVM-to-Python hand-over),
 # not from the predictions table's files.
 FRAME = "_from_frame"
-OLD = {"bucket_size": 1000, "batch_size": 2000, "load_nice": 0, "load_scheduler": "normal",
-       FRAME: True}  # fmt: skip
-SESSION4 = {"load_scheduler": "normal", FRAME: True}  # the defaults of 2026-11-23
 VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
     "defaults": ({}, False),
     "defaults_dedicated": ({}, True),
-    "scheduler_idle": ({"load_scheduler": "idle"}, False),
-    "scheduler_idle_dedicated": ({"load_scheduler": "idle"}, True),
-    "scheduler_normal": ({"load_scheduler": "normal"}, False),
-    "nice_0": ({"load_scheduler": "normal", "load_nice": 0}, False),
-    "inflight_1": ({"inflight_batches": 1}, False),
-    "inflight_2": ({"inflight_batches": 2}, False),
-    "inflight_4": ({"inflight_batches": 4}, False),
-    "inflight_16": ({"inflight_batches": 16}, False),
-    "inflight_4_dedicated": ({"inflight_batches": 4}, True),
-    "one_connection_inflight_16": ({"load_connections": 1, "inflight_batches": 16}, False),
     "spark_rows": ({FRAME: True}, False),
-    "session4_defaults": (SESSION4, False),
-    "old_defaults": (OLD, False),
-    "old_defaults_dedicated": (OLD, True),
     "one_connection": ({"load_connections": 1}, False),
-    "one_connection_spark_rows": ({"load_connections": 1, FRAME: True}, False),
     "bucket_500": ({"bucket_size": 500}, False),
-    "bucket_500_one_connection": ({"bucket_size": 500, "load_connections": 1}, False),
-    "bucket_1000_one_connection_batch_200": (
-        {"bucket_size": 1000, "load_connections": 1, "batch_size": 200},
-        False,
-    ),
-    "hset_fields_25": ({"hset_fields": 25}, False),
-    "batch_500": ({"batch_size": 500}, False),
-    "batch_2000": ({"batch_size": 2000}, False),
-    # Fixed rates (the latency guard off): the curve between 100k/s and an unthrottled load.
+    # Fixed rate caps, the latency guard off.
     "rate_limited": ({"max_keys_per_second": 100_000, "reader_latency_target_ms": None}, False),
     "rate_200k": ({"max_keys_per_second": 200_000, "reader_latency_target_ms": None}, False),
     "rate_300k": ({"max_keys_per_second": 300_000, "reader_latency_target_ms": None}, False),
-    "rate_400k": ({"max_keys_per_second": 400_000, "reader_latency_target_ms": None}, False),
-    "rate_600k": ({"max_keys_per_second": 600_000, "reader_latency_target_ms": None}, False),
-    # The latency guard: each task adapts its rate to its probes' round trips.
+    # The latency guard: each task adapts its rate to its probes' round trips (1 ms: the
+    # default).
     "guard_off": ({"reader_latency_target_ms": None}, False),
     "guard_0.5ms": ({"reader_latency_target_ms": 0.5}, False),
     "guard_0.7ms": ({"reader_latency_target_ms": 0.7}, False),
     "guard_1ms": ({"reader_latency_target_ms": 1.0}, False),
     "guard_1.5ms": ({"reader_latency_target_ms": 1.5}, False),
     "guard_2ms": ({"reader_latency_target_ms": 2.0}, False),
-    "guard_1ms_dedicated": ({"reader_latency_target_ms": 1.0}, True),
-    "guard_1ms_idle": ({"reader_latency_target_ms": 1.0, "load_scheduler": "idle"}, False),
-    "guard_2ms_idle": ({"reader_latency_target_ms": 2.0, "load_scheduler": "idle"}, False),
-    "rate_200k_idle": (
-        {
-            "max_keys_per_second": 200_000,
-            "reader_latency_target_ms": None,
-            "load_scheduler": "idle",
-        },
-        False,
-    ),
 }
 # Redis's own cost per HSET against the bucket width (redis-cli --pipe, no loader).
 SWEEP = ((1000, 100, "asc"), (1000, 100, "desc"), (500, 100, "asc"), (250, 125, "asc"),
@@ -402,9 +366,8 @@ def with_redis(settings: Any, **updates: Any) -> Any:
     return settings.model_copy(update={"redis": settings.redis.model_copy(update=updates)})
 
 
-LOAD_SETTINGS = {"bucket_size", "batch_size", "inflight_batches", "hset_fields",
-                 "max_keys_per_second", "load_scheduler", "load_nice", "load_connections",
-                 "reader_latency_target_ms"}  # fmt: skip
+LOAD_SETTINGS = {"bucket_size", "max_keys_per_second", "reader_latency_target_ms",
+                 "load_connections"}  # fmt: skip
 # The predictions table's days: generation 1 and the alternating publishes of the readers'
 # phases read DAYS[0] (the first draws) and DAYS[1] (the second).
 DAYS = (date(2026, 1, 15), date(2026, 1, 16))
@@ -468,6 +431,7 @@ def main() -> None:
         first, second = rng.random(n), rng.random(n)
         admin = server.client()
         assert server.pid is not None
+        redis_pid = server.pid
         frames = [
             spark.createDataFrame(
                 pd.DataFrame({"customer_id": np.arange(n, dtype=np.int64), "score": values})
@@ -502,7 +466,7 @@ def main() -> None:
             admin.config_resetstat()
             run = pipe_run(server, pipe_file, rows)
             stat = admin.info("commandstats")
-            sweep.append({"bucket_size": width, "hset_fields": fields, "order": order,
+            sweep.append({"bucket_size": width, "fields_per_hset": fields, "order": order,
                           "redis_cpu_us_per_entity": float(run["redis_cpu_s"]) / rows * 1e6,  # type: ignore[arg-type]
                           "hset_us_per_call": float(stat.get("cmdstat_hset", {}).get("usec_per_call", 0.0)),
                           "bytes_per_prediction": run["bytes_per_prediction"],
@@ -511,7 +475,9 @@ def main() -> None:
         # 2. redis-cli --pipe fed the loader's commands (default layout), then publish
         # generation 1 (Spark local, executors write in parallel), nothing else running.
         pipe = {}
-        pipe_file.write_bytes(resp_stream(first, "sh", "pipe", cfg.bucket_size, cfg.hset_fields))
+        pipe_file.write_bytes(
+            resp_stream(first, "sh", "pipe", cfg.bucket_size, loader.COMMAND_FIELDS)
+        )
         pipe["same"] = pipe_run(server, pipe_file, n)
         base = admin.info("memory")["used_memory"]
         cpu = redis_cpu_s(admin)
@@ -542,14 +508,14 @@ def main() -> None:
                 admin.slowlog_reset()
                 admin.config_resetstat()
                 redis0, reader0, t0 = (
-                    schedstat(server.pid),
+                    schedstat(redis_pid),
                     schedstat(reader_pid),
                     time.perf_counter(),
                 )
                 with readers.during(label):
                     out = body()
                 wall = time.perf_counter() - t0
-                redis1, reader1 = schedstat(server.pid), schedstat(reader_pid)
+                redis1, reader1 = schedstat(redis_pid), schedstat(reader_pid)
                 slow = [int(e["duration"]) for e in admin.slowlog_get(100000)]
                 hset = admin.info("commandstats").get("cmdstat_hset", {})
                 return {"label": label, "seconds": wall, "load_stage": out,
@@ -663,7 +629,7 @@ def print_tables(result: dict[str, Any]) -> None:
     print(f"{'bucket':>7} {'fields/HSET':>11} {'order':>5} {'Redis µs/entity':>15} "
           f"{'µs/HSET':>8} {'B/pred':>7} {'entities/s':>11}")  # fmt: skip
     for row in result["listpack_cost_by_bucket_width"]:
-        print(f"{row['bucket_size']:>7} {row['hset_fields']:>11} {row['order']:>5} "
+        print(f"{row['bucket_size']:>7} {row['fields_per_hset']:>11} {row['order']:>5} "
               f"{row['redis_cpu_us_per_entity']:>15.2f} {row['hset_us_per_call']:>8.0f} "
               f"{row['bytes_per_prediction']:>7.2f} {row['entities_per_s']:>11,.0f}")  # fmt: skip
     print(
