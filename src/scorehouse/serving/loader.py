@@ -898,13 +898,23 @@ def cleanup(client: AnyRedis, ns: str, keep: int) -> list[str]:
         info = read_generation(client, ns, generation)
         generation = info.previous if info else None
     removed = []
-    for generation in list_generations(client, ns):
-        if generation not in kept:
+    for generation in list_generations(client, ns) + _unregistered(client, ns):
+        if generation not in kept and generation not in removed:
             remove_generation(client, ns, generation)
             removed.append(generation)
     if removed:
         log.info("removed old generations %s (kept %s)", removed, kept)
     return removed
+
+
+def _unregistered(client: AnyRedis, ns: str) -> list[str]:
+    """Generations that own keys but are not in `{ns}:generations`: a failed load removes
+    its generation at once, and a load task still running then may write a few more keys."""
+    registered = set(list_generations(client, ns))
+    found: set[str] = set()
+    for _, batch in scan_keys(client, f"{ns}:*:*"):
+        found |= {_text(key).split(":")[1] for key in batch}
+    return sorted(found - registered)
 
 
 # --- publish ------------------------------------------------------------------------------
