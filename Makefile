@@ -16,6 +16,9 @@ demo: setup ## run the whole nightly path on local defaults (10k customers, 180 
 test: setup ## run the test suite (unit, component, e2e)
 	$(PY) -m pytest
 
+test-fast: setup ## the tests that need no JVM, server or flow (under a minute)
+	$(PY) -m pytest tests/unit -m "not spark and not redis and not e2e and not faults" -q
+
 lint: setup ## ruff (lint + format check), mypy on src/, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check src tests jobs flows bench
 	$(VENV)/bin/ruff format --check src tests jobs flows bench
@@ -28,4 +31,4 @@ bench: setup ## run the benchmarks in bench/ (minutes; figures go to bench/resul
 clean: ## remove local state (.scorehouse) and caches
 	rm -rf .scorehouse .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help setup demo test lint bench clean
+.PHONY: help setup demo test test-fast lint bench clean

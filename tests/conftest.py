@@ -18,11 +18,24 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 FAULTS = Path(__file__).parent / "faults"
 
 
+E2E = Path(__file__).parent / "e2e"
+REDIS_FIXTURES = {"redis_server", "redis_url", "redis_cluster", "redis_cluster_url"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Everything under tests/faults is part of the fault suite (`-m faults`)."""
+    """Markers from what a test needs: `spark` (a SparkSession), `redis` (a redis-server),
+    `e2e` (tests/e2e), `faults` (tests/faults); `make test-fast` runs what needs none."""
     for item in items:
-        if FAULTS in Path(str(item.fspath)).parents:
+        parents = Path(str(item.fspath)).parents
+        needs = set(getattr(item, "fixturenames", ()))
+        if FAULTS in parents:
             item.add_marker(pytest.mark.faults)
+        if E2E in parents:
+            item.add_marker(pytest.mark.e2e)
+        if "spark" in needs:
+            item.add_marker(pytest.mark.spark)
+        if needs & REDIS_FIXTURES:
+            item.add_marker(pytest.mark.redis)
 
 
 @pytest.fixture(scope="session")
