@@ -51,17 +51,23 @@ class SettingsError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Attribute docstrings are the fields' descriptions: docs/settings.md is generated from
+    # them (`scorehouse.settings_doc`).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class SparkSettings(_Model):
     profile: Literal["local", "test", "cluster"] = "local"
-    master: str | None = None  # overrides the profile's spark.master
-    conf_dir: Path | None = None  # defaults to the repository's spark_conf/
-    conf: dict[str, str] = Field(default_factory=dict)  # extra spark.* settings
-    # The driver's log level (spark_conf/log4j2.properties): ERROR keeps Spark's routine
-    # WARN lines off the console; `scorehouse -v` sets INFO.
+    """Which `spark_conf/<profile>.conf` the session starts from."""
+    master: str | None = None
+    """Overrides the profile's spark.master (None: the profile's)."""
+    conf_dir: Path | None = None
+    """Folder of the profile files (None: the repository's spark_conf/)."""
+    conf: dict[str, str] = Field(default_factory=dict)
+    """Extra spark.* settings, applied over the profile's."""
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "ERROR"
+    """The driver's log level: ERROR keeps Spark's routine WARN lines off the console;
+    `scorehouse -v` sets INFO."""
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -71,42 +77,60 @@ class SparkSettings(_Model):
 
 class TableNames(_Model):
     customers: str = "raw_customers"
+    """Ingested customers (validated rows)."""
     transactions: str = "raw_transactions"
+    """Ingested transactions (validated rows)."""
     quarantine: str = "quarantine"
+    """Rows ingest rejected, with the rule each broke."""
     customer_daily: str = "customer_daily"
+    """Per-customer daily rollups the features are built from."""
     features: str = "features"
+    """Daily feature snapshots, one row per customer and day."""
     training_set: str = "training_set"
+    """Point-in-time training rows with their labels."""
     predictions: str = "predictions"
+    """Nightly scores, one partition per day and model role."""
     monitoring: str = "monitoring"
-    step_runs: str = "step_runs"  # what each flow step committed, from which inputs
-    publications: str = "publications"  # each Redis generation and the versions it holds
+    """Drift (PSI) and score statistics per run."""
+    step_runs: str = "step_runs"
+    """What each flow step committed, from which inputs."""
+    publications: str = "publications"
+    """Each Redis generation and the versions it holds."""
 
 
 class RedisSettings(_Model):
     url: str = "redis://127.0.0.1:6399/0"
+    """The Redis (or cluster node) to publish to and read from; no password in a file."""
     namespace: str = "sh"
+    """Prefix of every key (`{ns}:...`, docs/redis-keys.md); plain text, no ':' or braces."""
     username: str | None = None
-    password: SecretStr | None = None  # SCOREHOUSE_REDIS__PASSWORD only
+    """ACL user name (None: the default user)."""
+    password: SecretStr | None = None
+    """ACL password; a secret: SCOREHOUSE_REDIS__PASSWORD only, never in a file."""
     tls: bool = False
+    """Connect over TLS."""
     tls_ca_file: Path | None = None
-    # Integer-id bucket width: memory against load speed. Redis checks every field of a
-    # listpack bucket before adding one, so its load cost per entity grows with this width
-    # (2.2 µs at 1000, 0.64 µs at 250) while memory barely moves (10.4 vs 10.7 B per
-    # prediction).
+    """CA bundle that verifies the server's certificate (None: the certificate is not verified)."""
     bucket_size: int = Field(default=250, ge=1, le=65536)
-    # Loading (docs/redis-keys.md "Loading settings"). An optional cap on the keys written
-    # per second, split over the load tasks (None: no cap).
+    """Integer-id bucket width: memory against load speed. Redis checks every field of a
+    listpack bucket before adding one, so its load cost per entity grows with this width
+    (2.2 µs at 1000, 0.64 µs at 250) while memory barely moves (10.4 vs 10.7 B per
+    prediction)."""
     max_keys_per_second: int | None = None
-    # The latency guard: each load task times a PING of its own every 10 ms, halves its rate
-    # when one exceeds this and raises it again after ten that do not (None: off). It is a
-    # round trip's p99, what a Client lookup (pointer cached) costs: 1 ms keeps Client
-    # batches' p99 under 2 ms during a load.
+    """Optional cap on the keys a load writes per second, split over the load tasks (None:
+    no cap; docs/redis-keys.md "Loading settings")."""
     reader_latency_target_ms: float | None = Field(default=1.0, gt=0)
-    # At most this many load tasks, hence connections per master, at once (a shared Redis);
-    # None: one per core when the tasks read the files, one per Spark partition otherwise.
+    """The load's latency guard: each load task times a PING of its own every 10 ms, halves
+    its rate when one exceeds this and raises it again after ten that do not (None: off). It
+    is a round trip's p99, what a Client lookup (pointer cached) costs: 1 ms keeps Client
+    batches' p99 under 2 ms during a load."""
     load_connections: int | None = Field(default=None, ge=1)
+    """At most this many load tasks, hence connections per master, at once (a shared Redis);
+    None: one per core when the tasks read the files, one per Spark partition otherwise."""
     keep_generations: int = Field(default=2, ge=1)
+    """Published generations kept in Redis (the live one included); older ones are removed."""
     verify_sample: int = Field(default=1000, ge=0)
+    """Rows read back and compared after a load, before it goes live (0: none)."""
 
     @field_validator("namespace")
     @classmethod
@@ -120,35 +144,51 @@ class RedisSettings(_Model):
 
 class MlflowSettings(_Model):
     tracking_uri: str = "sqlite:///.scorehouse/mlflow/mlflow.db"
+    """MLflow tracking store and model registry (unless set: `<home>/mlflow/mlflow.db`)."""
     artifact_location: Path = Path(".scorehouse/mlflow/artifacts")
+    """Where new experiments store artifacts (unless set: `<home>/mlflow/artifacts`)."""
     experiment: str = "scorehouse"
+    """The experiment training runs are logged to."""
 
 
 class ModelSettings(_Model):
     name: str = "purchase_propensity"
+    """Registered model name; its champion scores the nightly batch and the fallback."""
     horizon_days: int = Field(default=30, ge=1, le=365)
-    num_workers: int | None = Field(default=None, ge=1)  # None: the cores Spark has
+    """The label: a purchase within this many days after the snapshot day."""
+    num_workers: int | None = Field(default=None, ge=1)
+    """Distributed XGBoost workers (None: the cores Spark has)."""
     num_boost_round: int = Field(default=200, ge=1)
+    """Maximum boosting rounds."""
     early_stopping_rounds: int = Field(default=20, ge=1)
+    """Stop after this many rounds without a better validation score."""
     max_depth: int = Field(default=6, ge=1)
+    """Maximum tree depth."""
     learning_rate: float = Field(default=0.1, gt=0)
+    """XGBoost's eta."""
     seed: int = 7
+    """Random seed of the split and the booster, so a retrain is reproducible."""
     auc_tolerance: float = Field(default=0.002, ge=0)
+    """A challenger whose AUC is below the champion's by more than this is not promoted."""
 
 
 class FeatureSettings(_Model):
-    ttl_days: int = Field(default=3, ge=0)  # maximum feature age in a training row
+    ttl_days: int = Field(default=3, ge=0)
+    """Maximum feature age in a training row."""
     on_stale: Literal["drop", "default"] = "drop"
+    """A training row without a snapshot inside ttl_days: dropped, or given the no-history values."""
     sample_every_days: int = Field(default=7, ge=1)
-    # A build whose previous day exists advances day by day up to this many days;
-    # longer ranges (and first builds) are computed in one pass from the rollups.
+    """Training rows are sampled every this many days."""
     chain_max_days: int = Field(default=7, ge=1)
-    # Snapshot retention: `features prune` keeps the newest retention_days days of
-    # snapshots. Training sets read snapshots as old as lookback + ttl, so a shorter
-    # retention is refused.
+    """A build whose previous day exists advances day by day up to this many days; longer
+    ranges (and first builds) are computed in one pass from the rollups."""
     training_lookback_days: int = Field(default=180, ge=0)
+    """Days of snapshots a training set reads."""
     retention_days: int = Field(default=200, ge=1)
-    vacuum_retention_hours: int = Field(default=168, ge=0)  # Delta's default: time travel
+    """`features prune` keeps the newest this many days of snapshots; at least
+    training_lookback_days + ttl_days + 1, as training sets read snapshots that old."""
+    vacuum_retention_hours: int = Field(default=168, ge=0)
+    """Delta VACUUM retention, hence how far back time travel reaches (Delta's default)."""
 
     @model_validator(mode="after")
     def _retention_covers_training(self) -> FeatureSettings:
@@ -164,45 +204,68 @@ class FeatureSettings(_Model):
 
 class IngestSettings(_Model):
     max_reject_share: float = Field(default=0.01, ge=0, le=1)
+    """An ingest fails when more than this share of a file's rows is quarantined."""
 
 
 class MonitoringSettings(_Model):
     psi_warn: float = Field(default=0.1, ge=0)
+    """A feature or score PSI at or above this is reported as a warning."""
     psi_critical: float = Field(default=0.2, ge=0)
+    """A PSI at or above this is reported as critical."""
     bins: int = Field(default=10, ge=2)
+    """Quantile bins of the drift reference."""
 
 
 class ServingSettings(_Model):
     host: str = "127.0.0.1"
+    """Address `scorehouse serve` listens on."""
     port: int = 8080
+    """Port `scorehouse serve` listens on."""
     default_score: float = Field(default=0.0, ge=0, le=1)
+    """The declared default: the score answered (source `default`) when neither Redis nor
+    the fallback model can give one."""
     timeout_ms: int = Field(default=50, ge=1)
+    """Redis socket timeout of a lookup; past it the lookup answers the default."""
 
 
 class StackSettings(_Model):
     """Where `scorehouse up` runs the Prefect and MLflow servers (loopback only by default)."""
 
     host: str = "127.0.0.1"
+    """Address the Prefect and MLflow servers listen on."""
     prefect_port: int = Field(default=4200, ge=1, le=65535)
+    """Prefect server (UI and API) port."""
     mlflow_port: int = Field(default=5000, ge=1, le=65535)
-    # Seconds to wait for a server or worker to answer; a cold start on a busy laptop is slow.
+    """MLflow server (UI) port."""
     startup_timeout_s: float = Field(default=120, gt=0)
+    """Seconds to wait for a server or worker to answer; a cold start on a busy laptop is
+    slow."""
 
 
 class OrchestrationSettings(_Model):
     """How flow steps run their jobs: in the flow's process, or through spark-submit."""
 
     runner: Literal["in_process", "spark_submit"] = "in_process"
-    spark_submit: Path | None = None  # None: pyspark's own bin/spark-submit
-    profile: Literal["local", "test", "cluster"] | None = None  # None: spark.profile
-    submit_args: tuple[str, ...] = ()  # e.g. ["--master", "yarn", "--deploy-mode", "client"]
-    jobs_dir: Path | None = None  # None: the repository's jobs/
-    step_timeout_s: float = Field(default=3600, gt=0)  # the spark-submit process group is killed
+    """Run each step's job in the flow's process, or as a spark-submit process."""
+    spark_submit: Path | None = None
+    """The spark-submit executable (None: pyspark's own bin/spark-submit)."""
+    profile: Literal["local", "test", "cluster"] | None = None
+    """Spark profile of submitted jobs (None: spark.profile)."""
+    submit_args: tuple[str, ...] = ()
+    """Extra spark-submit arguments, e.g. ["--master", "yarn", "--deploy-mode", "client"]."""
+    jobs_dir: Path | None = None
+    """Folder of the job scripts (None: the repository's jobs/)."""
+    step_timeout_s: float = Field(default=3600, gt=0)
+    """A step running longer has its spark-submit process group killed."""
     retries: int = Field(default=2, ge=0)
-    retry_delay_s: float = Field(default=10, ge=0)  # doubled on every further retry
-    # Webhook URLs embed tokens: SCOREHOUSE_ORCHESTRATION__WEBHOOK_URL only, never a file.
+    """Retries of a failed step."""
+    retry_delay_s: float = Field(default=10, ge=0)
+    """Seconds before the first retry, doubled on every further retry."""
     webhook_url: SecretStr | None = None
+    """Where failure alerts are posted as JSON; it embeds a token, so a secret:
+    SCOREHOUSE_ORCHESTRATION__WEBHOOK_URL only, never in a file."""
     webhook_timeout_s: float = Field(default=10, gt=0)
+    """Seconds an alert post may take."""
 
 
 class Settings(BaseSettings):
@@ -214,10 +277,13 @@ class Settings(BaseSettings):
         env_parse_none_str="null",
         extra="forbid",
         frozen=True,
+        use_attribute_docstrings=True,
     )
 
     home: Path = Path(".scorehouse")
-    warehouse: Path = Path(".scorehouse/warehouse")  # unless set: <home>/warehouse
+    """Root of local state: the warehouse and MLflow store live under it unless set."""
+    warehouse: Path = Path(".scorehouse/warehouse")
+    """Folder of the Delta tables (unless set: `<home>/warehouse`)."""
     spark: SparkSettings = SparkSettings()
     tables: TableNames = TableNames()
     redis: RedisSettings = RedisSettings()

@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
@@ -39,7 +39,7 @@ from prometheus_client import (
 from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from scorehouse.serving import keys
-from scorehouse.serving.client import Client
+from scorehouse.serving.client import Client, Source
 from scorehouse.serving.fallback import ModelProvider
 from scorehouse.settings import Settings
 
@@ -49,6 +49,46 @@ MAX_BATCH = 1000
 class BatchRequest(BaseModel):
     # Strict: JSON `true` or `17.0` is no id (lax parsing would look up customer 1 or 17).
     ids: list[StrictInt | StrictStr] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+# Response models: they describe the responses in /openapi.json only. Handlers return
+# `Score.to_dict()` bytes themselves, so no validation or encoding pass runs per request.
+class ScoreResponse(BaseModel):
+    """One score, as `Score.to_dict` gives it (docs/http-api.md)."""
+
+    entity_id: str
+    score: float = Field(ge=0, le=1)
+    source: Source = Field(
+        description="cache: the nightly batch; fallback: scored online; "
+        "default: serving.default_score, see reason"
+    )
+    model_version: str | None = None
+    ds: str | None = Field(None, description="the snapshot day of the live generation")
+    staleness_days: int | None = None
+    staleness_s: float | None = None
+    generation: str | None = None
+    reason: str | None = Field(None, description="why a default was returned")
+
+
+# The 422 body for an id that names no entity is {"detail": "invalid entity id: ..."}; a body
+# pydantic refuses (batch) gets FastAPI's usual list of errors.
+_INVALID_ID: dict[int | str, dict[str, Any]] = {
+    422: {"description": "An id that names no entity, or an invalid body"}
+}
+
+
+class BatchResponse(BaseModel):
+    results: list[ScoreResponse] = Field(description="one score per id, in request order")
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "degraded"]
+    redis: bool
+    redis_circuit: str
+    model_circuit: str
+    generation: str | None
+    ds: str | None
+    model_version: str | None
 
 
 def create_app(
@@ -115,11 +155,21 @@ def create_app(
     # only documents the endpoint in the OpenAPI schema.
     app.add_route("/v1/scores/{entity_id}", score_fast, methods=["GET"], include_in_schema=False)
 
-    @app.get("/v1/scores/{entity_id}", response_class=JSONResponse)
+    @app.get(
+        "/v1/scores/{entity_id}",
+        response_class=JSONResponse,
+        response_model=ScoreResponse,
+        responses=_INVALID_ID,
+    )
     async def score(entity_id: str) -> Response:
         return _one(entity_id)
 
-    @app.post("/v1/scores:batch", response_class=JSONResponse)
+    @app.post(
+        "/v1/scores:batch",
+        response_class=JSONResponse,
+        response_model=BatchResponse,
+        responses=_INVALID_ID,
+    )
     async def batch(request: BatchRequest) -> Response:
         start = time.perf_counter()
         try:
@@ -132,7 +182,11 @@ def create_app(
         batch_latency.observe(time.perf_counter() - start)
         return Response(body, media_type="application/json")
 
-    @app.get("/healthz")
+    @app.get(
+        "/healthz",
+        response_model=HealthResponse,
+        responses={503: {"model": HealthResponse, "description": "Redis does not answer"}},
+    )
     async def healthz() -> JSONResponse:
         redis_ok = client.ping()
         info = client.generation() if redis_ok else None
