@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
@@ -33,9 +34,12 @@ NIGHTLY_STEPS = ["features", "checks", "score", "publish", "verify", "cleanup"]
 
 
 def _artifact(key: str) -> str:
+    """The newest artifact of `key` (the Prefect test server is shared by every e2e module,
+    and other tests run the same night)."""
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+            sort=ArtifactSort.CREATED_DESC,
         )
     assert found, f"no artifact {key}"
     return str(found[0].data)
