@@ -1,10 +1,13 @@
-"""Work locks: one ingest per raw table, one feature build, one scoring, one publish at once.
+"""Locks on files: one ingest per raw table, one feature build, one scoring, one publish at
+once, and one commit per table.
 
 Delta's optimistic commits do not stop two appends of the same rows (both succeed), so
 steps that read a table and then commit to it hold a lock for the whole read-decide-commit.
-A lock is an flock on `<warehouse>/_locks/<name>.lock`: the kernel releases it when the
-holder dies (SIGKILL included), so a crashed run never leaves a stale lock behind. The
-holder writes its pid and start time into the file so that a waiter can say who it waits for.
+A lock is an flock on a file: the kernel releases it when the holder dies (SIGKILL
+included), so a crashed run never leaves a stale lock behind. flock locks belong to the
+open file description, so two threads holding separate descriptors exclude each other as
+two processes do. A step's holder writes its pid and start time into the file so that a
+waiter can say who it waits for.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from scorehouse.errors import ConflictError
 from scorehouse.settings import Settings
@@ -43,10 +47,9 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def work_lock(settings: Settings, name: str, what: str, wait_s: float = WAIT_S) -> Iterator[None]:
-    """Hold the lock `name` while the block runs; wait up to `wait_s` for a running
-    holder, then raise ConflictError."""
-    path = lock_path(settings, name)
+def file_lock(path: Path, what: str, wait_s: float, poll_s: float = POLL_S) -> Iterator[IO[str]]:
+    """Hold an exclusive flock on `path` while the block runs; wait up to `wait_s` for a
+    holder, then raise ConflictError naming `what` and the holder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait_s
     with open(path, "a+") as handle:
@@ -65,7 +68,17 @@ def work_lock(settings: Settings, name: str, what: str, wait_s: float = WAIT_S) 
                 if not announced:
                     log.warning("%s is already running (%s); waiting for it", what, holder)
                     announced = True
-                time.sleep(POLL_S)
+                time.sleep(poll_s)
+        try:
+            yield handle
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def work_lock(settings: Settings, name: str, what: str, wait_s: float = WAIT_S) -> Iterator[None]:
+    """Hold the step lock `name` under `<warehouse>/_locks/` while the block runs."""
+    with file_lock(lock_path(settings, name), what, wait_s) as handle:
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}, since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
@@ -76,4 +89,3 @@ def work_lock(settings: Settings, name: str, what: str, wait_s: float = WAIT_S) 
             handle.seek(0)
             handle.truncate()
             handle.flush()
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -95,7 +95,7 @@ def build_features(
     # next time, never as a snapshot that claims to have counted them.
     raw = ledger.partition_fingerprints(settings, tables.transactions)
     with _timed(phases, "rollups"):
-        refresh_rollups(spark, wh, settings, days, missing_up_to=days[-1])
+        refresh_rollups(spark, wh, settings, days, missing_up_to=days[-1], raw=raw)
     requested = days
     days, restated_from = _with_restated(wh, settings, days, raw)
     mode, rows, version = _build_days(wh, settings, days, phases)
@@ -191,20 +191,22 @@ def _with_restated(
     return sorted(set(days) | set(restated)), restated[0]
 
 
-def stale_rollup_days(wh: Warehouse, settings: Settings, up_to: date) -> list[date]:
+def stale_rollup_days(
+    wh: Warehouse, settings: Settings, up_to: date, raw: dict[date, str]
+) -> list[date]:
     """Raw days up to `up_to` whose rollup is missing or was computed from other files of
     the raw table (rows ingested or retracted since), and rollups whose raw day is gone.
 
     Every commit adds files under fresh names, so comparing the day's file set now with
     the one recorded when its rollup was computed sees any change, without a data scan.
+    `raw`: the raw table's file set per day (`ledger.partition_fingerprints`).
     """
     tables = settings.tables
-    now = ledger.partition_fingerprints(settings, tables.transactions)
     seen = ledger.latest_inputs(settings, ROLLUPS)
-    stale = {d for d, fp in now.items() if d <= up_to and seen.get(d, {}).get("files") != fp}
+    stale = {d for d, fp in raw.items() if d <= up_to and seen.get(d, {}).get("files") != fp}
     if wh.exists(tables.customer_daily):
         stale |= {
-            d for d in wh.partition_values(tables.customer_daily) if d <= up_to and d not in now
+            d for d in wh.partition_values(tables.customer_daily) if d <= up_to and d not in raw
         }
     return sorted(stale)
 
@@ -216,24 +218,28 @@ def refresh_rollups(
     days: list[date],
     *,
     missing_up_to: date | None = None,
+    raw: dict[date, str] | None = None,
 ) -> list[date]:
     """Recompute customer_daily for `days` (and, with `missing_up_to`, for every day up to
     it whose rollup is stale: see `stale_rollup_days`) from those days' raw events only.
-    Returns the days recomputed."""
+    `raw`: the raw table's file sets, when the caller read them already. Returns the days
+    recomputed."""
     tables = settings.tables
     if not wh.exists(tables.transactions):
         raise ValidationError(
             f"table {tables.transactions} does not exist: generate or ingest data first"
         )
+    # The file sets are taken before the read: rows committed after it show as a
+    # changed file set next time, never as a rollup that claims to have seen them.
+    fingerprints = (
+        raw if raw is not None else ledger.partition_fingerprints(settings, tables.transactions)
+    )
     todo = set(days)
     if missing_up_to is not None:
-        todo |= set(stale_rollup_days(wh, settings, missing_up_to))
+        todo |= set(stale_rollup_days(wh, settings, missing_up_to, fingerprints))
     if not todo:
         return []
     refresh = sorted(todo)
-    # The file sets are taken before the read: rows committed after it show as a
-    # changed file set next time, never as a rollup that claims to have seen them.
-    fingerprints = ledger.partition_fingerprints(settings, tables.transactions)
     transactions = wh.read(tables.transactions, partitions={"ds": refresh})
     daily = transforms.daily_rollups(transactions, refresh)
     wh.overwrite(

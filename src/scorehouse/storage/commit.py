@@ -13,7 +13,6 @@ same partitions: the staging checks and this lock do.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from deltalake.transaction import AddAction, CommitProperties, create_table_with
 from pyspark.sql.types import StructType
 
 from scorehouse.errors import ConflictError
+from scorehouse.locks import file_lock
 from scorehouse.storage.partitions import Partitions, in_filters
 from scorehouse.storage.schema import check_schema, delta_schema, spark_schema
 from scorehouse.storage.staging import StagedFile
@@ -41,28 +41,9 @@ COMMIT_RETRIES = 5
 
 @contextlib.contextmanager
 def commit_lock(table_dir: Path, timeout_s: float = 600.0) -> Iterator[None]:
-    """Exclusive per-table lock across threads and processes (flock on a file in the table).
-
-    flock locks belong to the open file description, so two threads holding separate
-    descriptors exclude each other as two processes do.
-    """
-    table_dir.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_s
-    with open(table_dir / LOCK_FILE, "a+b") as handle:
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise ConflictError(
-                        f"table {table_dir.name}: commit lock busy for {timeout_s:.0f} s"
-                    ) from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    """Exclusive per-table lock across threads and processes (a file in the table folder)."""
+    with file_lock(table_dir / LOCK_FILE, f"a commit to table {table_dir.name}", timeout_s, 0.05):
+        yield
 
 
 def build_add_action(
