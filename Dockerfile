@@ -22,6 +22,7 @@ RUN python -m venv /opt/scorehouse/venv \
 ENV PATH=/opt/scorehouse/venv/bin:$PATH
 
 COPY sql ./sql
+COPY examples ./examples
 COPY spark_conf ./spark_conf
 COPY jobs ./jobs
 COPY flows ./flows

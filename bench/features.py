@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     storage = {}
-    for name in (settings.tables.transactions, settings.tables.customer_daily, "features"):
+    for name in (settings.tables.transactions, "daily_transactions", "features"):
         size, files = day_bytes(wh, name, ds)
         storage[name] = {"bytes": size, "files": files, "bytes_per_year": size * 365}
     best, raw_best = min(incremental), min(raw)

@@ -104,7 +104,7 @@ def _print_where(settings: Settings, redis_url: str, ds: object) -> None:
     print(
         f"""
 Done. Where everything is:
-  Delta tables   {wh}/<table>   (raw_customers, raw_transactions, customer_daily,
+  Delta tables   {wh}/<table>   (raw_customers, raw_transactions, daily_transactions,
                  features, training_set, predictions, monitoring, step_runs,
                  publications)
                  scorehouse sql "SELECT * FROM predictions WHERE ds = '{ds}' ORDER BY score DESC LIMIT 10"

@@ -10,3 +10,6 @@ from pathlib import Path
 REPO_ROOT = Path(os.environ.get("SCOREHOUSE_REPO", Path(__file__).resolve().parents[2]))
 SQL_DIR = REPO_ROOT / "sql"
 SPARK_CONF_DIR = REPO_ROOT / "spark_conf"
+# Shipped example projects (examples/<name>/project.yaml); the purchase example is the
+# project the local demo runs when no other is given.
+EXAMPLES_DIR = REPO_ROOT / "examples"

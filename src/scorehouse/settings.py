@@ -82,8 +82,6 @@ class TableNames(_Model):
     """Ingested transactions (validated rows)."""
     quarantine: str = "quarantine"
     """Rows ingest rejected, with the rule each broke."""
-    customer_daily: str = "customer_daily"
-    """Per-customer daily rollups the features are built from."""
     features: str = "features"
     """Daily feature snapshots, one row per customer and day."""
     training_set: str = "training_set"

@@ -34,6 +34,10 @@ def parameters(name: str) -> list[str]:
 
 def render(name: str, **params: date | str) -> str:
     """The statement with `${param}` filled: dates as ISO text, table names checked as identifiers."""
+    return fill(_template(sql_path(name)), f"{name}.sql", **params)
+
+
+def fill(template: Template, name: str, **params: date | str) -> str:
     values: dict[str, str] = {}
     for key, value in params.items():
         if isinstance(value, date):
@@ -42,18 +46,25 @@ def render(name: str, **params: date | str) -> str:
             values[key] = value
         else:
             raise ValueError(
-                f"{name}.sql: parameter {key}={value!r} is neither a date nor a table name"
+                f"{name}: parameter {key}={value!r} is neither a date nor a table name"
             )
     try:
-        return _template(sql_path(name)).substitute(values)
+        return template.substitute(values)
     except KeyError as exc:
-        raise ValueError(f"{name}.sql needs parameter {exc.args[0]}") from None
+        raise ValueError(f"{name} needs parameter {exc.args[0]}") from None
 
 
 def run_sql(
     spark: SparkSession, name: str, views: dict[str, DataFrame], **dates: date
 ) -> DataFrame:
-    """Run sql/<name>.sql with each DataFrame in `views` registered under a private view name.
+    """Run sql/<name>.sql (see `run_statement`)."""
+    return run_statement(spark, _template(sql_path(name)), f"{name}.sql", views, **dates)
+
+
+def run_statement(
+    spark: SparkSession, template: Template, name: str, views: dict[str, DataFrame], **dates: date
+) -> DataFrame:
+    """Run a statement with each DataFrame in `views` registered under a private view name.
 
     The template refers to inputs by parameter name (`${daily}`); the view names are
     made unique per call so that concurrent or nested statements never collide.
@@ -63,4 +74,4 @@ def run_sql(
         view = f"sh_{param}_{next(_VIEW_IDS)}"
         frame.createOrReplaceTempView(view)
         names[param] = view
-    return spark.sql(render(name, **names))
+    return spark.sql(fill(template, name, **names))

@@ -16,7 +16,7 @@ from scorehouse.errors import ValidationError
 from scorehouse.features import transforms
 from scorehouse.features.build import build_features
 from scorehouse.features.checks import feature_profile, footer_profile
-from scorehouse.features.registry import plain_encoded_columns
+from scorehouse.features.registry import feature_sql, plain_encoded_columns
 from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
 from scorehouse.settings import Settings
 from scorehouse.storage.staging import STAGING_DIR
@@ -79,11 +79,12 @@ def test_next_day_builds_equal_the_range_statement(
 
 def _from_scratch(wh: Warehouse, settings: Settings, days: list[date]) -> DataFrame:
     tables = settings.tables
-    daily = transforms.daily_rollups(
-        wh.read(tables.transactions), transforms.day_range(date(2025, 3, 1), days[-1])
-    )
+    sql = feature_sql()
+    history = transforms.day_range(date(2025, 3, 1), days[-1])
+    daily = transforms.daily_rollups(sql, "transactions", wh.read(tables.transactions), history)
     return transforms.features_from_state(
-        transforms.state_for_days(daily, wh.read(tables.customers), days)
+        sql,
+        transforms.state_for_days(sql, {"transactions": daily}, wh.read(tables.customers), days),
     )
 
 
@@ -156,13 +157,7 @@ def test_a_range_violation_in_a_next_day_build_commits_nothing(
 def test_the_profile_from_the_written_footers_equals_the_aggregated_one(
     spark: SparkSession, settings: Settings, raw: Warehouse, tmp_path: Path
 ) -> None:
-    tables = settings.tables
-    daily = transforms.daily_rollups(
-        raw.read(tables.transactions), transforms.day_range(date(2025, 3, 1), DAY3)
-    )
-    features = transforms.features_from_state(
-        transforms.state_for_days(daily, raw.read(tables.customers), [DAY1, DAY2, DAY3])
-    )
+    features = _from_scratch(raw, settings, [DAY1, DAY2, DAY3])
     # several files and row groups per day, so that the footers' statistics are merged
     features.repartition(3).write.option("parquet.block.size", 1024).partitionBy("ds").parquet(
         str(tmp_path / "out")
@@ -183,7 +178,7 @@ def test_every_build_writes_the_registry_plain_columns_without_a_dictionary(
     build_features(spark, settings, DAY1)  # the table's first build: Warehouse.overwrite
     build_features(spark, settings, DAY2)  # next day: staged, checked, committed
     plain = set(plain_encoded_columns())
-    assert {"customer_id", "spend_90d", "spend_365d", "spend_cents_90d"} <= plain
+    assert {"customer_id", "spend_90d", "spend_365d", "__spend_90d"} <= plain
     for ds in (DAY1, DAY2):
         files = list((Path(raw.uri(settings.tables.features)) / f"ds={ds}").glob("*.parquet"))
         assert files

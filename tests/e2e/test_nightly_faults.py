@@ -120,7 +120,7 @@ def test_a_killed_feature_build_leaves_the_table_whole_and_a_rerun_equals_a_clea
     tables = settings.tables
 
     process = _command(settings, ["features", "--start", str(END), "--end", str(END)])
-    _kill_when(process, _staging(wh, tables.features, tables.customer_daily))
+    _kill_when(process, _staging(wh, tables.features, "daily_transactions"))
 
     snapshot = wh.read(tables.features, partitions={"ds": [END]})
     assert snapshot.count() in (0, _entities(wh, settings))

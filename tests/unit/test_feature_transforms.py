@@ -13,7 +13,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from feature_oracle import oracle_features
 from scorehouse.features import transforms
-from scorehouse.features.registry import feature_names
+from scorehouse.features.registry import feature_names, feature_sql
 from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
 
 START = date(2026, 1, 1)
@@ -33,23 +33,29 @@ def _transactions(spark: SparkSession, rows: list[tuple[int, date, int, float]])
 
 
 def _build_range(customers: DataFrame, transactions: DataFrame, days: list[date]) -> DataFrame:
+    sql = feature_sql()
     history = transforms.day_range(HISTORY_START, max(days))
-    daily = transforms.daily_rollups(transactions, history)
-    return transforms.features_from_state(transforms.state_for_days(daily, customers, days))
+    daily = {"transactions": transforms.daily_rollups(sql, "transactions", transactions, history)}
+    return transforms.features_from_state(
+        sql, transforms.state_for_days(sql, daily, customers, days)
+    )
 
 
 def _build_chained(customers: DataFrame, transactions: DataFrame, days: list[date]) -> DataFrame:
+    sql = feature_sql()
     history = transforms.day_range(HISTORY_START, max(days))
-    daily = transforms.daily_rollups(transactions, history).cache()
-    state = transforms.state_for_days(daily, customers, days[:1])
+    daily = {
+        "transactions": transforms.daily_rollups(sql, "transactions", transactions, history).cache()
+    }
+    state = transforms.state_for_days(sql, daily, customers, days[:1])
     frames = [state]
     for ds in days[1:]:
-        state = transforms.next_day_state(state, daily, customers, ds).localCheckpoint()
+        state = transforms.next_day_state(sql, state, daily, customers, ds).localCheckpoint()
         frames.append(state)
     out = frames[0]
     for frame in frames[1:]:
         out = out.unionByName(frame)
-    return transforms.features_from_state(out)
+    return transforms.features_from_state(sql, out)
 
 
 def _assert_matches_oracle(

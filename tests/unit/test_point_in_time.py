@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, IntegerType, LongType, StructField, StructType
 
 from scorehouse.features import training_set, transforms
-from scorehouse.features.registry import feature_names, load_registry
+from scorehouse.features.registry import feature_names, feature_sql, load_registry
 from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
 
 BASE = date(2026, 3, 1)
@@ -222,9 +222,12 @@ def _transactions(spark: SparkSession, rows: list[tuple[int, date, float]]) -> D
 
 def _training_rows(spark: SparkSession, tx: DataFrame, as_of: list[date]) -> DataFrame:
     history = transforms.day_range(date(2025, 1, 1), date(2026, 6, 1))
-    daily = transforms.daily_rollups(tx, history)
+    sql = feature_sql()
+    daily = transforms.daily_rollups(sql, "transactions", tx, history)
     customers = _customers(spark)
-    features = transforms.features_from_state(transforms.state_for_days(daily, customers, as_of))
+    features = transforms.features_from_state(
+        sql, transforms.state_for_days(sql, {"transactions": daily}, customers, as_of)
+    )
     labelled = training_set.labels(daily, customers, as_of, horizon_days=30, ttl_days=0)
     return training_set.point_in_time_join(labelled, features)
 

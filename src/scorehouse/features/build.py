@@ -1,8 +1,8 @@
 """Build the features table for a day or a range of days (I/O around the pure transforms).
 
-Storage: `customer_daily` holds one rollup row per customer and active day (kept for
-the whole history); `features` holds a full snapshot of every entity per `ds`,
-including the state columns the next day is advanced from.
+Storage: `daily_<source>` holds one rollup row per entity and active day of each events
+source (kept for the whole history); `features` holds a full snapshot of every entity
+per `ds`, including the state columns the next day is advanced from.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pyspark.sql.types import NumericType
 from scorehouse.errors import ValidationError
 from scorehouse.features import transforms
 from scorehouse.features.checks import feature_profile, feature_violations, footer_profile
-from scorehouse.features.registry import feature_names, plain_encoded_columns
+from scorehouse.features.compile import FeatureSql
+from scorehouse.features.registry import feature_names, feature_sql, plain_encoded_columns
 from scorehouse.orchestration import ledger
 from scorehouse.settings import Settings
 from scorehouse.storage.staging import discard_stage, without_dictionary
@@ -93,13 +94,14 @@ def build_features(
     phases: dict[str, float] = {}
     # Taken before anything is read: rows committed during the build show as a change
     # next time, never as a snapshot that claims to have counted them.
-    raw = ledger.partition_fingerprints(settings, tables.transactions)
+    raw = raw_fingerprints(settings)
     with _timed(phases, "rollups"):
         refresh_rollups(spark, wh, settings, days, missing_up_to=days[-1], raw=raw)
     requested = days
-    days, restated_from = _with_restated(wh, settings, days, raw)
+    merged = _merged(raw)
+    days, restated_from = _with_restated(wh, settings, days, merged)
     mode, rows, version = _build_days(wh, settings, days, phases)
-    history = ledger.cumulative_fingerprints(raw, days)
+    history = ledger.cumulative_fingerprints(merged, days)
     ledger.record_days(
         wh, settings, SNAPSHOTS, {d: {"raw": history[d]} for d in days}, None, {"days": len(days)}
     )
@@ -130,12 +132,36 @@ def build_features(
     return build
 
 
+def raw_fingerprints(settings: Settings) -> dict[str, dict[date, str]]:
+    """Per events source, the raw table's file set of each day, with the definitions of
+    its rollups: a new file or a changed declaration both make a day stale."""
+    sql = feature_sql()
+    return {
+        source: {
+            d: f"{fp}:{sql.fingerprint}"
+            for d, fp in ledger.partition_fingerprints(settings, sql.raw_table(source)).items()
+        }
+        for source in sql.rollup_sources
+    }
+
+
+def _merged(raw: dict[str, dict[date, str]]) -> dict[date, str]:
+    """One fingerprint per day over every source."""
+    days = sorted({d for per_day in raw.values() for d in per_day})
+    return {d: "|".join(f"{s}={raw[s].get(d)}" for s in sorted(raw)) for d in days}
+
+
+def _daily(wh: Warehouse, sql: FeatureSql, **read: object) -> dict[str, DataFrame]:
+    return {s: wh.read(sql.rollup_table(s), **read) for s in sql.event_sources}  # type: ignore[arg-type]
+
+
 def _build_days(
     wh: Warehouse, settings: Settings, days: list[date], phases: dict[str, float]
 ) -> tuple[str, int, int]:
     """Compute and commit the snapshots of `days`: (mode, rows, features version)."""
     tables = settings.tables
-    customers = wh.read(tables.customers)
+    sql = feature_sql()
+    customers = wh.read(sql.raw_table(sql.project.entity.source))
     previous = days[0] - timedelta(days=1)
     chain = (
         days == transforms.day_range(days[0], days[-1])
@@ -144,19 +170,22 @@ def _build_days(
         and previous in wh.partition_values(tables.features)
     )
     if not chain:
-        daily = wh.read(tables.customer_daily, ds_between=(EARLIEST, days[-1]))
-        state = transforms.state_for_days(daily, customers, days)
+        daily = _daily(wh, sql, ds_between=(EARLIEST, days[-1]))
+        state = transforms.state_for_days(sql, daily, customers, days)
         rows, version = check_and_commit(
-            wh, settings, transforms.features_from_state(state), customers, days, phases=phases
+            wh, settings, transforms.features_from_state(sql, state), customers, days, phases=phases
         )
         return "range", rows, version
     rows = version = 0
     for ds in days:
         previous_state = wh.read(tables.features, partitions={"ds": [ds - timedelta(days=1)]})
-        daily = wh.read(tables.customer_daily, partitions={"ds": transforms.leaving_days(ds)})
-        state = transforms.next_day_state(previous_state, daily, customers, ds)
+        daily = {
+            s: wh.read(sql.rollup_table(s), partitions={"ds": transforms.leaving_days(sql, s, ds)})
+            for s in sql.event_sources
+        }
+        state = transforms.next_day_state(sql, previous_state, daily, customers, ds)
         count, version = check_and_commit(
-            wh, settings, transforms.features_from_state(state), customers, [ds], phases=phases
+            wh, settings, transforms.features_from_state(sql, state), customers, [ds], phases=phases
         )
         rows += count
     return "next-day", rows, version
@@ -192,22 +221,22 @@ def _with_restated(
 
 
 def stale_rollup_days(
-    wh: Warehouse, settings: Settings, up_to: date, raw: dict[date, str]
+    wh: Warehouse, settings: Settings, source: str, up_to: date, raw: dict[date, str]
 ) -> list[date]:
-    """Raw days up to `up_to` whose rollup is missing or was computed from other files of
-    the raw table (rows ingested or retracted since), and rollups whose raw day is gone.
+    """Raw days of `source` up to `up_to` whose rollup is missing or was computed from
+    other files of the raw table (rows ingested or retracted since) or from other
+    declarations, and rollups whose raw day is gone.
 
     Every commit adds files under fresh names, so comparing the day's file set now with
     the one recorded when its rollup was computed sees any change, without a data scan.
-    `raw`: the raw table's file set per day (`ledger.partition_fingerprints`).
+    `raw`: the source's fingerprint per day (`raw_fingerprints`).
     """
-    tables = settings.tables
-    seen = ledger.latest_inputs(settings, ROLLUPS)
+    sql = feature_sql()
+    seen = ledger.latest_inputs(settings, f"{ROLLUPS}:{source}")
     stale = {d for d, fp in raw.items() if d <= up_to and seen.get(d, {}).get("files") != fp}
-    if wh.exists(tables.customer_daily):
-        stale |= {
-            d for d in wh.partition_values(tables.customer_daily) if d <= up_to and d not in raw
-        }
+    table = sql.rollup_table(source)
+    if wh.exists(table):
+        stale |= {d for d in wh.partition_values(table) if d <= up_to and d not in raw}
     return sorted(stale)
 
 
@@ -218,36 +247,42 @@ def refresh_rollups(
     days: list[date],
     *,
     missing_up_to: date | None = None,
-    raw: dict[date, str] | None = None,
+    raw: dict[str, dict[date, str]] | None = None,
 ) -> list[date]:
-    """Recompute customer_daily for `days` (and, with `missing_up_to`, for every day up to
-    it whose rollup is stale: see `stale_rollup_days`) from those days' raw events only.
-    `raw`: the raw table's file sets, when the caller read them already. Returns the days
-    recomputed."""
-    tables = settings.tables
-    if not wh.exists(tables.transactions):
-        raise ValidationError(
-            f"table {tables.transactions} does not exist: generate or ingest data first"
-        )
+    """Recompute the rollups of every events source for `days` (and, with `missing_up_to`,
+    for every day up to it whose rollup is stale: see `stale_rollup_days`) from those
+    days' raw events only. `raw`: `raw_fingerprints`, when the caller read them already.
+    Returns the days recomputed (of any source)."""
+    sql = feature_sql()
     # The file sets are taken before the read: rows committed after it show as a
     # changed file set next time, never as a rollup that claims to have seen them.
-    fingerprints = (
-        raw if raw is not None else ledger.partition_fingerprints(settings, tables.transactions)
-    )
-    todo = set(days)
-    if missing_up_to is not None:
-        todo |= set(stale_rollup_days(wh, settings, missing_up_to, fingerprints))
-    if not todo:
-        return []
-    refresh = sorted(todo)
-    transactions = wh.read(tables.transactions, partitions={"ds": refresh})
-    daily = transforms.daily_rollups(transactions, refresh)
-    wh.overwrite(
-        tables.customer_daily, daily, partition_by=["ds"], replace_partitions={"ds": refresh}
-    )
-    inputs = {d: {"files": fingerprints.get(d)} for d in refresh}
-    ledger.record_days(wh, settings, ROLLUPS, inputs, None, {"days": len(refresh)})
-    return refresh
+    fingerprints = raw if raw is not None else raw_fingerprints(settings)
+    done: set[date] = set()
+    for source in sql.rollup_sources:
+        table = sql.raw_table(source)
+        if not wh.exists(table):
+            raise ValidationError(
+                f"table {table} (source {source}) does not exist: generate or ingest data first"
+            )
+        todo = set(days)
+        if missing_up_to is not None:
+            todo |= set(
+                stale_rollup_days(wh, settings, source, missing_up_to, fingerprints[source])
+            )
+        if not todo:
+            continue
+        refresh = sorted(todo)
+        events = wh.read(table, partitions={"ds": refresh})
+        daily = transforms.daily_rollups(sql, source, events, refresh)
+        wh.overwrite(
+            sql.rollup_table(source), daily, partition_by=["ds"], replace_partitions={"ds": refresh}
+        )
+        inputs = {d: {"files": fingerprints[source].get(d)} for d in refresh}
+        ledger.record_days(
+            wh, settings, f"{ROLLUPS}:{source}", inputs, None, {"days": len(refresh)}
+        )
+        done |= todo
+    return sorted(done)
 
 
 def _check_types(features: DataFrame) -> list[str]:
@@ -308,7 +343,7 @@ def check_and_commit(
 
 
 def _entities_per_ds(customers: DataFrame, days: list[date]) -> dict[date, int]:
-    counts = transforms.entities(customers, days).groupBy("ds").count().collect()
+    counts = transforms.entities(feature_sql(), customers, days).groupBy("ds").count().collect()
     return {r.ds: r["count"] for r in counts}
 
 

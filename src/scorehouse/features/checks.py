@@ -100,7 +100,7 @@ def feature_violations(
         if f.no_history is not None and nulls:
             problems.append(f"{f.name}: must not be null ({int(nulls)} null rows)")
         if f.min_value is not None and low is not None and low < f.min_value:
-            problems.append(f"{f.name}: must be >= {f.min_value} (min {low})")
+            problems.append(f"{f.name}: must be >= {f.min_value:g} (min {low})")
         if f.max_value is not None and high is not None and high > f.max_value:
-            problems.append(f"{f.name}: must be <= {f.max_value} (max {high})")
+            problems.append(f"{f.name}: must be <= {f.max_value:g} (max {high})")
     return problems

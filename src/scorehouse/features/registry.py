@@ -1,4 +1,4 @@
-"""The feature registry (sql/features/registry.yaml) and the one feature-vector builder.
+"""The model's features, as the project declares them, and the one feature-vector builder.
 
 Batch scoring, training and the online fallback all turn feature values into model
 input through `to_matrix`, so a missing value is NaN in a dense float32 matrix
@@ -14,11 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 
-from scorehouse.paths import SQL_DIR
-
-REGISTRY_FILE = SQL_DIR / "features" / "registry.yaml"
+from scorehouse.features.compile import FeatureSql
+from scorehouse.project.load import features_of, load_project, locate
 
 
 @dataclass(frozen=True)
@@ -30,45 +28,74 @@ class FeatureDef:
     source: str
     description: str
     owner: str
-    min_value: float | None = 0
+    min_value: float | None = None
     max_value: float | None = None
     encoding: Literal["dictionary", "plain"] = "dictionary"
+    kind: str = "aggregation"
+    definition: str = ""
 
 
 @cache
-def load_registry(path: Path = REGISTRY_FILE) -> tuple[FeatureDef, ...]:
-    """The public features in model-input order."""
-    data = yaml.safe_load(path.read_text())
-    owner = data.get("owner", "")
-    features = tuple(
-        FeatureDef(
-            name=item["name"],
-            type=item["type"],
-            window=str(item["window"]),
-            no_history=item["no_history"],
-            source=item["source"],
-            description=item["description"],
-            owner=item.get("owner", owner),
-            min_value=item.get("min", 0),
-            max_value=item.get("max"),
-            encoding=item.get("encoding", "dictionary"),
+def _feature_sql(folder: Path) -> FeatureSql:
+    return FeatureSql(load_project(folder))
+
+
+def feature_sql(project_dir: str | Path | None = None) -> FeatureSql:
+    """The compiled statements of the project (see `scorehouse.project.load.locate`)."""
+    return _feature_sql(locate(project_dir))
+
+
+def _definition(sql: FeatureSql, f: Any) -> str:
+    if f.kind == "aggregation":
+        what = f"{f.agg}({f.value})" if f.value else f.agg
+        where = f" where {f.filter}" if f.filter else ""
+        scale = f" (in 1/{f.scale})" if f.scale else ""
+        return f"{what}{scale} of {f.source}{where} over {f.window}"
+    if f.kind == "attribute":
+        return (
+            f"{f.source}.{f.column}" + (f" coded {f.vocabulary}" if f.vocabulary else "")
+            if f.column
+            else f"{f.expr} on {f.source}"
         )
-        for item in data["features"]
-    )
-    for f in features:
-        if f.encoding not in ("dictionary", "plain"):
-            raise ValueError(f"{path}: {f.name}: encoding must be dictionary or plain")
-    names = [f.name for f in features]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{path}: duplicate feature names")
-    return features
+    return str(f.expr)
 
 
 @cache
-def plain_encoded_columns(path: Path = REGISTRY_FILE) -> tuple[str, ...]:
-    """Columns of the features table written without dictionary encoding (registry.yaml)."""
-    table_columns = yaml.safe_load(path.read_text()).get("plain_encoded_columns", [])
-    return (*table_columns, *(f.name for f in load_registry(path) if f.encoding == "plain"))
+def _registry(folder: Path) -> tuple[FeatureDef, ...]:
+    sql = _feature_sql(folder)
+    project = sql.project
+    out = []
+    for f in features_of(project):
+        if f.internal:
+            continue
+        window = "as_of" if f.kind == "attribute" else str(f.window or "derived")
+        out.append(
+            FeatureDef(
+                name=f.name,
+                type=sql.feature_type(f) or "double",  # type: ignore[arg-type]
+                window=window,
+                no_history=f.no_history,
+                source=f.source or "derived",
+                description=f.description,
+                owner=project.owner,
+                min_value=f.min,
+                max_value=f.max,
+                encoding=f.encoding,
+                kind=f.kind,
+                definition=_definition(sql, f),
+            )
+        )
+    return tuple(out)
+
+
+def load_registry(project_dir: str | Path | None = None) -> tuple[FeatureDef, ...]:
+    """The model's features (internal ones excluded) in model-input order."""
+    return _registry(locate(project_dir))
+
+
+def plain_encoded_columns(project_dir: str | Path | None = None) -> tuple[str, ...]:
+    """Columns of the features table written without dictionary encoding."""
+    return tuple(feature_sql(project_dir).plain_columns())
 
 
 def feature_names() -> list[str]:

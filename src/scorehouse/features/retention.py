@@ -1,7 +1,7 @@
 """Snapshot retention: drop feature snapshots older than the retention, then vacuum.
 
 The features table holds one full snapshot per day, so it grows by one entity space
-per day; the rollups (customer_daily) are kept whole (lifetime features are recomputed
+per day; the rollups (daily_<source>) are kept whole (lifetime features are recomputed
 from them). Training sets read snapshots as old as `training_lookback_days + ttl_days`
 before their as-of date, so a retention shorter than that is refused.
 """

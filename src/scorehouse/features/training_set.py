@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
+from string import Template
 
 import numpy as np
 import pyarrow.compute as pc
@@ -25,9 +26,9 @@ from pyspark.sql.types import (
 from scorehouse.errors import ValidationError
 from scorehouse.features import transforms
 from scorehouse.features.build import build_features, refresh_rollups
-from scorehouse.features.registry import feature_names, load_registry
+from scorehouse.features.registry import feature_names, feature_sql, load_registry
 from scorehouse.settings import Settings
-from scorehouse.sqlfiles import run_sql
+from scorehouse.sqlfiles import run_sql, run_statement
 from scorehouse.storage.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -52,17 +53,20 @@ def as_of_dates(
 def labels(
     daily: DataFrame, customers: DataFrame, dates: list[date], horizon_days: int, ttl_days: int
 ) -> DataFrame:
-    """customer_id, as_of, oldest_feature_ds, label for every entity known on each as-of date."""
+    """key, as_of, oldest_feature_ds, label for every entity known on each as-of date.
+    `daily`: the rollups of the label's source."""
     spark = daily.sparkSession
+    sql = feature_sql()
     as_of = spark.createDataFrame(
         [(d, d - timedelta(days=ttl_days), d + timedelta(days=horizon_days)) for d in dates],
         AS_OF_SCHEMA,
     )
-    return run_sql(
-        spark,
-        "training/training_labels",
-        {"as_of_dates": as_of, "entities": transforms.entities(customers, dates), "daily": daily},
-    )
+    views = {
+        "as_of_dates": as_of,
+        "entities": transforms.entities(sql, customers, dates),
+        "daily": daily,
+    }
+    return run_statement(spark, Template(sql.labels_sql()), "labels", views)
 
 
 # Windows up to this many days take the bit-mask keys (training_set_keys_bits.sql);
@@ -350,9 +354,12 @@ def build_training_set(
     ttl = settings.features.ttl_days
     wh = Warehouse.from_settings(spark, settings)
     tables = settings.tables
-    raw_days = wh.partition_values(tables.transactions)
+    sql = feature_sql()
+    assert sql.project.label is not None  # the project checks refuse a training set without
+    label_source = sql.project.label.source
+    raw_days = wh.partition_values(sql.raw_table(label_source))
     if not raw_days:
-        raise ValidationError(f"table {tables.transactions} is empty")
+        raise ValidationError(f"table {sql.raw_table(label_source)} is empty")
     dates = as_of_dates(start, end, every, horizon, raw_days[-1])
     if not dates:
         raise ValidationError(
@@ -367,9 +374,10 @@ def build_training_set(
         log.info("building the feature snapshots of %d as-of dates first", len(unbuilt))
         build_features(spark, settings, days=unbuilt)
     daily = wh.read(
-        tables.customer_daily, ds_between=(dates[0], dates[-1] + timedelta(days=horizon))
+        sql.rollup_table(label_source),
+        ds_between=(dates[0], dates[-1] + timedelta(days=horizon)),
     )
-    customers = wh.read(tables.customers)
+    customers = wh.read(sql.raw_table(sql.project.entity.source))
     features = wh.read(tables.features, ds_between=(dates[0] - timedelta(days=ttl), dates[-1]))
     # Materialized once: the join reads the labels several times (dates, exact-day
     # probe, look-back), and each read would recompute the entities and the horizons.

@@ -46,14 +46,17 @@ def _definitions() -> str:
 
 def features_inputs(settings: Settings) -> dict[str, Any]:
     """What every feature snapshot is computed from: the raw tables' Delta versions and the
-    feature definitions (sql/features/)."""
-    tables = settings.tables
-    for table in (tables.transactions, tables.customers):
+    feature definitions (the project's declarations)."""
+    from scorehouse.features.registry import feature_sql
+
+    sql = feature_sql()
+    sources = [*sql.rollup_sources, sql.project.entity.source]
+    raw = [sql.raw_table(s) for s in dict.fromkeys(sources)]
+    for table in raw:
         if not ledger.exists(settings, table):
             raise ValidationError(f"table {table} does not exist: generate or ingest data first")
     return {
-        tables.transactions: ledger.version(settings, tables.transactions),
-        tables.customers: ledger.version(settings, tables.customers),
+        **{table: ledger.version(settings, table) for table in raw},
         "feature_definitions": _definitions(),
     }
 
@@ -166,6 +169,7 @@ def check_features(
     the registry's null and range rules (the same rules a build checks before committing)."""
     from scorehouse.features import transforms
     from scorehouse.features.checks import feature_profile, feature_violations
+    from scorehouse.features.registry import feature_sql
 
     if not force and (skipped := checks_skip(settings, ds)) is not None:
         return skipped
@@ -179,7 +183,10 @@ def check_features(
     snapshot = wh.read(tables.features, version=version, partitions={"ds": [ds]})
     profile = feature_profile(snapshot)
     rows = int(profile.get("rows") or 0)
-    entities = transforms.entities(wh.read(tables.customers), [ds]).count()
+    sql = feature_sql()
+    entities = transforms.entities(
+        sql, wh.read(sql.raw_table(sql.project.entity.source)), [ds]
+    ).count()
     problems = feature_violations(profile, {ds: rows}, {ds: entities})
     if problems:
         raise ValidationError(

@@ -16,13 +16,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.types.utils import _infer_schema
 
-from scorehouse.paths import REPO_ROOT, SQL_DIR
+from scorehouse.paths import REPO_ROOT
 from scorehouse.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
-
-FEATURE_DEFS_DIR = SQL_DIR / "features"
 
 
 def configure_mlflow(settings: Settings) -> str:
@@ -75,19 +73,22 @@ def log_training_set(df: DataFrame, table: str, uri: str, version: int | None) -
     mlflow.log_input(dataset, context="training", tags=tags)
 
 
-def feature_definitions_hash(directory: Path = FEATURE_DEFS_DIR) -> str:
-    """sha256 over every file in sql/features/ (relative path and bytes, sorted by path).
+def feature_definitions_hash() -> str:
+    """sha256 over the statements the project's declarations compile to.
 
-    Any change to a feature query or to the registry changes the hash, so a model can be
-    matched with the exact definitions its training set was built from.
+    Any change to a declaration that changes a value (or to the engine deriving the SQL)
+    changes the hash, so a model can be matched with the exact definitions its training
+    set was built from; a reworded description does not.
     """
+    from scorehouse.features.registry import feature_sql, load_registry
+
+    sql = feature_sql()
     digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        if "__pycache__" in path.parts:
-            continue
-        digest.update(path.relative_to(directory).as_posix().encode())
-        digest.update(b"\0")
-        digest.update(path.read_bytes())
+    parts = [sql.daily_sql(s) for s in sql.rollup_sources]
+    parts += [sql.entities_sql(), sql.range_sql(), sql.next_day_sql(), sql.features_sql()]
+    parts += [repr([(f.name, f.no_history) for f in load_registry()])]
+    for part in parts:
+        digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()
 

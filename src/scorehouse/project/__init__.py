@@ -1,0 +1,1 @@
+"""A scorehouse project: the user's declarations (entity, sources, features, label, model)."""
