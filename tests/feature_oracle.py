@@ -1,7 +1,8 @@
 """A brute-force oracle: every feature recomputed directly from raw events with pandas.
 
-Written independently of sql/features/: no rollups, no state, just the definitions in
-sql/features/registry.yaml applied to the events whose date is <= the as-of date.
+Written independently of the feature engine: no rollups, no state, just the purchase
+example's declarations (examples/purchase_propensity/features.yaml) applied to the events
+whose date is <= the as-of date.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ def _template(path: Path) -> Template:
 
 
 def sql_path(name: str) -> Path:
-    """`features/customer_daily` → sql/features/customer_daily.sql."""
+    """`analyst/top_customers` → sql/analyst/top_customers.sql."""
     return SQL_DIR / f"{name}.sql"
 
 
