@@ -7,12 +7,13 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from scorehouse.commands import core, data, flows, models, scoring, serving, stack
+from scorehouse.commands import core, data, flows, models, project, scoring, serving, stack
 from scorehouse.commands.common import Globals, settings_of
 from scorehouse.errors import ScorehouseError
 from scorehouse.settings import SettingsError
@@ -43,6 +44,8 @@ _COMMANDS: list[tuple[str, Callable[..., None], str]] = [
     ("weekly-train", flows.weekly_train, "Flows"),
     ("backfill", flows.backfill, "Flows"),
     ("demo", flows.demo, "Flows"),
+    ("init", project.init, "Setup"),
+    ("validate", project.validate, "Setup"),
     ("config", core.show_config, "Setup"),
     ("up", stack.up, "Setup"),
     ("deploy", stack.deploy, "Setup"),
@@ -55,8 +58,9 @@ for _name, _function, _panel in _COMMANDS:
 app.add_typer(models.app, name="models", rich_help_panel="Features and training")
 
 SPARK_LOG_LEVEL_ENV = "SCOREHOUSE_SPARK__LOG_LEVEL"
+PROJECT_ENV = "SCOREHOUSE_PROJECT"
 # Servers and quick lookups: a spinner would sit under their own output for nothing.
-_NO_PROGRESS_BAR = {"serve", "lookup", "config", "models", "up", "down", "deploy"}
+_NO_PROGRESS_BAR = {"serve", "lookup", "config", "models", "up", "down", "deploy", "init"}
 
 
 @app.callback()
@@ -64,6 +68,15 @@ def _global_options(
     ctx: typer.Context,
     config: Annotated[
         str | None, typer.Option(help="YAML settings file (default: SCOREHOUSE_CONFIG or built-in)")
+    ] = None,
+    project_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--project",
+            metavar="DIR",
+            help="project folder (default: SCOREHOUSE_PROJECT, else the current folder when "
+            "it holds a project.yaml, else the shipped purchase example)",
+        ),
     ] = None,
     verbose: Annotated[
         bool, typer.Option("-v", "--verbose", help="debug logging, and Spark's INFO lines")
@@ -79,7 +92,25 @@ def _global_options(
         # Through the environment, so the flows' settings and spark-submit's jobs see it too.
         os.environ[SPARK_LOG_LEVEL_ENV] = "INFO"
         ctx.call_on_close(lambda: os.environ.pop(SPARK_LOG_LEVEL_ENV, None))
+    if project_dir is not None:
+        # Through the environment, so spark-submit's jobs and the flows' tasks read the
+        # same project; an absolute path, since they may run from another folder.
+        _set_env(ctx, PROJECT_ENV, str(project_dir.expanduser().resolve()))
     ctx.obj = Globals(config=config)
+
+
+def _set_env(ctx: typer.Context, name: str, value: str) -> None:
+    """Set for this command (and its child processes), restored when it ends."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+
+    def restore() -> None:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+    ctx.call_on_close(restore)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,7 +176,8 @@ def _stepped(invoke: Callable[[Any], Any], path: tuple[str, ...]) -> Callable[[A
 
 
 def _global_options_first(argv: Sequence[str]) -> list[str]:
-    """`--config FILE` and `-v` given after the subcommand, moved in front of it."""
+    """`--config FILE`, `--project DIR` and `-v` given after the subcommand, moved in front
+    of it."""
     front: list[str] = []
     rest: list[str] = []
     items = list(argv)
@@ -155,9 +187,9 @@ def _global_options_first(argv: Sequence[str]) -> list[str]:
         if item == "--":
             rest.extend(items[i:])
             break
-        if item in ("-v", "--verbose") or item.startswith("--config="):
+        if item in ("-v", "--verbose") or item.startswith(("--config=", "--project=")):
             front.append(item)
-        elif item == "--config" and i + 1 < len(items):
+        elif item in ("--config", "--project") and i + 1 < len(items):
             front.extend(items[i : i + 2])
             i += 1
         else:

@@ -209,11 +209,12 @@ def test_a_closed_pipe_ends_the_command_quietly(home: Path) -> None:
     )
     assert piped.stdout.split() == [
         "name",
+        "kind",
         "type",
         "window",
         "no",
         "history",
-        "owner",
-        "description",
+        "internal",
+        "definition",
     ]
     assert "Traceback" not in piped.stderr

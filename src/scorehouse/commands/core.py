@@ -11,12 +11,17 @@ import typer
 from scorehouse.commands.common import Json, iso_date, print_json, settings_of
 from scorehouse.errors import ScorehouseError
 from scorehouse.progress import rows_of
+from scorehouse.project.load import ProjectError, locate
 from scorehouse.settings import public_view
 
 
 def show_config(ctx: typer.Context, as_json: Json = False) -> None:
-    """Print the effective settings (secrets masked)."""
+    """Print the effective settings (secrets masked) and the project folder in use."""
     view = public_view(settings_of(ctx))
+    try:
+        view["project"] = str(locate())
+    except ProjectError as exc:  # shown, not fatal: config is where one looks for the cause
+        view["project"] = f"error: {exc}"
     if as_json:
         print_json(view)
     else:
@@ -45,7 +50,8 @@ def features(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="prune: only list the days")] = False,
     as_json: Json = False,
 ) -> None:
-    """Build feature snapshots, `features list` the registry, or `features prune` old days."""
+    """Build feature snapshots, `features list` the declared features, or `features prune`
+    old days."""
     if action == "list":
         _list_features(as_json)
         return
@@ -76,16 +82,9 @@ def features(
 
 
 def _list_features(as_json: bool) -> None:
-    from scorehouse.features.registry import load_registry
+    from scorehouse.commands.project import print_features
 
-    registry = load_registry()
-    if as_json:
-        print_json(registry)
-        return
-    print(f"{'name':28} {'type':6} {'window':9} {'no history':10} {'owner':10} description")
-    for f in registry:
-        no_history = "missing" if f.no_history is None else f.no_history
-        print(f"{f.name:28} {f.type:6} {f.window:9} {no_history!s:10} {f.owner:10} {f.description}")
+    print_features(as_json)
 
 
 def training_set(
