@@ -8,12 +8,12 @@ the aggregation's definition; derived features are applied to those values.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import pandas as pd
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
@@ -197,7 +197,7 @@ def _aggregate(f: dict, events: list[dict], ds: date) -> Any:
         return (ds - days[0]).days if days else None
     if agg == "days_since_last":
         return (ds - days[-1]).days if days else None
-    return sum((b - a).days ** 2 for a, b in zip(days, days[1:], strict=False))
+    return sum((b - a).days ** 2 for a, b in itertools.pairwise(days))
 
 
 def _derived(expr: str, values: dict[str, Any]) -> Any:
