@@ -1,4 +1,4 @@
-"""Validate a user's CSV/Parquet file and append it to raw_transactions or raw_customers.
+"""Validate a user's CSV/Parquet file and append it to the raw table of a project source.
 
     spark-submit --properties-file spark_conf/local.conf jobs/ingest_file.py \
         transactions /data/sales.csv --format csv \
@@ -18,7 +18,7 @@ from scorehouse.spark import get_spark
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = job_parser(__doc__.splitlines()[0])
-    parser.add_argument("table", choices=["transactions", "customers"])
+    parser.add_argument("table", help="a source of the project (e.g. transactions)")
     parser.add_argument("path")
     parser.add_argument("--format", choices=["csv", "parquet"])
     parser.add_argument(

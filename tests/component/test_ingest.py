@@ -55,13 +55,13 @@ EXPECTED_REJECTS = [
     (7, None, v.MALFORMED),
     (8, "quantity", v.WRONG_TYPE),
     (9, "transaction_id", v.MISSING_VALUE),
-    (10, "quantity", v.NON_POSITIVE),
-    (11, "amount", v.NON_POSITIVE),
-    (12, "event_time", v.IN_FUTURE),
-    (13, "customer_id", v.UNKNOWN_CUSTOMER),
+    (10, "quantity", v.GREATER_THAN),
+    (11, "amount", v.GREATER_THAN),
+    (12, "event_time", v.NOT_IN_FUTURE),
+    (13, "customer_id", v.UNKNOWN_ENTITY),
     (14, "transaction_id", v.DUPLICATE),
     (15, "transaction_id", v.DUPLICATE),
-    (16, "event_time", v.BEFORE_SIGNUP),
+    (16, "event_time", v.BEFORE_KNOWN_FROM),
 ]
 
 
@@ -125,9 +125,9 @@ def test_bad_csv_rows_go_to_quarantine_with_their_rule(
     assert q.ds == date(2026, 6, 1) and q.ingested_at == datetime(2026, 6, 1, 12, 0)
     summary = format_summary(result)
     assert str(path.resolve()) in summary
-    assert "quantity / non_positive: 1 rows (e.g. rows 10)" in summary
+    assert "quantity / greater_than: 1 rows (e.g. rows 10)" in summary
     assert "transaction_id / duplicate: 2 rows (e.g. rows 14, 15)" in summary
-    assert "event_time / before_signup: 1 rows (e.g. rows 16)" in summary
+    assert "event_time / before_known_from: 1 rows (e.g. rows 16)" in summary
 
 
 def test_rerunning_the_same_file_adds_nothing(
@@ -188,10 +188,10 @@ def test_parquet_file_with_mapping_and_typed_columns(
         ingest_id="pq",
     )
     assert quarantine_of(spark, settings, "pq") == [
-        (2, "amount", v.NON_POSITIVE),
-        (3, "event_time", v.IN_FUTURE),
+        (2, "amount", v.GREATER_THAN),
+        (3, "event_time", v.NOT_IN_FUTURE),
         (4, "quantity", v.WRONG_TYPE),
-        (5, "customer_id", v.UNKNOWN_CUSTOMER),
+        (5, "customer_id", v.UNKNOWN_ENTITY),
     ]
     wh = Warehouse.from_settings(spark, settings)
     assertDataFrameEqual(
@@ -213,7 +213,7 @@ def test_over_threshold_fails_and_commits_nothing(
     message = str(err.value)
     assert str(path.resolve()) in message
     assert "9 of 16 rows" in message and "nothing was committed" in message
-    assert "quantity / wrong_type" in message and "customer_id / unknown_customer" in message
+    assert "quantity / wrong_type" in message and "customer_id / unknown_entity" in message
     wh = Warehouse.from_settings(spark, with_customers)
     assert not wh.exists(with_customers.tables.transactions)
     assert not wh.exists(with_customers.tables.quarantine)
@@ -254,4 +254,4 @@ def test_cli_prints_summary_naming_file_column_rule(
     out = capsys.readouterr().out
     assert str(path.resolve()) in out and "-> raw_transactions" in out
     assert "read 2 rows: appended 1" in out
-    assert "quantity / non_positive: 1 rows (e.g. rows 2)" in out
+    assert "quantity / greater_than: 1 rows (e.g. rows 2)" in out

@@ -10,13 +10,18 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from scorehouse.data import validation as v
+from scorehouse.data.contracts import contract_for
 from scorehouse.errors import ValidationError
+from scorehouse.project.load import load_project
 from scorehouse.schemas import QUARANTINE, RAW_CUSTOMERS, RAW_TRANSACTIONS
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 TX_COLUMNS = ["transaction_id", "customer_id", "event_time", "quantity", "amount"]
 CUST_COLUMNS = ["customer_id", "signup_date", "segment", "region", "email_opt_in", "valid_from"]
 GOOD_TX = ("t1", "7", "2026-05-30 10:00:00", "2", "19.99")
+# the shipped purchase example's contracts, `now` fixed
+TX = contract_for(load_project(), "transactions", now=NOW)
+CUST = contract_for(load_project(), "customers", now=NOW)
 
 
 def as_read(spark: SparkSession, columns: list[str], rows: list[tuple]) -> DataFrame:
@@ -27,13 +32,13 @@ def as_read(spark: SparkSession, columns: list[str], rows: list[tuple]) -> DataF
 
 
 def checked_tx(spark: SparkSession, rows: list[tuple]) -> DataFrame:
-    prepared = v.prepare(as_read(spark, TX_COLUMNS, rows), v.TRANSACTIONS, source_file="f.csv")
-    return v.check_values(prepared, v.TRANSACTIONS, now=NOW)
+    prepared = v.prepare(as_read(spark, TX_COLUMNS, rows), TX, source_file="f.csv")
+    return v.check_values(prepared, TX)
 
 
 def checked_cust(spark: SparkSession, rows: list[tuple]) -> DataFrame:
-    prepared = v.prepare(as_read(spark, CUST_COLUMNS, rows), v.CUSTOMERS, source_file="c.csv")
-    return v.check_values(prepared, v.CUSTOMERS, now=NOW)
+    prepared = v.prepare(as_read(spark, CUST_COLUMNS, rows), CUST, source_file="c.csv")
+    return v.check_values(prepared, CUST)
 
 
 def broken(checked: DataFrame) -> DataFrame:
@@ -66,7 +71,7 @@ def test_mapping_renames_and_raw_record_keeps_the_original_row(spark: SparkSessi
     )
     prepared = v.prepare(
         df,
-        v.TRANSACTIONS,
+        TX,
         source_file="f.parquet",
         mapping={"transaction_id": "id", "customer_id": "cust_no", "event_time": "ts"},
     )
@@ -86,7 +91,7 @@ def test_missing_required_column_names_file_and_column_without_rows(spark: Spark
         spark, ["transaction_id", "customer_id", "quantity", "amount"], [("secret", "7", "1", "2")]
     )
     with pytest.raises(ValidationError) as err:
-        v.prepare(df, v.TRANSACTIONS, source_file="/data/f.csv")
+        v.prepare(df, TX, source_file="/data/f.csv")
     message = str(err.value)
     assert "/data/f.csv" in message and "event_time" in message
     assert "secret" not in message
@@ -95,9 +100,9 @@ def test_missing_required_column_names_file_and_column_without_rows(spark: Spark
 def test_mapping_errors_name_the_bad_column(spark: SparkSession) -> None:
     df = as_read(spark, TX_COLUMNS, [GOOD_TX])
     with pytest.raises(ValidationError, match=r"f\.csv.*no_such_target"):
-        v.prepare(df, v.TRANSACTIONS, source_file="f.csv", mapping={"no_such_target": "quantity"})
+        v.prepare(df, TX, source_file="f.csv", mapping={"no_such_target": "quantity"})
     with pytest.raises(ValidationError, match=r"f\.csv.*cust_no not in the file"):
-        v.prepare(df, v.TRANSACTIONS, source_file="f.csv", mapping={"customer_id": "cust_no"})
+        v.prepare(df, TX, source_file="f.csv", mapping={"customer_id": "cust_no"})
 
 
 def test_valid_transaction_values_are_typed(spark: SparkSession) -> None:
@@ -108,7 +113,7 @@ def test_valid_transaction_values_are_typed(spark: SparkSession) -> None:
             (" t2 ", " 8 ", "2026-05-30T23:30:00+02:00", "3.0", "5"),
         ],
     )
-    valid = v.valid_rows(checked.withColumn(v.ALREADY_LOADED, F.lit(False)), v.TRANSACTIONS)
+    valid = v.valid_rows(checked.withColumn(v.ALREADY_LOADED, F.lit(False)), TX)
     assert [(f.name, f.dataType) for f in valid.schema] == [
         (f.name, f.dataType) for f in RAW_TRANSACTIONS
     ]
@@ -134,11 +139,11 @@ TX_RULE_CASES = [
     (("t", "7", "2026-05-30 10:00:00", "2.5", "1.0"), "quantity", v.WRONG_TYPE),
     (("t", "7", "2026-05-30 10:00:00", "9999999999", "1.0"), "quantity", v.WRONG_TYPE),
     (("t", "7", "2026-05-30 10:00:00", "2", "NaN"), "amount", v.WRONG_TYPE),
-    (("t", "7", "2026-05-30 10:00:00", "-1", "1.0"), "quantity", v.NON_POSITIVE),
-    (("t", "7", "2026-05-30 10:00:00", "0", "1.0"), "quantity", v.NON_POSITIVE),
-    (("t", "7", "2026-05-30 10:00:00", "1", "0"), "amount", v.NON_POSITIVE),
-    (("t", "7", "2026-05-30 10:00:00", "1", "-3.5"), "amount", v.NON_POSITIVE),
-    (("t", "7", "2026-06-01 12:00:01", "1", "1.0"), "event_time", v.IN_FUTURE),
+    (("t", "7", "2026-05-30 10:00:00", "-1", "1.0"), "quantity", v.GREATER_THAN),
+    (("t", "7", "2026-05-30 10:00:00", "0", "1.0"), "quantity", v.GREATER_THAN),
+    (("t", "7", "2026-05-30 10:00:00", "1", "0"), "amount", v.GREATER_THAN),
+    (("t", "7", "2026-05-30 10:00:00", "1", "-3.5"), "amount", v.GREATER_THAN),
+    (("t", "7", "2026-06-01 12:00:01", "1", "1.0"), "event_time", v.NOT_IN_FUTURE),
 ]
 
 
@@ -162,8 +167,8 @@ def test_a_row_breaking_several_rules_reports_each(spark: SparkSession) -> None:
         [
             (1, "transaction_id", v.MISSING_VALUE),
             (1, "customer_id", v.WRONG_TYPE),
-            (1, "quantity", v.NON_POSITIVE),
-            (1, "amount", v.NON_POSITIVE),
+            (1, "quantity", v.GREATER_THAN),
+            (1, "amount", v.GREATER_THAN),
         ],
     )
 
@@ -190,12 +195,12 @@ def test_messages_show_the_offending_value(spark: SparkSession) -> None:
 
 
 CUSTOMER_RULE_CASES = [
-    (("1", "2026-01-01", "retail", "north", "true", None), "segment", v.INVALID_VALUE),
-    (("1", "2026-01-01", "smb", "mars", "true", None), "region", v.INVALID_VALUE),
+    (("1", "2026-01-01", "retail", "north", "true", None), "segment", v.ALLOWED),
+    (("1", "2026-01-01", "smb", "mars", "true", None), "region", v.ALLOWED),
     (("1", "2026-01-01", "smb", "north", "maybe", None), "email_opt_in", v.WRONG_TYPE),
-    (("1", "2026-07-01", "smb", "north", "true", None), "signup_date", v.IN_FUTURE),
-    (("1", "2026-01-01", "smb", "north", "y", "2025-12-31"), "valid_from", v.BEFORE_SIGNUP),
-    (("1", "2026-01-01", "smb", "north", "y", "2026-06-02"), "valid_from", v.IN_FUTURE),
+    (("1", "2026-07-01", "smb", "north", "true", None), "signup_date", v.NOT_IN_FUTURE),
+    (("1", "2026-01-01", "smb", "north", "y", "2025-12-31"), "valid_from", v.BEFORE_KNOWN_FROM),
+    (("1", "2026-01-01", "smb", "north", "y", "2026-06-02"), "valid_from", v.NOT_IN_FUTURE),
     ((None, "2026-01-01", "smb", "north", "y", None), "customer_id", v.MISSING_VALUE),
     (("1", None, "smb", "north", "y", None), "signup_date", v.MISSING_VALUE),
     (("1", "01.01.2026", "smb", "north", "y", None), "signup_date", v.WRONG_TYPE),
@@ -220,7 +225,7 @@ def test_customer_values_are_normalised_and_valid_from_defaults_to_signup(
         ],
     )
     assert broken(checked).count() == 0
-    valid = v.valid_rows(checked.withColumn(v.ALREADY_LOADED, F.lit(False)), v.CUSTOMERS)
+    valid = v.valid_rows(checked.withColumn(v.ALREADY_LOADED, F.lit(False)), CUST)
     assertDataFrameEqual(
         valid,
         spark.createDataFrame(
@@ -234,7 +239,9 @@ def test_customer_values_are_normalised_and_valid_from_defaults_to_signup(
     )
 
 
-def test_unknown_customers_and_purchases_before_signup_are_flagged(spark: SparkSession) -> None:
+def test_unknown_entities_and_events_before_the_entity_is_known_are_flagged(
+    spark: SparkSession,
+) -> None:
     checked = checked_tx(
         spark,
         [
@@ -247,21 +254,27 @@ def test_unknown_customers_and_purchases_before_signup_are_flagged(spark: SparkS
     )
     known = spark.createDataFrame(
         [(7, date(2026, 1, 1)), (7, date(2026, 3, 1)), (9, date(2026, 6, 1))],
-        "customer_id long, valid_from date",
+        "key long, valid_from date",
     )
-    result = v.check_known_customers(checked, known)
+    result = v.check_known_entities(
+        checked,
+        known,
+        key="customer_id",
+        timestamp="event_time",
+        entity="customer",
+        table="raw_customers",
+    )
     assertDataFrameEqual(
         broken(result),
         [
-            (2, "customer_id", v.UNKNOWN_CUSTOMER),
+            (2, "customer_id", v.UNKNOWN_ENTITY),
             (3, "customer_id", v.WRONG_TYPE),
-            (4, "event_time", v.BEFORE_SIGNUP),
+            (4, "event_time", v.BEFORE_KNOWN_FROM),
         ],
     )
     message = result.filter(F.col(v.ROW_NUMBER) == 4).select(F.col(v.VIOLATIONS)[0]["message"])
     assert message.first()[0] == (
-        "event_time 2026-05-31 23:59:59 is before customer 9 is known "
-        "(signup / first valid_from 2026-06-01)"
+        "event_time 2026-05-31 23:59:59 is before customer 9 is known (first valid_from 2026-06-01)"
     )
 
 
@@ -275,10 +288,10 @@ def test_duplicates_in_file_keep_the_first_valid_occurrence(spark: SparkSession)
             ("t2", "7", "2026-05-30 10:00:00", "1", "1.0"),
         ],
     )
-    result = v.check_duplicates(checked, v.TRANSACTIONS)
+    result = v.check_duplicates(checked, TX)
     assertDataFrameEqual(
         broken(result),
-        [(1, "quantity", v.NON_POSITIVE), (3, "transaction_id", v.DUPLICATE)],
+        [(1, "quantity", v.GREATER_THAN), (3, "transaction_id", v.DUPLICATE)],
     )
     message = result.where(F.col(v.ROW_NUMBER) == 3).select(v.VIOLATIONS).first()
     assert (
@@ -303,12 +316,12 @@ def test_rows_already_in_the_table_are_skipped_or_rejected(spark: SparkSession) 
         ],
         RAW_TRANSACTIONS,
     )
-    result = v.check_duplicates(checked, v.TRANSACTIONS, existing, table="raw_transactions")
+    result = v.check_duplicates(checked, TX, existing)
     assertDataFrameEqual(broken(result), [(2, "transaction_id", v.DUPLICATE)])
     assertDataFrameEqual(
         result.select(v.ROW_NUMBER, v.ALREADY_LOADED), [(1, True), (2, False), (3, False)]
     )
-    assertDataFrameEqual(v.valid_rows(result, v.TRANSACTIONS).select("transaction_id"), [("t3",)])
+    assertDataFrameEqual(v.valid_rows(result, TX).select("transaction_id"), [("t3",)])
 
 
 def test_quarantine_rows_match_the_schema_and_content(spark: SparkSession) -> None:
@@ -329,7 +342,7 @@ def test_quarantine_rows_match_the_schema_and_content(spark: SparkSession) -> No
             "raw_transactions",
             2,
             "quantity",
-            v.NON_POSITIVE,
+            v.GREATER_THAN,
             "0 is not greater than 0",
             raw,
             "abc",
@@ -341,7 +354,7 @@ def test_quarantine_rows_match_the_schema_and_content(spark: SparkSession) -> No
             "raw_transactions",
             2,
             "amount",
-            v.NON_POSITIVE,
+            v.GREATER_THAN,
             "-1.0 is not greater than 0",
             raw,
             "abc",
@@ -368,9 +381,9 @@ def test_reject_summary_counts_rows_per_column_and_rule(spark: SparkSession) -> 
     assertDataFrameEqual(
         v.reject_summary(quarantine),
         [
-            ("quantity", v.NON_POSITIVE, 2, [1, 2]),
+            ("quantity", v.GREATER_THAN, 2, [1, 2]),
             (None, v.MALFORMED, 1, [4]),
-            ("amount", v.NON_POSITIVE, 1, [2]),
+            ("amount", v.GREATER_THAN, 1, [2]),
         ],
     )
     assert checked.agg(v.rejected_count()).first()[0] == 3  # type: ignore[index]

@@ -82,8 +82,11 @@ def generate(
 def ingest(
     ctx: typer.Context,
     table: Annotated[
-        Literal["transactions", "customers"],
-        typer.Argument(metavar="TABLE", help="transactions or customers"),
+        str,
+        typer.Argument(
+            metavar="SOURCE",
+            help="a source of the project, e.g. transactions or customers (purchase example)",
+        ),
     ],
     path: Annotated[str, typer.Argument(metavar="PATH", help="file or folder to read")],
     fmt: Annotated[
@@ -102,11 +105,12 @@ def ingest(
     encoding: Annotated[str, typer.Option(help="CSV text encoding, e.g. iso-8859-1")] = "utf-8",
     as_json: Json = False,
 ) -> None:
-    """Validate a CSV/Parquet file and append it to a raw table.
+    """Validate a CSV/Parquet file against a source's contract and append it to its raw table.
 
-    Load your own file into raw_transactions or raw_customers. Rows that break a rule go
-    to the quarantine table; the command fails and commits nothing when the rejected share
-    exceeds ingest.max_reject_share.
+    Load your own file into the raw table of a declared source (raw_transactions,
+    raw_customers for the purchase example). Rows that break a rule of the source's
+    contract go to the quarantine table; the command fails and commits nothing when the
+    rejected share exceeds ingest.max_reject_share.
     """
     from scorehouse.data.ingest import format_summary, ingest_file
     from scorehouse.spark import get_spark

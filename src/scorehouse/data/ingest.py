@@ -1,6 +1,7 @@
 """Ingest a user's CSV/Parquet file into a raw table through validation (the I/O edge).
 
-Valid rows are appended to the raw table, rejected ones to the quarantine table. When
+The target is a source of the project; its contract is the pandera schema generated
+from the source's declaration (`scorehouse.data.contracts`). Valid rows are appended to the raw table, rejected ones to the quarantine table. When
 the rejected share is over `ingest.max_reject_share` nothing is committed anywhere:
 the error message carries the per-rule counts and example row numbers instead.
 """
@@ -21,10 +22,13 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import DateType, StringType, StructField, StructType
 
 from scorehouse.data import validation as v
+from scorehouse.data.contracts import SourceContract, contract_for, spark_type
 from scorehouse.errors import ValidationError
+from scorehouse.features.compile import FeatureSql
+from scorehouse.features.registry import feature_sql
 from scorehouse.locks import work_lock
 from scorehouse.schemas import QUARANTINE
 from scorehouse.settings import Settings
@@ -161,7 +165,7 @@ def _rule_line(rule: RuleCount) -> str:
 
 @dataclass(frozen=True)
 class IngestRequest:
-    """One file to load: the target (`transactions` | `customers`) and how to read it."""
+    """One file to load: the target (a source of the project) and how to read it."""
 
     table: str
     path: Path
@@ -181,56 +185,94 @@ def ingest_file(
     encoding: str = "utf-8",
     now: datetime | None = None,
     ingest_id: str | None = None,
+    project_dir: str | Path | None = None,
 ) -> IngestResult:
-    """Validate `path` against the `table` contract (transactions|customers) and load it.
+    """Validate `path` against the contract of the source `table` and load it into the
+    source's raw table.
 
-    `now` (UTC) is the reference for timestamps in the future and the quarantine rows'
-    time. Raises ValidationError, committing nothing, when too many rows are rejected.
-    One ingest per raw table runs at a time (a second waits): the same file loaded twice,
-    even at once, appends its rows once.
+    `table` names a source of the project (`project_dir`, else SCOREHOUSE_PROJECT, the
+    current directory or the purchase example: `transactions`, `customers`). `now`
+    (UTC) is the bound of `not_in_future` columns and the quarantine rows' time. Raises
+    ValidationError, committing nothing, when too many rows are rejected. One ingest per
+    raw table runs at a time (a second waits): the same file loaded twice, even at once,
+    appends its rows once.
     """
     request = IngestRequest(table, Path(path), fmt, dict(mapping or {}), encoding)
-    v.contract_for(table)  # an unknown target fails before anything is read or locked
-    target_table = getattr(settings.tables, table)
     now = (now or datetime.now(UTC)).astimezone(UTC)
+    sql = feature_sql(project_dir)
+    # an unknown source fails before anything is read or locked
+    contract = contract_for(sql.project, table, table=sql.raw_table(table), now=now)
+    target_table = contract.table
     with work_lock(settings, f"ingest-{target_table}", f"an ingest into {target_table}"):
-        return _ingest(spark, settings, request, now, ingest_id or uuid.uuid4().hex)
+        return _ingest(spark, settings, request, contract, sql, now, ingest_id or uuid.uuid4().hex)
+
+
+def _known_entities(spark: SparkSession, wh: Warehouse, sql: FeatureSql) -> tuple[DataFrame, str]:
+    """(key, valid_from) of every version in the entity's attributes source, and its table."""
+    project = sql.project
+    entity = project.entity
+    source = project.sources[entity.source]
+    table = sql.raw_table(entity.source)
+    key = source.key or entity.key
+    assert source.valid_from is not None
+    if wh.exists(table):
+        known = wh.read(table).select(
+            F.col(key).alias("key"), F.col(source.valid_from).alias("valid_from")
+        )
+    else:
+        key_type = spark_type(contract_for(project, entity.source).schema.columns[key])
+        known = spark.createDataFrame(
+            [], StructType([StructField("key", key_type), StructField("valid_from", DateType())])
+        )
+    return known, table
 
 
 def _checked_rows(
-    spark: SparkSession, settings: Settings, request: IngestRequest, source: Path, now: datetime
+    spark: SparkSession,
+    settings: Settings,
+    request: IngestRequest,
+    contract: SourceContract,
+    sql: FeatureSql,
+    source: Path,
 ) -> DataFrame:
     """Every row of the file, typed, with its violations and whether it is loaded already."""
-    contract = v.contract_for(request.table)
     wh = Warehouse.from_settings(spark, settings)
     source_file = str(request.path.resolve())
     raw = read_file(spark, source, infer_format(request.path, request.fmt), request.encoding)
     prepared = v.prepare(
         v.with_row_numbers(raw), contract, source_file=source_file, mapping=request.mapping
     )
-    checked = v.check_values(prepared, contract, now=now)
-    if contract.target == "transactions":
-        customers = settings.tables.customers
-        known = (
-            wh.read(customers).select("customer_id", "valid_from")
-            if wh.exists(customers)
-            else spark.createDataFrame([], "customer_id long, valid_from date")
+    checked = v.check_values(prepared, contract)
+    timestamp = contract.source.timestamp
+    if timestamp:
+        known, entity_table = _known_entities(spark, wh, sql)
+        checked = v.check_known_entities(
+            checked,
+            known,
+            key=contract.entity_key,
+            timestamp=timestamp,
+            entity=sql.project.entity.name,
+            table=entity_table,
         )
-        checked = v.check_known_customers(checked, known)
-    target_table = getattr(settings.tables, request.table)
-    existing = wh.read(target_table) if wh.exists(target_table) else None
-    return v.check_duplicates(checked, contract, existing, table=target_table)
+    existing = wh.read(contract.table) if wh.exists(contract.table) else None
+    return v.check_duplicates(checked, contract, existing)
 
 
 def _ingest(
-    spark: SparkSession, settings: Settings, request: IngestRequest, now: datetime, ingest_id: str
+    spark: SparkSession,
+    settings: Settings,
+    request: IngestRequest,
+    contract: SourceContract,
+    sql: FeatureSql,
+    now: datetime,
+    ingest_id: str,
 ) -> IngestResult:
     fmt = infer_format(request.path, request.fmt)
     with readable_parquet(request.path, fmt) as source:
-        checked = _checked_rows(spark, settings, request, source, now).persist()
+        checked = _checked_rows(spark, settings, request, contract, sql, source).persist()
         try:
             try:
-                result, quarantine = _summarize(checked, settings, request, now, ingest_id)
+                result, quarantine = _summarize(checked, contract, request, now, ingest_id)
             except ValidationError:
                 raise
             except Exception as exc:  # the JVM's own failure, said with the file it read
@@ -240,19 +282,19 @@ def _ingest(
             limit = settings.ingest.max_reject_share
             if result.reject_share > limit:
                 raise _rejection_error(result, limit)
-            return _commit(spark, settings, request, checked, quarantine, result)
+            return _commit(spark, settings, contract, checked, quarantine, result)
         finally:
             checked.unpersist()
 
 
 def _summarize(
     checked: DataFrame,
-    settings: Settings,
+    contract: SourceContract,
     request: IngestRequest,
     now: datetime,
     ingest_id: str,
 ) -> tuple[IngestResult, DataFrame]:
-    target_table = getattr(settings.tables, request.table)
+    target_table = contract.table
     source_file = str(request.path.resolve())
     totals = checked.agg(
         F.count(F.lit(1)).alias("read"),
@@ -290,17 +332,16 @@ def _summarize(
 def _commit(
     spark: SparkSession,
     settings: Settings,
-    request: IngestRequest,
+    contract: SourceContract,
     checked: DataFrame,
     quarantine: DataFrame,
     result: IngestResult,
 ) -> IngestResult:
-    contract = v.contract_for(request.table)
     wh = Warehouse.from_settings(spark, settings)
     table_version = quarantine_version = None
     if result.rows_appended:
-        partition_by = ["ds"] if contract.target == "transactions" else []
-        schema = StructType([*contract.schema.fields, INGEST_ID])
+        partition_by = ["ds"] if contract.source.kind == "events" else []
+        schema = StructType([*contract.table_schema.fields, INGEST_ID])
         _ensure_table(wh, result.target_table, schema, partition_by)
         rows = v.valid_rows(checked, contract).withColumn(INGEST_ID.name, F.lit(result.ingest_id))
         table_version = wh.append(
@@ -350,16 +391,23 @@ class Retraction:
     version: int
 
 
-def retract_ingest(spark: SparkSession, settings: Settings, ingest_id: str) -> list[Retraction]:
-    """Remove every row that the ingest `ingest_id` appended to the raw tables.
+def retract_ingest(
+    spark: SparkSession,
+    settings: Settings,
+    ingest_id: str,
+    *,
+    project_dir: str | Path | None = None,
+) -> list[Retraction]:
+    """Remove every row that the ingest `ingest_id` appended to the project's raw tables.
 
     The days rewritten count as late data: the next feature build rebuilds from the
     earliest of them. Raises ValidationError when no raw table holds a row of it.
     """
     wh = Warehouse.from_settings(spark, settings)
+    sql = feature_sql(project_dir)
+    tables = list(dict.fromkeys(sql.raw_table(s) for s in sql.project.sources))
     done = []
-    for name in ("transactions", "customers"):
-        table = getattr(settings.tables, name)
+    for table in tables:
         if not wh.exists(table) or INGEST_ID.name not in wh.schema(table).names:
             continue
         with work_lock(settings, f"ingest-{table}", f"an ingest into {table}"):
@@ -368,8 +416,8 @@ def retract_ingest(spark: SparkSession, settings: Settings, ingest_id: str) -> l
             done.append(removed)
     if not done:
         raise ValidationError(
-            f"no rows of ingest {ingest_id} in {settings.tables.transactions} or "
-            f"{settings.tables.customers} (the ingest id is printed by `scorehouse ingest`)"
+            f"no rows of ingest {ingest_id} in {' or '.join(tables)} "
+            "(the ingest id is printed by `scorehouse ingest`)"
         )
     return done
 

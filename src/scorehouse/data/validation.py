@@ -1,25 +1,25 @@
-"""Validation of user files against the raw-table contracts: pure DataFrame transforms.
+"""Validation of user files against a source's contract: pure DataFrame transforms.
 
 A file flows through `prepare` (mapping, row numbers, raw record) → `check_values`
-(per-column rules) → `check_known_customers` → `check_duplicates`, and is then split
-into `valid_rows` (the contract schema) and `quarantine_rows` (QUARANTINE schema, one
-row per broken rule). Rules and messages are listed in docs/data.md.
+(the per-column rules of the source's pandera schema, as Spark row masks) →
+`check_known_entities` (events) → `check_duplicates`, and is then split into
+`valid_rows` (the raw table's schema) and `quarantine_rows` (QUARANTINE schema, one row
+per broken rule). Rules and messages are listed in docs/data.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
+from pandera.api.checks import Check
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
-    BooleanType,
     ByteType,
     DataType,
-    DateType,
     DecimalType,
     DoubleType,
     IntegerType,
@@ -34,23 +34,28 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from scorehouse.data.generate import REGIONS, SEGMENTS
+from scorehouse.data.contracts import (
+    ALLOWED,
+    BEFORE_KNOWN_FROM,
+    CHECKS,
+    GREATER_THAN,
+    MAX,
+    MIN,
+    NOT_IN_FUTURE,
+    SourceContract,
+)
 from scorehouse.errors import ValidationError
-from scorehouse.schemas import QUARANTINE, RAW_CUSTOMERS, RAW_TRANSACTIONS
+from scorehouse.schemas import QUARANTINE
 
-Target = Literal["transactions", "customers"]
+__all__ = ["ALLOWED", "BEFORE_KNOWN_FROM", "GREATER_THAN", "MAX", "MIN", "NOT_IN_FUTURE"]
 
-# Rule names as they appear in the quarantine table and the summary.
+# Rule names as they appear in the quarantine table and the summary; the declared
+# column rules are named by their declaration keyword (imported above).
 MALFORMED = "malformed"
 MISSING_VALUE = "missing_value"
 WRONG_TYPE = "wrong_type"
-NON_POSITIVE = "non_positive"
-IN_FUTURE = "in_future"
-ABOVE_MAX = "above_max"
 NOT_UTF8 = "not_utf8"
-INVALID_VALUE = "invalid_value"
-BEFORE_SIGNUP = "before_signup"
-UNKNOWN_CUSTOMER = "unknown_customer"
+UNKNOWN_ENTITY = "unknown_entity"
 DUPLICATE = "duplicate"
 
 CORRUPT_COLUMN = "_corrupt_record"
@@ -67,69 +72,16 @@ VIOLATION = StructType(
     ]
 )
 
-
-@dataclass(frozen=True)
-class ColumnSpec:
-    """One contract column as a file provides it."""
-
-    name: str
-    dtype: DataType
-    nullable: bool = False
-    in_file: bool = True  # False: may be absent from the file (then derived or null)
-    # The largest value accepted. Amounts are summed in integer cents (a BIGINT) by the
-    # feature build, so an absurd but finite value would overflow every later rebuild.
-    maximum: float | None = None
-
-
-@dataclass(frozen=True)
-class Contract:
-    """What a file for one raw table must hold, and the table's schema."""
-
-    target: Target
-    columns: tuple[ColumnSpec, ...]
-    key: tuple[str, ...]  # a second row with the same key is a duplicate
-    schema: StructType
-
-    def column(self, name: str) -> ColumnSpec:
-        return next(c for c in self.columns if c.name == name)
-
-
-# At these bounds a customer needs ~90 million purchases at the maximum before a window
-# sum in cents (BIGINT, 9.2e18) could overflow.
-MAX_AMOUNT = 1e9
-MAX_QUANTITY = 1_000_000
-
-TRANSACTIONS = Contract(
-    target="transactions",
-    columns=(
-        ColumnSpec("transaction_id", StringType()),
-        ColumnSpec("customer_id", LongType()),
-        ColumnSpec("event_time", TimestampType()),
-        ColumnSpec("quantity", IntegerType(), maximum=MAX_QUANTITY),
-        ColumnSpec("amount", DoubleType(), maximum=MAX_AMOUNT),
-    ),
-    key=("transaction_id",),
-    schema=RAW_TRANSACTIONS,
-)
-
-CUSTOMERS = Contract(
-    target="customers",
-    columns=(
-        ColumnSpec("customer_id", LongType()),
-        ColumnSpec("signup_date", DateType()),
-        ColumnSpec("segment", StringType(), nullable=True),
-        ColumnSpec("region", StringType(), nullable=True),
-        ColumnSpec("email_opt_in", BooleanType(), nullable=True),
-        # Absent or empty: the version starts at sign-up.
-        ColumnSpec("valid_from", DateType(), nullable=True, in_file=False),
-    ),
-    key=("customer_id", "valid_from"),
-    schema=RAW_CUSTOMERS,
-)
-
-CONTRACTS: dict[str, Contract] = {"transactions": TRANSACTIONS, "customers": CUSTOMERS}
-ALLOWED_VALUES: dict[str, tuple[str, ...]] = {"segment": SEGMENTS, "region": REGIONS}
 _DECIMAL = DecimalType(38, 6)
+# A pandera built-in check as a Spark comparison: (the statistic holding the bound, the
+# comparison a valid value passes).
+_COMPARISONS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
+    "greater_than": ("min_value", operator.gt),
+    "greater_than_or_equal_to": ("min_value", operator.ge),
+    "less_than": ("max_value", operator.lt),
+    "less_than_or_equal_to": ("max_value", operator.le),
+}
+_TOO_LOW = {MIN: "is below the minimum", GREATER_THAN: "is not greater than"}
 
 
 def _col(name: str) -> Column:
@@ -162,7 +114,7 @@ def with_row_numbers(df: DataFrame, column: str = ROW_NUMBER) -> DataFrame:
 
 def prepare(
     df: DataFrame,
-    contract: Contract,
+    contract: SourceContract,
     *,
     source_file: str,
     mapping: Mapping[str, str] | None = None,
@@ -174,12 +126,13 @@ def prepare(
     contract column, values still as read.
     """
     mapping = dict(mapping or {})
-    names = [c.name for c in contract.columns]
+    names = contract.columns
+    what = contract.source_name
     unknown = sorted(set(mapping) - set(names))
     if unknown:
         raise ValidationError(
             f"{source_file}: --map names {', '.join(unknown)}, not columns of the "
-            f"{contract.target} contract ({', '.join(names)})"
+            f"{what} contract ({', '.join(names)})"
         )
     file_columns = [c for c in df.columns if c not in (ROW_NUMBER, CORRUPT_COLUMN)]
     absent_sources = sorted(s for s in mapping.values() if s not in file_columns)
@@ -192,12 +145,12 @@ def prepare(
     missing = [
         f"{name}" + (f" (mapped from {source[name]})" if name in mapping else "")
         for name in names
-        if contract.column(name).in_file and source[name] not in file_columns
+        if name not in contract.defaults and source[name] not in file_columns
     ]
     if missing:
         raise ValidationError(
             f"{source_file}: required column(s) {', '.join(missing)} missing for "
-            f"{contract.target} (columns: {', '.join(file_columns)}); "
+            f"{what} (columns: {', '.join(file_columns)}); "
             "map yours with --map TARGET=SOURCE"
         )
     corrupt = _col(CORRUPT_COLUMN) if CORRUPT_COLUMN in df.columns else F.lit(None).cast("string")
@@ -236,61 +189,47 @@ def _shown(value: Column) -> Column:
     return F.coalesce(value.cast("string"), F.lit("null"))
 
 
-def check_values(df: DataFrame, contract: Contract, *, now: datetime) -> DataFrame:
+def check_values(df: DataFrame, contract: SourceContract) -> DataFrame:
     """Type each contract column and attach `_violations` (array of column/rule/message).
 
     A malformed CSV record gets that one violation and nothing else; otherwise each
-    column is checked for presence, type, then its range rules.
+    column is checked for presence, type, then every check of its pandera column, and
+    the schema's row checks (valid_from not before known_from) run on the typed row.
     """
     checks: list[Column] = []
     typed: dict[str, Column] = {}
-    now_ts = F.lit(now).cast(TimestampType())
-    for spec in contract.columns:
-        original = _col(spec.name)
-        source_type = df.schema[spec.name].dataType
+    for name, column in contract.schema.columns.items():
+        dtype = contract.spark_type(name)
+        original = _col(name)
+        source_type = df.schema[name].dataType
         is_text = isinstance(source_type, StringType)
         text = F.trim(original.cast("string"))
         present = original.isNotNull() & (text != "")
-        if is_text or _compatible(source_type, spec.dtype):
-            value = _typed(F.when(present, text if is_text else original), spec.dtype)
-            wrong = F.format_string(f"'%s' is not a valid {spec.dtype.simpleString()}", text)
+        if is_text or _compatible(source_type, dtype):
+            value = _typed(F.when(present, text if is_text else original), dtype)
+            wrong = F.format_string(f"'%s' is not a valid {dtype.simpleString()}", text)
         else:
             # A typed file column of another kind (a boolean quantity, a string in a
             # numeric column) is refused whole: casting it would invent values (True -> 1).
-            value = F.lit(None).cast(spec.dtype)
+            value = F.lit(None).cast(dtype)
             wrong = F.lit(
-                f"the file's column is {source_type.simpleString()}, "
-                f"not {spec.dtype.simpleString()}"
+                f"the file's column is {source_type.simpleString()}, not {dtype.simpleString()}"
             )
-        if spec.name in ALLOWED_VALUES:
-            value = F.lower(value)
-        typed[spec.name] = value
-        if not spec.nullable:
+        value = _canonical(value, column.checks)
+        typed[name] = value
+        if not column.nullable and name not in contract.defaults:
             checks.append(
                 F.when(
-                    ~present,
-                    _violation(spec.name, MISSING_VALUE, F.lit("required value is missing")),
+                    ~present, _violation(name, MISSING_VALUE, F.lit("required value is missing"))
                 )
             )
         if is_text:
-            checks.append(_utf8_check(spec.name, original))
-        checks.append(F.when(present & value.isNull(), _violation(spec.name, WRONG_TYPE, wrong)))
-        checks.extend(_range_checks(spec, value, now_ts))
-    if contract.target == "customers":
-        signup, valid_from = typed["signup_date"], typed["valid_from"]
-        checks.append(
-            F.when(
-                valid_from < signup,
-                _violation(
-                    "valid_from",
-                    BEFORE_SIGNUP,
-                    F.format_string(
-                        "valid_from %s is before signup_date %s", _shown(valid_from), _shown(signup)
-                    ),
-                ),
-            )
-        )
-        typed["valid_from"] = F.coalesce(valid_from, signup)
+            checks.append(_utf8_check(name, original))
+        checks.append(F.when(present & value.isNull(), _violation(name, WRONG_TYPE, wrong)))
+        checks.extend(_column_check(name, check, value) for check in column.checks)
+    checks.extend(_row_check(check, typed) for check in contract.schema.checks)
+    for name, fallback in contract.defaults.items():
+        typed[name] = F.coalesce(typed[name], typed[fallback])
     malformed = F.array(
         _violation(
             None, MALFORMED, F.lit("the record does not parse as CSV with the header's columns")
@@ -302,6 +241,76 @@ def check_values(df: DataFrame, contract: Contract, *, now: datetime) -> DataFra
         _col(RAW_RECORD),
         *[value.alias(name) for name, value in typed.items()],
         F.when(_col(CORRUPT_COLUMN).isNotNull(), malformed).otherwise(found).alias(VIOLATIONS),
+    )
+
+
+def _canonical(value: Column, checks: Sequence[Check]) -> Column:
+    """A column with an `allowed` vocabulary: the value in the vocabulary's spelling when
+    it matches one case-insensitively (so "SMB" loads as "smb"), else as given."""
+    for check in checks:
+        if check.name == ALLOWED:
+            allowed = [str(a) for a in (check.statistics or {})["allowed_values"]]
+            spelling = F.create_map(*[F.lit(x) for a in allowed for x in (a.lower(), a)])
+            return F.coalesce(F.element_at(spelling, F.lower(value)), value)
+    return value
+
+
+def _bound_text(bound: object) -> str:
+    if isinstance(bound, datetime):
+        return bound.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(bound, float):
+        return f"{bound:g}"
+    return str(bound)
+
+
+def _column_check(name: str, check: Check, value: Column) -> Column:
+    """One check of a pandera column as a Spark violation (null where the value passes
+    or is null: nullability is its own rule)."""
+    rule = check.name
+    if rule not in CHECKS:
+        raise ValidationError(f"column {name}: check {rule!r} has no Spark translation")
+    builtin = CHECKS[rule].__name__
+    if builtin == "isin":
+        allowed = [str(a) for a in (check.statistics or {})["allowed_values"]]
+        return F.when(
+            ~value.isin(*allowed),
+            _violation(
+                name, rule, F.format_string(f"'%s' is not one of {', '.join(allowed)}", value)
+            ),
+        )
+    statistic, passes = _COMPARISONS[builtin]
+    bound = (check.statistics or {})[statistic]
+    shown = _bound_text(bound)
+    if rule == NOT_IN_FUTURE:
+        what = "time" if isinstance(bound, datetime) else "date"
+        text = f"is after the ingest {what} {shown}"
+    elif rule == MAX:
+        text = f"is above the maximum {shown}"
+    else:
+        text = f"{_TOO_LOW.get(rule, 'breaks ' + rule)} {shown}"
+    lit = F.lit(bound)
+    if isinstance(bound, datetime):
+        lit = lit.cast(TimestampType())
+    return F.when(
+        ~passes(value, lit),
+        _violation(name, rule, F.format_string(f"%s {text}", _shown(value))),
+    )
+
+
+def _row_check(check: Check, typed: Mapping[str, Column]) -> Column:
+    """A row-level check of the pandera schema as a Spark violation."""
+    if check.name != BEFORE_KNOWN_FROM:
+        raise ValidationError(f"row check {check.name!r} has no Spark translation")
+    stats = check.statistics or {}
+    column, known_from = stats["column"], stats["known_from"]
+    value, known = typed[column], typed[known_from]
+    return F.when(
+        value < known,
+        _violation(
+            column,
+            BEFORE_KNOWN_FROM,
+            F.format_string(f"{column} %s is before {known_from} %s", _shown(value), _shown(known)),
+        ),
     )
 
 
@@ -334,64 +343,6 @@ def _utf8_check(name: str, original: Column) -> Column:
     )
 
 
-def _range_checks(spec: ColumnSpec, value: Column, now: Column) -> list[Column]:
-    name = spec.name
-    if name in ("quantity", "amount"):
-        return [
-            F.when(
-                value <= 0,
-                _violation(
-                    name, NON_POSITIVE, F.format_string("%s is not greater than 0", _shown(value))
-                ),
-            ),
-            *_max_check(spec, value),
-        ]
-    if isinstance(spec.dtype, TimestampType):
-        return [
-            F.when(
-                value > now,
-                _violation(
-                    name,
-                    IN_FUTURE,
-                    F.format_string("%s is after the ingest time %s", _shown(value), _shown(now)),
-                ),
-            )
-        ]
-    if isinstance(spec.dtype, DateType):
-        return [
-            F.when(
-                value > F.to_date(now),
-                _violation(
-                    name,
-                    IN_FUTURE,
-                    F.format_string(
-                        "%s is after the ingest date %s", _shown(value), _shown(F.to_date(now))
-                    ),
-                ),
-            )
-        ]
-    if name in ALLOWED_VALUES:
-        allowed = ALLOWED_VALUES[name]
-        return [
-            F.when(
-                ~value.isin(*allowed),
-                _violation(
-                    name,
-                    INVALID_VALUE,
-                    F.format_string(f"'%s' is not one of {', '.join(allowed)}", value),
-                ),
-            )
-        ]
-    return []
-
-
-def _max_check(spec: ColumnSpec, value: Column) -> list[Column]:
-    if spec.maximum is None:
-        return []
-    message = F.format_string(f"%s is above the maximum {spec.maximum:g}", _shown(value))
-    return [F.when(value > F.lit(spec.maximum), _violation(spec.name, ABOVE_MAX, message))]
-
-
 def _append(df: DataFrame, flagged: Column, violation: Column) -> DataFrame:
     return df.withColumn(
         VIOLATIONS,
@@ -399,36 +350,39 @@ def _append(df: DataFrame, flagged: Column, violation: Column) -> DataFrame:
     )
 
 
-def check_known_customers(df: DataFrame, customers: DataFrame) -> DataFrame:
-    """Flag transactions whose (valid) customer_id is not in `customers` (customer_id,
-    valid_from), or that happened before the customer was known (its first valid_from).
+def check_known_entities(
+    df: DataFrame, known: DataFrame, *, key: str, timestamp: str, entity: str, table: str
+) -> DataFrame:
+    """Flag events whose (valid) `key` has no version in `known` (`key`, `valid_from`:
+    the entity's attributes source, read from `table`), or that happened before the
+    entity was known (its first valid_from).
 
-    A purchase dated before the customer exists would count in a full rebuild of the
-    features but not in the day-by-day build, which starts a new customer from an empty
+    An event dated before its entity exists would count in a full rebuild of the
+    features but not in the day-by-day build, which starts a new entity from an empty
     state on the day it becomes known: such rows are rejected here.
     """
-    known = customers.groupBy(F.col("customer_id").alias("_known_id")).agg(
+    first = known.groupBy(F.col("key").alias("_known_id")).agg(
         F.min("valid_from").alias("_known_from")
     )
-    joined = df.join(known, _col("customer_id") == _col("_known_id"), "left")
-    unknown = _col("customer_id").isNotNull() & _col("_known_id").isNull()
+    joined = df.join(first, _col(key) == _col("_known_id"), "left")
+    unknown = _col(key).isNotNull() & _col("_known_id").isNull()
     unknown_message = F.format_string(
-        "customer_id %s is not in the customers table", _col("customer_id").cast("string")
+        f"{key} %s is not in {table} (no {entity} with that key)", _col(key).cast("string")
     )
-    early = F.to_date(_col("event_time")) < _col("_known_from")
+    early = F.to_date(_col(timestamp)) < _col("_known_from")
     early_message = F.format_string(
-        "event_time %s is before customer %s is known (signup / first valid_from %s)",
-        _shown(_col("event_time")),
-        _col("customer_id").cast("string"),
+        f"{timestamp} %s is before {entity} %s is known (first valid_from %s)",
+        _shown(_col(timestamp)),
+        _col(key).cast("string"),
         _shown(_col("_known_from")),
     )
-    flagged = _append(joined, unknown, _violation("customer_id", UNKNOWN_CUSTOMER, unknown_message))
-    flagged = _append(flagged, early, _violation("event_time", BEFORE_SIGNUP, early_message))
+    flagged = _append(joined, unknown, _violation(key, UNKNOWN_ENTITY, unknown_message))
+    flagged = _append(flagged, early, _violation(timestamp, BEFORE_KNOWN_FROM, early_message))
     return flagged.drop("_known_id", "_known_from")
 
 
 def check_duplicates(
-    df: DataFrame, contract: Contract, existing: DataFrame | None = None, *, table: str = ""
+    df: DataFrame, contract: SourceContract, existing: DataFrame | None = None
 ) -> DataFrame:
     """Flag repeated keys among otherwise valid rows, and keys already in `existing`.
 
@@ -436,7 +390,7 @@ def check_duplicates(
     the table is marked `_already_loaded` (skipped, not rejected: reruns are no-ops); a
     row whose key is in the table with other values is a duplicate.
     """
-    key = list(contract.key)
+    key = contract.key
     clean = F.size(_col(VIOLATIONS)) == 0
     ordered = Window.partitionBy(*[_col(k) for k in key], clean).orderBy(_col(ROW_NUMBER))
     first_row = F.first(_col(ROW_NUMBER)).over(ordered)
@@ -455,7 +409,7 @@ def check_duplicates(
     ).drop("_first_row")
     if existing is None:
         return df.withColumn(ALREADY_LOADED, F.lit(False))
-    values = [c.name for c in contract.columns]
+    values = contract.columns
     table_rows = existing.select(
         *[_col(k) for k in key],
         F.struct(*[_col(v) for v in values]).alias("_existing"),
@@ -471,20 +425,19 @@ def check_duplicates(
         _violation(
             key[0],
             DUPLICATE,
-            F.format_string(
-                f"%s is already in {table or contract.target} with other values", key_text
-            ),
+            F.format_string(f"%s is already in {contract.table} with other values", key_text),
         ),
     )
     return joined.drop("_existing")
 
 
-def valid_rows(checked: DataFrame, contract: Contract) -> DataFrame:
-    """Rows without violations that are not loaded yet, in the table's schema."""
+def valid_rows(checked: DataFrame, contract: SourceContract) -> DataFrame:
+    """Rows without violations that are not loaded yet, in the table's schema (events:
+    with `ds`, the UTC day of the timestamp)."""
     rows = checked.where((F.size(_col(VIOLATIONS)) == 0) & ~_col(ALREADY_LOADED))
-    if contract.target == "transactions":
-        rows = rows.withColumn("ds", F.to_date("event_time"))
-    return rows.select(*[_col(f.name).cast(f.dataType) for f in contract.schema])
+    if contract.source.timestamp:
+        rows = rows.withColumn("ds", F.to_date(_col(contract.source.timestamp)))
+    return rows.select(*[_col(f.name).cast(f.dataType) for f in contract.table_schema])
 
 
 def quarantine_rows(
@@ -530,14 +483,6 @@ def reject_summary(quarantine: DataFrame) -> DataFrame:
         )
         .orderBy(F.desc("rows"), "column", "rule")
     )
-
-
-def contract_for(target: str) -> Contract:
-    """The contract of `transactions` or `customers`."""
-    try:
-        return CONTRACTS[target]
-    except KeyError:
-        raise ValidationError(f"unknown target {target!r}: use transactions or customers") from None
 
 
 def all_string_schema(columns: Sequence[str]) -> StructType:
