@@ -100,7 +100,8 @@ class RedisSettings(_Model):
     url: str = "redis://127.0.0.1:6399/0"
     """The Redis (or cluster node) to publish to and read from; no password in a file."""
     namespace: str = "sh"
-    """Prefix of every key (`{ns}:...`, docs/redis-keys.md); plain text, no ':' or braces."""
+    """Prefix of every key (`{ns}:...`, docs/redis-keys.md); plain text, no ':' or braces.
+    Unless set: the project's name."""
     username: str | None = None
     """ACL user name (None: the default user)."""
     password: SecretStr | None = None
@@ -151,9 +152,11 @@ class MlflowSettings(_Model):
 
 class ModelSettings(_Model):
     name: str = "purchase_propensity"
-    """Registered model name; its champion scores the nightly batch and the fallback."""
+    """Registered model name; its champion scores the nightly batch and the fallback.
+    Unless set: the project's `model.name`, else its name."""
     horizon_days: int = Field(default=30, ge=1, le=365)
-    """The label: a purchase within this many days after the snapshot day."""
+    """The label horizon: an event within this many days after the snapshot day. Unless
+    set: the project's `label.horizon_days`."""
     num_workers: int | None = Field(default=None, ge=1)
     """Distributed XGBoost workers (None: the cores Spark has)."""
     num_boost_round: int = Field(default=200, ge=1)
@@ -317,12 +320,24 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _locations_under_home(cls, data: Any) -> Any:
-        """Warehouse and MLflow store follow `home` unless set, so one variable moves a run."""
+        """Warehouse and MLflow store follow `home` unless set, so one variable moves a run.
+        The project's name keeps projects apart: its tables live in `<home>/warehouse/<name>`,
+        its Redis keys under the namespace `<name>`, its model is registered as `<name>`
+        (each unless set)."""
         if not isinstance(data, Mapping):
             return data
         home = Path(str(data.get("home", ".scorehouse")))
         derived = dict(data)
-        derived.setdefault("warehouse", home / "warehouse")
+        project = _project_names()
+        derived.setdefault("warehouse", home / "warehouse" / project[0])
+        for part, key, value in (
+            ("redis", "namespace", project[0]),
+            ("model", "name", project[1]),
+            ("model", "horizon_days", project[2]),
+        ):
+            section = dict(derived.get(part) or {})
+            section.setdefault(key, value)
+            derived[part] = section
         mlflow = dict(derived.get("mlflow") or {})
         mlflow.setdefault("tracking_uri", f"sqlite:///{home}/mlflow/mlflow.db")
         mlflow.setdefault("artifact_location", home / "mlflow" / "artifacts")
@@ -350,6 +365,16 @@ class _Inputs:
 # `load_settings` hands its arguments to the sources through this: pydantic-settings
 # builds the sources in a classmethod that takes no per-call arguments.
 _INPUTS: ContextVar[_Inputs | None] = ContextVar("scorehouse_settings_inputs", default=None)
+
+
+def _project_names() -> tuple[str, str, int]:
+    """(project name, model name, label horizon) of the project in use
+    (scorehouse.project.load.locate)."""
+    from scorehouse.project.load import load_project
+
+    project = load_project()
+    horizon = project.label.horizon_days if project.label is not None else 30
+    return project.name, project.model.name or project.name, horizon
 
 
 class _Environment(EnvSettingsSource):

@@ -34,7 +34,12 @@ B = load_settings(environ={}).redis.bucket_size  # the default bucket width
 
 def make_settings(url: str, **env: str) -> Settings:
     return load_settings(
-        environ={"SCOREHOUSE_SPARK__PROFILE": "test", "SCOREHOUSE_REDIS__URL": url, **env}
+        environ={
+            "SCOREHOUSE_SPARK__PROFILE": "test",
+            "SCOREHOUSE_REDIS__URL": url,
+            "SCOREHOUSE_REDIS__NAMESPACE": "sh",
+            **env,
+        }
     )
 
 

@@ -32,6 +32,7 @@ def make_settings(url: str, **env: str) -> Settings:
         environ={
             "SCOREHOUSE_SPARK__PROFILE": "test",
             "SCOREHOUSE_REDIS__URL": url,
+            "SCOREHOUSE_REDIS__NAMESPACE": "sh",
             "SCOREHOUSE_SERVING__DEFAULT_SCORE": "0.05",
             **env,
         }

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from scorehouse.cli import main
+from scorehouse.paths import EXAMPLES_DIR
 from scorehouse.settings import Settings, SettingsError, load_settings
 
 
@@ -30,7 +31,7 @@ def test_yaml_then_environment_override(tmp_path: Path) -> None:
 def test_warehouse_and_mlflow_store_follow_home_unless_set(tmp_path: Path) -> None:
     moved = load_settings(environ={"SCOREHOUSE_HOME": "/srv/sh"})
     assert (moved.warehouse, moved.mlflow.tracking_uri, moved.mlflow.artifact_location) == (
-        Path("/srv/sh/warehouse"),
+        Path("/srv/sh/warehouse/purchase_propensity"),  # one folder per project
         "sqlite:////srv/sh/mlflow/mlflow.db",
         Path("/srv/sh/mlflow/artifacts"),
     )
@@ -113,7 +114,7 @@ def test_arguments_then_environment_then_file_then_defaults(
         7,
         9,
     )
-    assert settings.redis.namespace == "sh"  # defaults.yaml
+    assert settings.redis.namespace == "purchase_propensity"  # the project's name
 
 
 def test_environment_values_are_read_as_yaml() -> None:
@@ -176,3 +177,22 @@ def test_config_command_masks_every_secret(
     assert shown["redis"]["url"] == "redis://app:***@cache:6379/0"
     assert shown["mlflow"]["tracking_uri"] == "https://ml:***@mlflow?token=***"
     assert shown["redis"]["password"] == shown["orchestration"]["webhook_url"] == "**********"
+
+
+def test_two_projects_get_their_own_tables_keys_and_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "churn"
+    other.mkdir()
+    for name in ("project.yaml", "sources.yaml", "features.yaml"):
+        text = (EXAMPLES_DIR / "purchase_propensity" / name).read_text()
+        (other / name).write_text(text.replace("name: purchase_propensity", "name: churn_risk"))
+    base = load_settings(environ={"SCOREHOUSE_HOME": str(tmp_path)})
+    monkeypatch.setenv("SCOREHOUSE_PROJECT", str(other))
+    mine = load_settings(environ={"SCOREHOUSE_HOME": str(tmp_path)})
+    assert (mine.warehouse, mine.redis.namespace, mine.model.name) == (
+        tmp_path / "warehouse" / "churn_risk",
+        "churn_risk",
+        "churn_risk",
+    )
+    assert mine.warehouse != base.warehouse and mine.redis.namespace != base.redis.namespace
