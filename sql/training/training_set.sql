@@ -12,10 +12,10 @@
 -- instead of landing in whichever task their files were packed into (the probe is bound
 -- by writing its output).
 --
--- The as-of probe's key is customer_id alone and the snapshot day is matched by the two
+-- The as-of probe's key is entity_id alone and the snapshot day is matched by the two
 -- bounds `f.ds <= k.feature_ds AND f.ds >= k.feature_ds` (equal days, written so that
 -- Spark keeps it out of the hash key): a single long key goes into Spark's long-keyed
--- hash map, much cheaper to build on the driver than a (customer_id, ds) key for the
+-- hash map, much cheaper to build on the driver than a (entity_id, ds) key for the
 -- bulk of the keys, and no dynamic partition pruning subquery re-reads them (every
 -- as-of day is read anyway). The older probe keeps the equality on ds: its keys are
 -- few, and partition pruning then skips the older days no key chose (when every as-of
@@ -23,25 +23,25 @@
 --
 -- Point-in-time rule: not here; the keys carry it (training_set_keys.sql).
 SELECT /*+ BROADCAST(k) */
-  k.customer_id,
+  k.entity_id,
   k.as_of,
   k.label,
   STRUCT(f.*) AS features
 FROM ${as_of_features} f
 JOIN ${as_of_keys} k
-  ON f.customer_id = k.customer_id
+  ON f.entity_id = k.entity_id
  AND f.ds <= k.feature_ds AND f.ds >= k.feature_ds
 UNION ALL
 SELECT /*+ BROADCAST(k) */
-  k.customer_id,
+  k.entity_id,
   k.as_of,
   k.label,
   STRUCT(f.*) AS features
 FROM ${older_features} f
 JOIN ${older_keys} k
-  ON f.customer_id = k.customer_id
+  ON f.entity_id = k.entity_id
  AND f.ds = k.feature_ds
 UNION ALL
-SELECT customer_id, as_of, label, NULL AS features
+SELECT entity_id, as_of, label, NULL AS features
 FROM ${keys}
 WHERE feature_ds IS NULL

@@ -1,6 +1,6 @@
 -- training_set_bitmaps: who has a snapshot on which day, and who is labelled in which
--- window, as bitmaps of ids: customer_id is bit (customer_id & 63) of the 64-bit word
--- SHIFTRIGHT(customer_id, 6) (a floor division, so negative ids work too); one row per
+-- window, as bitmaps of ids: entity_id is bit (entity_id & 63) of the 64-bit word
+-- SHIFTRIGHT(entity_id, 6) (a floor division, so negative ids work too); one row per
 -- word that holds some id.
 --
 --   kind 'S': the customers with a snapshot on `day` (${features}: the narrow snapshot
@@ -17,20 +17,20 @@ SELECT
   'S' AS kind,
   ds AS day,
   CAST(NULL AS DATE) AS oldest,
-  SHIFTRIGHT(customer_id, 6) AS word,
-  BIT_OR(SHIFTLEFT(1L, CAST(customer_id & 63 AS INT))) AS bits,
+  SHIFTRIGHT(entity_id, 6) AS word,
+  BIT_OR(SHIFTLEFT(1L, CAST(entity_id & 63 AS INT))) AS bits,
   0L AS ones,
   0L AS repeated
 FROM ${features}
-GROUP BY ds, SHIFTRIGHT(customer_id, 6)
+GROUP BY ds, SHIFTRIGHT(entity_id, 6)
 UNION ALL
 SELECT
   'L' AS kind,
   as_of AS day,
   oldest_feature_ds AS oldest,
-  SHIFTRIGHT(customer_id, 6) AS word,
-  BIT_OR(SHIFTLEFT(1L, CAST(customer_id & 63 AS INT))) AS bits,
-  BIT_OR(IF(label = 1, SHIFTLEFT(1L, CAST(customer_id & 63 AS INT)), 0L)) AS ones,
-  COUNT(1) - BIT_COUNT(BIT_OR(SHIFTLEFT(1L, CAST(customer_id & 63 AS INT)))) AS repeated
+  SHIFTRIGHT(entity_id, 6) AS word,
+  BIT_OR(SHIFTLEFT(1L, CAST(entity_id & 63 AS INT))) AS bits,
+  BIT_OR(IF(label = 1, SHIFTLEFT(1L, CAST(entity_id & 63 AS INT)), 0L)) AS ones,
+  COUNT(1) - BIT_COUNT(BIT_OR(SHIFTLEFT(1L, CAST(entity_id & 63 AS INT)))) AS repeated
 FROM ${labels}
-GROUP BY as_of, oldest_feature_ds, SHIFTRIGHT(customer_id, 6)
+GROUP BY as_of, oldest_feature_ds, SHIFTRIGHT(entity_id, 6)

@@ -12,30 +12,30 @@
 -- per day ds of [oldest_feature_ds, as_of]. Snapshots are daily and as-of dates are
 -- dates, so a snapshot key meets the windows holding its day by an equi-join on ds
 -- against that tiny broadcast table (no range join, no sort per customer). Label rows
--- and those candidates then go through one aggregation on (customer_id, as_of,
+-- and those candidates then go through one aggregation on (entity_id, as_of,
 -- oldest_feature_ds): the newest candidate day is the row's snapshot. Everything here
--- is narrow (customer_id and dates), and that aggregation is the only shuffle; groups
+-- is narrow (entity_id and dates), and that aggregation is the only shuffle; groups
 -- without a label row (snapshots of customers nobody labelled) are dropped. Labels are
--- one row per (customer_id, as_of), as training_labels.sql makes them.
+-- one row per (entity_id, as_of), as training_labels.sql makes them.
 WITH candidates AS (
   SELECT /*+ BROADCAST(w) */
-    f.customer_id, w.as_of, w.oldest_feature_ds, CAST(NULL AS INT) AS label, f.ds
+    f.entity_id, w.as_of, w.oldest_feature_ds, CAST(NULL AS INT) AS label, f.ds
   FROM ${features} f
   JOIN ${windows} w
     ON f.ds = w.ds
 ),
 keyed AS (
-  SELECT customer_id, as_of, oldest_feature_ds, label, CAST(NULL AS DATE) AS ds
+  SELECT entity_id, as_of, oldest_feature_ds, label, CAST(NULL AS DATE) AS ds
   FROM ${labels}
   UNION ALL
-  SELECT customer_id, as_of, oldest_feature_ds, label, ds
+  SELECT entity_id, as_of, oldest_feature_ds, label, ds
   FROM candidates
 )
 SELECT
-  customer_id,
+  entity_id,
   as_of,
   MAX(label) AS label,
   MAX(ds) AS feature_ds
 FROM keyed
-GROUP BY customer_id, as_of, oldest_feature_ds
+GROUP BY entity_id, as_of, oldest_feature_ds
 HAVING COUNT(label) > 0

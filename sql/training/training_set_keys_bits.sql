@@ -4,7 +4,7 @@
 --
 -- The days that hold a snapshot of a customer are packed into bit masks: day
 -- d = ds - ${base} is bit d % 63 of the word d DIV 63 (63 bits, so a mask is a
--- positive BIGINT). One aggregation on (customer_id, word) over the narrow snapshot
+-- positive BIGINT). One aggregation on (entity_id, word) over the narrow snapshot
 -- keys of ${features} is the only shuffle: it has one group per customer and word
 -- (not one per label). A window of at most 63 days lies in at most two words: each
 -- label of ${labels} looks up the word of its as_of and, when its window starts in the
@@ -13,15 +13,15 @@
 -- (LENGTH(BIN(x)) - 1), in the as-of word first.
 WITH masks AS (
   SELECT
-    customer_id,
+    entity_id,
     DATEDIFF(ds, DATE '${base}') DIV 63 AS word,
     BIT_OR(SHIFTLEFT(1L, CAST(DATEDIFF(ds, DATE '${base}') % 63 AS INT))) AS bits
   FROM ${features}
-  GROUP BY customer_id, DATEDIFF(ds, DATE '${base}') DIV 63
+  GROUP BY entity_id, DATEDIFF(ds, DATE '${base}') DIV 63
 ),
 spans AS (
   SELECT
-    customer_id, as_of, label,
+    entity_id, as_of, label,
     DATEDIFF(oldest_feature_ds, DATE '${base}') AS lo,
     DATEDIFF(as_of, DATE '${base}') AS hi
   FROM ${labels}
@@ -29,7 +29,7 @@ spans AS (
 ),
 clipped AS (
   SELECT /*+ BROADCAST(h, p) */
-    s.customer_id, s.as_of, s.label,
+    s.entity_id, s.as_of, s.label,
     s.hi DIV 63 AS hi_word,
     GREATEST(s.lo - 63 * (s.hi DIV 63), 0) AS hi_from,
     -- the window's bits in the as-of word: bits hi_from .. hi % 63, shifted down to 0
@@ -43,15 +43,15 @@ clipped AS (
     SHIFTRIGHT(p.bits, CAST(s.lo % 63 AS INT)) AS in_lo
   FROM spans s
   LEFT JOIN masks h
-    ON h.customer_id = s.customer_id
+    ON h.entity_id = s.entity_id
    AND h.word = s.hi DIV 63
   LEFT JOIN masks p
-    ON p.customer_id = s.customer_id
+    ON p.entity_id = s.entity_id
    AND p.word = s.lo DIV 63
    AND s.lo DIV 63 < s.hi DIV 63
 )
 SELECT
-  customer_id,
+  entity_id,
   as_of,
   label,
   CASE
@@ -60,6 +60,6 @@ SELECT
   END AS feature_ds
 FROM clipped
 UNION ALL
-SELECT customer_id, as_of, label, CAST(NULL AS DATE) AS feature_ds
+SELECT entity_id, as_of, label, CAST(NULL AS DATE) AS feature_ds
 FROM ${labels}
 WHERE oldest_feature_ds > as_of

@@ -17,43 +17,43 @@
 -- The first two branches differ only in their source: one branch over a UNION ALL of the
 -- two is ~1 s slower at 1M labels (7.3 vs 6.0 s, bench/pit_join.py; docs/performance.md).
 --
--- An id's bucket is SHIFTRIGHT(customer_id, 15) (32,768 ids: 512 words of
--- training_set_bitmaps.sql), its word there SHIFTRIGHT(customer_id, 6) & 511 and its bit
--- customer_id & 63. slot = DATEDIFF(day, ${base}) * 2^22 + bucket + 2^21 (buckets within
+-- An id's bucket is SHIFTRIGHT(entity_id, 15) (32,768 ids: 512 words of
+-- training_set_bitmaps.sql), its word there SHIFTRIGHT(entity_id, 6) & 511 and its bit
+-- entity_id & 63. slot = DATEDIFF(day, ${base}) * 2^22 + bucket + 2^21 (buckets within
 -- +-2^21, checked by the caller, which also keeps only the snapshot rows whose ids lie
 -- in the labels' range).
 SELECT /*+ BROADCAST(c) */
-  f.customer_id,
+  f.entity_id,
   c.as_of,
-  CAST(SHIFTRIGHT(c.ones[CAST(SHIFTRIGHT(f.customer_id, 6) & 511 AS INT)],
-                  CAST(f.customer_id & 63 AS INT)) & 1 AS INT) AS label,
+  CAST(SHIFTRIGHT(c.ones[CAST(SHIFTRIGHT(f.entity_id, 6) & 511 AS INT)],
+                  CAST(f.entity_id & 63 AS INT)) & 1 AS INT) AS label,
   STRUCT(f.*) AS features
 FROM ${as_of_features} f
 JOIN ${chosen} c
-  ON c.slot = CAST(DATEDIFF(f.ds, DATE '${base}') AS BIGINT) * 4194304 + SHIFTRIGHT(f.customer_id, 15) + 2097152
-WHERE SHIFTRIGHT(c.bits[CAST(SHIFTRIGHT(f.customer_id, 6) & 511 AS INT)],
-                 CAST(f.customer_id & 63 AS INT)) & 1 = 1
+  ON c.slot = CAST(DATEDIFF(f.ds, DATE '${base}') AS BIGINT) * 4194304 + SHIFTRIGHT(f.entity_id, 15) + 2097152
+WHERE SHIFTRIGHT(c.bits[CAST(SHIFTRIGHT(f.entity_id, 6) & 511 AS INT)],
+                 CAST(f.entity_id & 63 AS INT)) & 1 = 1
 UNION ALL
 SELECT /*+ BROADCAST(c) */
-  f.customer_id,
+  f.entity_id,
   c.as_of,
-  CAST(SHIFTRIGHT(c.ones[CAST(SHIFTRIGHT(f.customer_id, 6) & 511 AS INT)],
-                  CAST(f.customer_id & 63 AS INT)) & 1 AS INT) AS label,
+  CAST(SHIFTRIGHT(c.ones[CAST(SHIFTRIGHT(f.entity_id, 6) & 511 AS INT)],
+                  CAST(f.entity_id & 63 AS INT)) & 1 AS INT) AS label,
   STRUCT(f.*) AS features
 FROM ${older_features} f
 JOIN ${chosen} c
-  ON c.slot = CAST(DATEDIFF(f.ds, DATE '${base}') AS BIGINT) * 4194304 + SHIFTRIGHT(f.customer_id, 15) + 2097152
-WHERE SHIFTRIGHT(c.bits[CAST(SHIFTRIGHT(f.customer_id, 6) & 511 AS INT)],
-                 CAST(f.customer_id & 63 AS INT)) & 1 = 1
+  ON c.slot = CAST(DATEDIFF(f.ds, DATE '${base}') AS BIGINT) * 4194304 + SHIFTRIGHT(f.entity_id, 15) + 2097152
+WHERE SHIFTRIGHT(c.bits[CAST(SHIFTRIGHT(f.entity_id, 6) & 511 AS INT)],
+                 CAST(f.entity_id & 63 AS INT)) & 1 = 1
 UNION ALL
 SELECT /*+ BROADCAST(n) */
-  l.customer_id,
+  l.entity_id,
   l.as_of,
   l.label,
   NULL AS features
 FROM ${labels} l
 JOIN ${none} n
-  ON n.slot = CAST(DATEDIFF(l.as_of, DATE '${base}') AS BIGINT) * 4194304 + SHIFTRIGHT(l.customer_id, 15) + 2097152
+  ON n.slot = CAST(DATEDIFF(l.as_of, DATE '${base}') AS BIGINT) * 4194304 + SHIFTRIGHT(l.entity_id, 15) + 2097152
  AND n.oldest <= l.oldest_feature_ds AND n.oldest >= l.oldest_feature_ds
-WHERE SHIFTRIGHT(n.bits[CAST(SHIFTRIGHT(l.customer_id, 6) & 511 AS INT)],
-                 CAST(l.customer_id & 63 AS INT)) & 1 = 1
+WHERE SHIFTRIGHT(n.bits[CAST(SHIFTRIGHT(l.entity_id, 6) & 511 AS INT)],
+                 CAST(l.entity_id & 63 AS INT)) & 1 = 1

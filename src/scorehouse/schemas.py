@@ -5,8 +5,12 @@ Dates are UTC calendar days (`ds`, DateType); timestamps are UTC.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import pyarrow as pa
 from pyspark.sql.types import (
     BooleanType,
+    DataType,
     DateType,
     DoubleType,
     IntegerType,
@@ -58,19 +62,41 @@ QUARANTINE = StructType(
     ]
 )
 
-# Nightly scores, partitioned by ds (the features' as-of date).
-PREDICTIONS = StructType(
-    [
-        StructField("customer_id", LongType(), False),
-        StructField("ds", DateType(), False),
-        StructField("score", DoubleType(), False),
-        StructField("percentile", DoubleType(), False),  # rank within the day, (0, 1]
-        StructField("model_name", StringType(), False),
-        StructField("model_version", StringType(), False),
-        StructField("model_role", StringType(), False),  # champion | challenger
-        StructField("mlflow_run_id", StringType(), False),
-        StructField("features_version", LongType(), False),  # Delta version of the features read
-        StructField("scored_at", TimestampType(), False),
-        StructField("flow_run_id", StringType(), True),
-    ]
-)
+
+@dataclass(frozen=True)
+class EntityKey:
+    """The entity key column of a project: its name and type (int64 or string)."""
+
+    name: str
+    type: str = "int64"
+
+    @property
+    def spark_type(self) -> DataType:
+        return LongType() if self.type == "int64" else StringType()
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return pa.int64() if self.type == "int64" else pa.string()
+
+
+_PREDICTION_COLUMNS = [
+    StructField("ds", DateType(), False),
+    StructField("score", DoubleType(), False),
+    StructField("percentile", DoubleType(), False),  # rank within the day, (0, 1]
+    StructField("model_name", StringType(), False),
+    StructField("model_version", StringType(), False),
+    StructField("model_role", StringType(), False),  # champion | challenger
+    StructField("mlflow_run_id", StringType(), False),
+    StructField("features_version", LongType(), False),  # Delta version of the features read
+    StructField("scored_at", TimestampType(), False),
+    StructField("flow_run_id", StringType(), True),
+]
+
+
+def predictions_schema(key: EntityKey) -> StructType:
+    """Nightly scores, partitioned by ds (the features' as-of date), keyed by the entity."""
+    return StructType([StructField(key.name, key.spark_type, False), *_PREDICTION_COLUMNS])
+
+
+# The purchase example's predictions (tests and benchmarks build rows of it).
+PREDICTIONS = predictions_schema(EntityKey("customer_id"))

@@ -18,7 +18,7 @@ from scorehouse import cli
 from scorehouse.errors import ValidationError
 from scorehouse.features.registry import to_matrix
 from scorehouse.monitoring.drift import DriftError
-from scorehouse.schemas import PREDICTIONS
+from scorehouse.schemas import PREDICTIONS, EntityKey
 from scorehouse.scoring.score import ScoringRun, score_date
 from scorehouse.settings import Settings, load_settings
 from scorehouse.storage.warehouse import Warehouse
@@ -228,7 +228,7 @@ def test_staged_file_with_wrong_types_is_refused(spark, settings, first_runs):
 
     wh = Warehouse.from_settings(spark, settings)
     before = wh.version("predictions")
-    good = predictions_file_schema()
+    good = predictions_file_schema(EntityKey("customer_id"))
     wrong = good.set(good.get_field_index("score"), pa.field("score", pa.string()))
     stage = wh.staging_dir("predictions")
     folder = stage / f"ds={D1.isoformat()}"

@@ -10,7 +10,7 @@ import pytest
 import xgboost as xgb
 
 from scorehouse.features.registry import feature_names, to_matrix
-from scorehouse.schemas import PREDICTIONS
+from scorehouse.schemas import PREDICTIONS, EntityKey
 from scorehouse.scoring import batch
 from scorehouse.scoring.batch import (
     RoleRows,
@@ -39,7 +39,7 @@ def test_score_batch_equals_booster_predict_on_to_matrix(pdf, booster):
     batch = pa.RecordBatch.from_pandas(pdf, preserve_index=False)
     assert batch.column("days_since_last_purchase").null_count > 0  # missing path exercised
     names = feature_names()
-    out = score_batch(batch, [("champion", booster, names)])
+    out = score_batch(batch, [("champion", booster, names)], "customer_id")
     dmatrix = xgb.DMatrix(to_matrix(pdf, names), missing=np.nan, feature_names=names)
     expected = booster.predict(dmatrix)
     assert out.schema.names == ["customer_id", "score_champion"]
@@ -52,7 +52,11 @@ def test_score_batch_from_broadcast_bytes_matches_original(pdf, booster):
     rebuilt = load_booster(bytes(booster.save_raw("ubj")), nthread=1)
     batch = pa.RecordBatch.from_pandas(pdf.head(50), preserve_index=False)
     names = feature_names()
-    out = score_batch(batch, [("champion", booster, names), ("challenger", rebuilt, names)])
+    out = score_batch(
+        batch,
+        [("champion", booster, names), ("challenger", rebuilt, names)],
+        "customer_id",
+    )
     np.testing.assert_array_equal(
         out.column("score_champion").to_numpy(), out.column("score_challenger").to_numpy()
     )
@@ -84,10 +88,11 @@ def test_predictions_table_has_the_file_columns_in_contract_order():
         day,
         RoleRows("champion", "propensity", "3", "run-1"),
         RunRows(12, scored_at, None),
+        EntityKey("customer_id"),
     )
     assert out.schema.names == [n for n in PREDICTIONS.names if n != "ds"]
     assert out.schema.field("model_role").type == pa.dictionary(pa.int8(), pa.string())
-    assert out.cast(predictions_file_schema()).to_pydict() == {
+    assert out.cast(predictions_file_schema(EntityKey("customer_id"))).to_pydict() == {
         "customer_id": [7, 8, 9],
         "score": [float(np.float32(0.3)), float(np.float32(0.1)), float(np.float32(0.2))],
         "percentile": [0.75, 0.25, 0.5],

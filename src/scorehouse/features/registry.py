@@ -17,6 +17,7 @@ import numpy as np
 
 from scorehouse.features.compile import FeatureSql
 from scorehouse.project.load import features_of, load_project, locate
+from scorehouse.schemas import EntityKey
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,12 @@ def _registry(folder: Path) -> tuple[FeatureDef, ...]:
 def load_registry(project_dir: str | Path | None = None) -> tuple[FeatureDef, ...]:
     """The model's features (internal ones excluded) in model-input order."""
     return _registry(locate(project_dir))
+
+
+def entity_key(project_dir: str | Path | None = None) -> EntityKey:
+    """The project's entity key column (name, int64 | string)."""
+    entity = feature_sql(project_dir).project.entity
+    return EntityKey(entity.key, entity.type)
 
 
 def plain_encoded_columns(project_dir: str | Path | None = None) -> tuple[str, ...]:

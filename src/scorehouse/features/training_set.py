@@ -26,7 +26,7 @@ from pyspark.sql.types import (
 from scorehouse.errors import ValidationError
 from scorehouse.features import transforms
 from scorehouse.features.build import build_features, refresh_rollups
-from scorehouse.features.registry import feature_names, feature_sql, load_registry
+from scorehouse.features.registry import entity_key, feature_names, feature_sql, load_registry
 from scorehouse.settings import Settings
 from scorehouse.sqlfiles import run_sql, run_statement
 from scorehouse.storage.warehouse import Warehouse
@@ -81,14 +81,24 @@ WINDOW_DAYS_SCHEMA = StructType(
 )
 
 
+# The entity key's name inside the join statements (sql/training/*.sql): the project's key
+# column is renamed to it on the way in and back on the way out.
+ID = "entity_id"
+
+
 def point_in_time_join(labelled: DataFrame, features: DataFrame) -> DataFrame:
-    """customer_id, as_of, label, feature_ds and the registry features (null: no snapshot in TTL)."""
+    """key, as_of, label, feature_ds and the registry features (null: no snapshot in TTL)."""
+    key = entity_key().name
+    labelled = labelled.withColumnRenamed(key, ID)
+    features = features.withColumnRenamed(key, ID)
     windows = _windows(labelled)
-    joined = _bitmap_join(labelled, features, windows)
+    joined = None
+    if isinstance(labelled.schema[ID].dataType, _INTEGRAL):  # bitmaps of integer ids
+        joined = _bitmap_join(labelled, features, windows)
     if joined is None:
         joined = _keys_join(labelled, features, windows)
     return joined.select(
-        "customer_id",
+        F.col(ID).alias(key),
         "as_of",
         F.col("label").cast(labelled.schema["label"].dataType).alias("label"),
         F.col("features.ds").alias("feature_ds"),
@@ -101,15 +111,15 @@ def _windows(labelled: DataFrame) -> list[Row]:
     label = F.col("label")
     if isinstance(labelled.schema["label"].dataType, _INTEGRAL):
         # (and rows without an id: no bit to set)
-        other = F.count_if(label.isNull() | ~label.isin(0, 1) | F.col("customer_id").isNull())
+        other = F.count_if(label.isNull() | ~label.isin(0, 1) | F.col(ID).isNull())
     else:
         other = F.count(F.lit(1))  # no bitmap of ones for such labels
     return (
         labelled.groupBy("as_of", "oldest_feature_ds")
         .agg(
             F.count(F.lit(1)).alias("rows"),
-            F.min("customer_id").alias("lo_id"),
-            F.max("customer_id").alias("hi_id"),
+            F.min(ID).alias("lo_id"),
+            F.max(ID).alias("hi_id"),
             other.alias("other_labels"),
         )
         .collect()
@@ -184,8 +194,8 @@ def _bitmap_join(labelled: DataFrame, features: DataFrame, windows: list[Row]) -
     ):
         return None
     # Ids outside the labels' range never meet a label (and would only add words).
-    in_range = F.col("customer_id").between(lo_id, hi_id)
-    keys = features.where(F.col("ds").isin(reachable) & in_range).select("customer_id", "ds")
+    in_range = F.col(ID).between(lo_id, hi_id)
+    keys = features.where(F.col("ds").isin(reachable) & in_range).select(ID, "ds")
     table = run_sql(
         spark, "training/training_set_bitmaps", {"labels": labelled, "features": keys}
     ).toArrow()
@@ -277,7 +287,7 @@ def _keys_join(labelled: DataFrame, features: DataFrame, windows: list[Row]) -> 
     as_of_days = sorted({w.as_of for w in windows})
     reachable = sorted({d for _, _, d in window_days})
     older_days = sorted(set(reachable) - set(as_of_days))
-    snapshot_keys = features.where(F.col("ds").isin(reachable)).select("customer_id", "ds")
+    snapshot_keys = features.where(F.col("ds").isin(reachable)).select(ID, "ds")
     longest = max((w.as_of - w.oldest_feature_ds).days + 1 for w in windows) if windows else 0
     if reachable and longest <= BIT_WINDOW_DAYS:
         keys = run_sql(

@@ -22,9 +22,7 @@ import xgboost as xgb
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from scorehouse.features.registry import to_matrix
-from scorehouse.schemas import PREDICTIONS
-
-ENTITY = "customer_id"
+from scorehouse.schemas import EntityKey, predictions_schema
 
 
 @dataclass(frozen=True)
@@ -68,22 +66,23 @@ def load_booster(raw: bytes, nthread: int) -> xgb.Booster:
 def score_batch(
     batch: pa.RecordBatch,
     models: Sequence[tuple[str, xgb.Booster, Sequence[str]]],
+    entity: str,
 ) -> pa.RecordBatch:
-    """customer_id and one score column per (role, booster, input names).
+    """The `entity` key column and one score column per (role, booster, input names).
 
     The model input is `to_matrix` of the batch's columns: the same dense float32 matrix
     with NaN for null that training and the online fallback build.
     """
     columns = {name: batch.column(name) for name in batch.schema.names}
     matrices: dict[tuple[str, ...], np.ndarray] = {}
-    arrays: list[pa.Array] = [batch.column(ENTITY)]
+    arrays: list[pa.Array] = [batch.column(entity)]
     for _role, booster, names in models:
         key = tuple(names)
         if key not in matrices:  # champion and challenger usually share one input
             matrices[key] = to_matrix(columns, key)
         scores = booster.inplace_predict(matrices[key], missing=np.nan)
         arrays.append(pa.array(np.asarray(scores, dtype=np.float32)))
-    names_out = [ENTITY, *[score_column(role) for role, _, _ in models]]
+    names_out = [entity, *[score_column(role) for role, _, _ in models]]
     return pa.RecordBatch.from_arrays(arrays, names=names_out)
 
 
@@ -120,14 +119,15 @@ class RunRows:
     flow_run_id: str | None
 
 
-def predictions_file_schema() -> pa.Schema:
-    """PREDICTIONS without its partition column ds, as Arrow (what a data file holds)."""
+def predictions_file_schema(key: EntityKey) -> pa.Schema:
+    """The predictions schema without its partition column ds, as Arrow (what a data
+    file holds)."""
     from pyspark.sql.pandas.types import to_arrow_type
 
     return pa.schema(
         [
             pa.field(f.name, to_arrow_type(f.dataType, timezone="UTC"), nullable=f.nullable)
-            for f in PREDICTIONS
+            for f in predictions_schema(key)
             if f.name != "ds"
         ]
     )
@@ -139,6 +139,7 @@ def predictions_table(
     sorted_scores: np.ndarray,
     role: RoleRows,
     run: RunRows,
+    key: EntityKey,
 ) -> pa.Table:
     """One role's predictions rows (without ds): score widened to double, percentile.
 
@@ -147,7 +148,7 @@ def predictions_table(
     without the Arrow schema (PredictionWriter) reads back as plain strings.
     """
     n = len(scores)
-    schema = predictions_file_schema()
+    schema = predictions_file_schema(key)
     scored_at = run.scored_at.astimezone(UTC)
     index = pa.array(np.zeros(n, dtype=np.int8))
 
@@ -160,7 +161,7 @@ def predictions_table(
         return pa.repeat(pa.scalar(value, kind), n)
 
     columns = {
-        ENTITY: ids,
+        key.name: ids,
         "score": pa.array(scores.astype(np.float64)),
         "percentile": pa.array(percentile_ranks(scores, sorted_scores)),
         "model_name": const(role.model_name, "model_name"),
@@ -183,8 +184,9 @@ _BOOSTER_CACHE: dict[str, list[tuple[str, xgb.Booster, tuple[str, ...]]]] = {}
 class BatchScorer:
     """mapInArrow function: score each batch with every model of a broadcast list."""
 
-    def __init__(self, models: Any, nthread: int = 1) -> None:
+    def __init__(self, models: Any, entity: str, nthread: int = 1) -> None:
         self.models = models  # Broadcast[list[ModelSpec]]
+        self.entity = entity
         self.nthread = nthread
         # Worker-side Broadcast objects carry no stable id: key the cache ourselves.
         self.key = uuid.uuid4().hex
@@ -202,13 +204,13 @@ class BatchScorer:
 
     def batch_fn(self) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
         """score_batch bound to this worker's boosters (for reader.SliceMapper)."""
-        models = self._boosters()
-        return lambda batch: score_batch(batch, models)
+        models, entity = self._boosters(), self.entity
+        return lambda batch: score_batch(batch, models, entity)
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         models = self._boosters()
         for batch in batches:
-            yield score_batch(batch, models)
+            yield score_batch(batch, models, self.entity)
 
 
 class Spool:
@@ -261,9 +263,11 @@ class PredictionWriter:
         sorted_scores: Any,
         roles: Sequence[RoleRows],
         run: RunRows,
+        key: EntityKey,
         row_group_rows: int = ROW_GROUP_ROWS,
     ) -> None:
         self.folder = folder
+        self.key = key
         self.sorted_scores = sorted_scores  # Broadcast[dict[str, np.ndarray]]
         self.roles = list(roles)
         self.run = run
@@ -275,7 +279,7 @@ class PredictionWriter:
         for batch in batches:
             for spool in batch.column("path").to_pylist():
                 scored = read_spool(spool)
-                ids = scored.column(ENTITY)
+                ids = scored.column(self.key.name)
                 path = os.path.join(self.folder, f"part-{uuid.uuid4().hex}.zstd.parquet")
                 rows = 0
                 writer: pq.ParquetWriter | None = None
@@ -286,7 +290,7 @@ class PredictionWriter:
                             np.float32, copy=False
                         )
                         table = predictions_table(
-                            ids, scores, sorted_scores[role.role], role, self.run
+                            ids, scores, sorted_scores[role.role], role, self.run, self.key
                         )
                         if writer is None:
                             # No Arrow schema in the file: readers see the Parquet

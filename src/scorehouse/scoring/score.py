@@ -31,11 +31,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from scorehouse.errors import ValidationError
-from scorehouse.features.registry import feature_names
+from scorehouse.features.registry import entity_key, feature_names
 from scorehouse.monitoring.daily import monitor_date
-from scorehouse.schemas import PREDICTIONS
+from scorehouse.schemas import EntityKey, predictions_schema
 from scorehouse.scoring.batch import (
-    ENTITY,
     FILES_SCHEMA,
     BatchScorer,
     ModelSpec,
@@ -129,11 +128,12 @@ def _input_names(model: LoadedModel) -> tuple[str, ...]:
 def score_frame(
     spark: SparkSession, features: DataFrame, models: list[PinnedModel], spool: str
 ) -> DataFrame:
-    """(path, rows) of the spool files holding customer_id + score_<role> of `features`."""
+    """(path, rows) of the spool files holding the entity key + score_<role> of `features`."""
     needed = sorted({n for m in models for n in m.names})
+    entity = entity_key().name
     _require_columns(features.columns, needed, models, "features")
-    scorer = BatchScorer(_broadcast_models(spark, models), _task_threads(spark))
-    return features.select(ENTITY, *needed).mapInArrow(Spool(spool, scorer), FILES_SCHEMA)
+    scorer = BatchScorer(_broadcast_models(spark, models), entity, _task_threads(spark))
+    return features.select(entity, *needed).mapInArrow(Spool(spool, scorer), FILES_SCHEMA)
 
 
 def _broadcast_models(spark: SparkSession, models: list[PinnedModel]) -> Any:
@@ -160,21 +160,24 @@ def score_snapshot(
     """(path, rows) of the spool files of a planned snapshot's scores (lazy, arrow reader)."""
     needed = sorted({n for m in models for n in m.names})
     _require_columns(schema.names, needed, models, f"{plan.table} version {plan.version}")
-    scorer = BatchScorer(_broadcast_models(spark, models), _task_threads(spark))
-    columns = [ENTITY, *needed]
+    entity = entity_key().name
+    scorer = BatchScorer(_broadcast_models(spark, models), entity, _task_threads(spark))
+    columns = [entity, *needed]
     mapper = SliceMapper(columns, arrow_types(schema, columns), scorer.batch_fn)
     return slices_frame(spark, plan).mapInArrow(Spool(spool, mapper), FILES_SCHEMA)
 
 
-def collect_spool(paths: list[str], roles: list[str]) -> tuple[np.ndarray, dict[str, pa.Array]]:
-    """The spooled ids (int64) and each role's scores, concatenated on the driver."""
+def collect_spool(
+    paths: list[str], roles: list[str], key: EntityKey
+) -> tuple[pa.Array, dict[str, pa.Array]]:
+    """The spooled ids and each role's scores, concatenated on the driver."""
     scored = pa.concat_tables([read_spool(p) for p in paths]) if paths else None
     if scored is None:
-        return np.empty(0, dtype=np.int64), {r: pa.array([], pa.float32()) for r in roles}
-    ids = scored.column(ENTITY).combine_chunks()
+        return pa.array([], key.arrow_type), {r: pa.array([], pa.float32()) for r in roles}
+    ids = scored.column(key.name).combine_chunks()
     if ids.null_count:
-        raise ValidationError(f"{ids.null_count} rows of the snapshot have a null {ENTITY}")
-    return ids.to_numpy(), {r: scored.column(score_column(r)).combine_chunks() for r in roles}
+        raise ValidationError(f"{ids.null_count} rows of the snapshot have a null {key.name}")
+    return ids, {r: scored.column(score_column(r)).combine_chunks() for r in roles}
 
 
 def stage_predictions(
@@ -190,7 +193,9 @@ def stage_predictions(
     `stage`/ds=<ds> (percentile against the broadcast sorted scores); returns that folder."""
     folder = stage / f"ds={format_partition_value(ds)}"
     roles = [RoleRows(m.role, m.model.name, m.model.version, m.model.run_id) for m in models]
-    writer = PredictionWriter(str(folder), spark.sparkContext.broadcast(sorted_by_role), roles, run)
+    writer = PredictionWriter(
+        str(folder), spark.sparkContext.broadcast(sorted_by_role), roles, run, entity_key()
+    )
     rows = [(p, 0) for p in spool_files]
     files = spark.createDataFrame(
         spark.sparkContext.parallelize(rows, max(1, len(rows))), FILES_SCHEMA
@@ -204,8 +209,9 @@ def commit_predictions(
 ) -> int:
     """Replace `ds` in the predictions table with the staged files; returns the version."""
     if not wh.exists(table):
-        # Created from the contract first, so the table keeps PREDICTIONS' NOT NULLs.
-        wh.append(table, spark.createDataFrame([], PREDICTIONS), partition_by=["ds"])
+        # Created from the contract first, so the table keeps its NOT NULLs.
+        empty = spark.createDataFrame([], predictions_schema(entity_key()))
+        wh.append(table, empty, partition_by=["ds"])
     return wh.commit_parquet(table, stage, mode="overwrite", replace_partitions={"ds": [ds]})
 
 
@@ -216,7 +222,7 @@ def _task_threads(spark: SparkSession) -> int:
 def _require_columns(
     present: list[str], needed: list[str], models: list[PinnedModel], where: str
 ) -> None:
-    absent = [n for n in (ENTITY, *needed) if n not in present]
+    absent = [n for n in (entity_key().name, *needed) if n not in present]
     if absent:
         raise ValidationError(
             f"{where}: the features snapshot lacks column(s) {', '.join(absent)} that the "
@@ -296,7 +302,7 @@ def score_date(
             spool_files = [str(r["path"]) for r in scored.collect()]
         with _timed(timings, "checks"):
             roles = [m.role for m in models]
-            ids, scores_by_role = collect_spool(spool_files, roles)
+            ids, scores_by_role = collect_spool(spool_files, roles, entity_key())
             distinct = distinct_count(ids)
             del ids
             problems: list[str] = []

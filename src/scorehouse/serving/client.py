@@ -26,7 +26,7 @@ import numpy as np
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from scorehouse.features.registry import feature_names, no_history_vector
+from scorehouse.features.registry import entity_key, feature_names, no_history_vector
 from scorehouse.serving import keys
 from scorehouse.serving.connection import AnyRedis, RedisParams
 from scorehouse.serving.fallback import MlflowChampion, ModelProvider, feature_matrix, predict
@@ -124,8 +124,9 @@ class Client:
     """Score lookups against the live generation. Thread-safe; one per process is enough.
 
     `model` scores misses (default: `MlflowChampion(settings)`); `fallback=False` answers a
-    miss with the default score instead. `id_type` is the entity key's type: with "int64"
-    only canonical non-negative int64 ids are valid (`keys.checked_id`).
+    miss with the default score instead. `id_type` is the entity key's type (default: the
+    project's): with "int64" only canonical non-negative int64 ids are valid
+    (`keys.checked_id`).
     """
 
     def __init__(
@@ -134,12 +135,14 @@ class Client:
         *,
         model: ModelProvider | None = None,
         fallback: bool = True,
-        id_type: keys.IdType = "int64",
+        id_type: keys.IdType | None = None,
         redis_client: AnyRedis | None = None,
         pointer_ttl_ms: int = 1000,
         breaker_threshold: int = 3,
         breaker_cooldown_s: float = 2.0,
     ) -> None:
+        if id_type is None:
+            id_type = "string" if entity_key().type == "string" else "int64"
         if id_type not in keys.ID_TYPES:
             raise ValueError(f"id_type must be one of {keys.ID_TYPES}, got {id_type!r}")
         if model is not None and not fallback:

@@ -39,7 +39,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from scorehouse.errors import RedisLoadError, ValidationError
-from scorehouse.features.registry import feature_names, to_matrix
+from scorehouse.features.registry import entity_key, feature_names, to_matrix
 from scorehouse.scoring.reader import (
     SLICE_SCHEMA,
     Slice,
@@ -57,6 +57,7 @@ from scorehouse.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The entity key's name inside a load (the project's key column is renamed to it).
 ID = "customer_id"
 ROLE = "model_role"
 # Rows per Arrow batch a load task decodes from a Parquet row group: big enough that the
@@ -132,6 +133,7 @@ class FileSource:
     plan: SnapshotPlan
     types: dict[str, pa.DataType]  # table types of the columns read (nulls where a file lacks one)
     role: str | None = None  # keep only rows whose `model_role` is this (the predictions table)
+    id_column: str = ID  # the entity key's name in the table (the load calls it ID)
 
 
 def plan_files(
@@ -144,11 +146,12 @@ def plan_files(
     role: str | None = None,
 ) -> FileSource:
     """Plan the load tasks' reads of partition ds=`ds` of `table` at `version` (driver side:
-    the Delta log and the files' footers, no data read)."""
+    the Delta log and the files' footers, no data read). `columns[0]` is the entity key."""
     # Whole row groups: `task_slices` cuts them into the load tasks' shares.
     plan = plan_snapshot(wh.uri(table), table, version, ds, 1)
     read = [*columns, ROLE] if role is not None else list(columns)
-    return FileSource(plan, arrow_types(pinned_schema(wh, table, version), read), role)
+    types = arrow_types(pinned_schema(wh, table, version), read)
+    return FileSource(plan, types, role, id_column=columns[0])
 
 
 # --- preflight ---------------------------------------------------------------------------
@@ -743,14 +746,15 @@ def _file_batches(
     rest of the task's rows are gathered and sorted by id with numpy (one argsort), so an HSET
     still carries a run of one bucket whatever the files' order.
     """
-    columns = [ID, *values] + ([ROLE] if source.role is not None else [])
+    key = source.id_column
+    columns = [key, *values] + ([ROLE] if source.role is not None else [])
     last = -1
     pending: list[pa.RecordBatch] = []
     for piece in pieces:
         for batch in read_slice(piece, columns, source.types, READ_ROWS):
             if source.role is not None:
                 batch = batch.filter(_is_value(batch.column(ROLE), source.role))
-            batch = batch.select([ID, *values])
+            batch = batch.select([key, *values]).rename_columns([ID, *values])
             if batch.num_rows == 0:
                 continue
             if batch.column(0).null_count:
@@ -1347,9 +1351,12 @@ def publish_date(
 
     warehouse = Warehouse.from_settings(spark, settings)
     tables = settings.tables
+    entity = entity_key()
+    key = entity.name
     # One pinned version per table: the frame (count, fingerprint, verification) and the
-    # files the load tasks read (with the arrow reader) are the same rows.
-    files = choose_reader("auto") == "arrow"
+    # files the load tasks read (with the arrow reader) are the same rows. String ids go
+    # through Spark, which computes their buckets (the file path is for integer ids).
+    files = choose_reader("auto") == "arrow" and entity.type == "int64"
     version = warehouse.version(tables.predictions)
     predictions = warehouse.read(
         tables.predictions, version=version, partitions={"ds": [ds]}
@@ -1366,13 +1373,13 @@ def publish_date(
         names = feature_names()
         fversion = warehouse.version(tables.features)
         frame = warehouse.read(tables.features, version=fversion, partitions={"ds": [ds]})
-        missing = [n for n in (ID, *names) if n not in frame.columns]
+        missing = [n for n in (key, *names) if n not in frame.columns]
         if missing:
             raise RedisLoadError(f"table {tables.features} lacks feature columns {missing}")
-        features = frame.select(ID, *names)
+        features = frame.select(F.col(key).alias(ID), *names)
         if files:
             features_files = plan_files(
-                spark, warehouse, tables.features, fversion, ds, [ID, *names]
+                spark, warehouse, tables.features, fversion, ds, [key, *names]
             )
     else:
         log.warning("table %s does not exist: publishing scores without features", tables.features)
@@ -1380,12 +1387,12 @@ def publish_date(
         spark,
         settings,
         ds=ds,
-        scores=predictions.select(ID, "score"),
+        scores=predictions.select(F.col(key).alias(ID), "score"),
         features=features,
         model_name=models[0].model_name,
         model_version=str(models[0].model_version),
         scores_files=plan_files(
-            spark, warehouse, tables.predictions, version, ds, [ID, "score"], role="champion"
+            spark, warehouse, tables.predictions, version, ds, [key, "score"], role="champion"
         )
         if files
         else None,

@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 from xgboost.spark import SparkXGBClassifier, SparkXGBClassifierModel
 
 from scorehouse.errors import ValidationError
-from scorehouse.features.registry import feature_names, to_matrix
+from scorehouse.features.registry import entity_key, feature_names, to_matrix
 from scorehouse.monitoring.reference import build_reference, save_reference
 from scorehouse.settings import Settings
 from scorehouse.storage.warehouse import Warehouse
@@ -60,7 +60,7 @@ from scorehouse.training.tracking import (
 
 log = logging.getLogger(__name__)
 
-KEYS = ("customer_id", "as_of", "label")
+KEYS = ("as_of", "label")  # besides the entity key
 
 
 @dataclass(frozen=True)
@@ -104,11 +104,12 @@ class TrainResult:
 
 def prepare(df: DataFrame, names: list[str], as_of: date | None, horizon_days: int) -> DataFrame:
     """Keys, label and every feature as float (nulls stay null); only labels matured by as_of."""
-    missing = [c for c in (*KEYS, *names) if c not in df.columns]
+    key = entity_key().name
+    missing = [c for c in (key, *KEYS, *names) if c not in df.columns]
     if missing:
         raise ValidationError(f"training set lacks column(s) {', '.join(missing)}")
     out = df.select(
-        F.col("customer_id"),
+        F.col(key),
         F.col("as_of"),
         F.col("label").cast("int").alias("label"),
         # float32 here equals to_matrix's float64→float32 rounding and halves the bytes moved.
@@ -143,7 +144,7 @@ def lay_out(data: DataFrame, num_workers: int) -> DataFrame:
     are (no shuffle at fit time); hashing mixes every as_of date, and so train and
     validation rows, into every partition, and needs no sort, unlike a round-robin split.
     """
-    return data.repartition(num_workers, "customer_id", "as_of")
+    return data.repartition(num_workers, entity_key().name, "as_of")
 
 
 def fit_rows(data: DataFrame) -> DataFrame:
