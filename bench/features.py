@@ -42,6 +42,7 @@ from deltalake import DeltaTable
 from scorehouse.data.generate import write_generated
 from scorehouse.features import transforms
 from scorehouse.features.build import EARLIEST, build_features, check_and_commit, refresh_rollups
+from scorehouse.features.registry import feature_sql
 from scorehouse.settings import Settings, load_settings
 from scorehouse.spark import get_spark
 from scorehouse.storage.warehouse import Warehouse
@@ -124,13 +125,13 @@ def from_raw(spark: Any, settings: Settings, ds: date) -> float:
     wh = Warehouse.from_settings(spark, settings)
     tables = settings.tables
     raw_days = [d for d in wh.partition_values(tables.transactions) if d <= ds]
+    sql = feature_sql()
     transactions = wh.read(tables.transactions, ds_between=(EARLIEST, ds))
-    daily = transforms.daily_rollups(transactions, raw_days)
+    daily = {"transactions": transforms.daily_rollups(sql, "transactions", transactions, raw_days)}
     customers = wh.read(tables.customers)
-    state = transforms.state_for_days(daily, customers, [ds])
-    check_and_commit(
-        wh, settings, transforms.features_from_state(state), customers, [ds], table=FROM_RAW_TABLE
-    )
+    state = transforms.state_for_days(sql, daily, customers, [ds])
+    features = transforms.features_from_state(sql, state)
+    check_and_commit(wh, settings, features, customers, [ds], table=FROM_RAW_TABLE)
     return time.perf_counter() - began
 
 

@@ -41,7 +41,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from scorehouse.features import training_set, transforms
-from scorehouse.features.registry import feature_names
+from scorehouse.features.registry import feature_names, feature_sql
 from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
 from scorehouse.settings import Settings, load_settings
 from scorehouse.spark import get_spark
@@ -65,10 +65,12 @@ def bench_settings(work_dir: Path, driver_memory: str) -> Settings:
 
 def features_schema(spark: SparkSession) -> T.StructType:
     """The features table's columns, from the feature SQL itself (no rows computed)."""
+    sql = feature_sql()
     customers = spark.createDataFrame([], RAW_CUSTOMERS)
-    daily = transforms.daily_rollups(spark.createDataFrame([], RAW_TRANSACTIONS), [FIRST_AS_OF])
-    state = transforms.state_for_days(daily, customers, [FIRST_AS_OF])
-    return transforms.features_from_state(state).schema
+    events = spark.createDataFrame([], RAW_TRANSACTIONS)
+    daily = {"transactions": transforms.daily_rollups(sql, "transactions", events, [FIRST_AS_OF])}
+    state = transforms.state_for_days(sql, daily, customers, [FIRST_AS_OF])
+    return transforms.features_from_state(sql, state).schema
 
 
 def _hash(*columns: Any) -> Any:
