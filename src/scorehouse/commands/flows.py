@@ -127,23 +127,45 @@ def backfill(
 
 def demo(
     ctx: typer.Context,
-    customers: Annotated[int, typer.Option(help="number of customers")] = 10_000,
+    example: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="a shipped example: purchase_propensity (the default), churn, ...",
+        ),
+    ] = None,
+    customers: Annotated[
+        int | None,
+        typer.Option(
+            "--customers",
+            "--entities",
+            help="number of entities: customers, accounts, ... (default: 10000 customers "
+            "for the purchase example, 2000 for the others)",
+        ),
+    ] = None,
     days: Annotated[int, typer.Option(help="days of history")] = 180,
     seed: Annotated[int, typer.Option(help="random seed")] = 42,
     as_json: Json = False,
 ) -> None:
-    """Generate data, train, run the nightly flow, look up scores."""
-    from scorehouse.demo import run_demo
+    """Generate data, train, run the nightly flow, look up scores.
+
+    The purchase example uses the built-in generator; another example (`--example churn`)
+    uses its own generator and ingests its files as a user's would, in a warehouse,
+    Redis namespace and model name of its own.
+    """
+    from scorehouse.demo import default_entities, example_project, run_demo
 
     # With --json the walk-through goes to stderr: stdout holds the timings document only.
     narrate = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
-    with narrate:
+    config = globals_of(ctx).config
+    with narrate, example_project(example, config) as settings:
         timings = run_demo(
-            settings_of(ctx),
-            customers=customers,
+            settings or settings_of(ctx),
+            customers=customers or default_entities(example),
             days=days,
             seed=seed,
-            config=globals_of(ctx).config,
+            config=config,
+            example=example,
         )
     if as_json:
         print_json(timings)
