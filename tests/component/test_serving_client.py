@@ -17,7 +17,7 @@ import xgboost as xgb
 from pyspark.sql import DataFrame, SparkSession
 
 from scorehouse.features import transforms
-from scorehouse.features.registry import feature_names, no_history_vector, to_matrix
+from scorehouse.features.registry import feature_names, feature_sql, no_history_vector, to_matrix
 from scorehouse.localstack import RedisServer
 from scorehouse.online import Client, MlflowChampion, StaticModel
 from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
@@ -224,8 +224,12 @@ def test_an_unknown_customer_scores_like_a_batch_customer_with_no_events(
     transactions = spark.createDataFrame(
         [("t1", 2, datetime(2026, 1, 10, 9), 2, 30.5, date(2026, 1, 10))], RAW_TRANSACTIONS
     )
-    daily = transforms.daily_rollups(transactions, transforms.day_range(date(2025, 1, 1), DS))
-    features = transforms.features_from_state(transforms.state_for_days(daily, customers, [DS]))
+    sql = feature_sql()
+    history = transforms.day_range(date(2025, 1, 1), DS)
+    daily = {"transactions": transforms.daily_rollups(sql, "transactions", transactions, history)}
+    features = transforms.features_from_state(
+        sql, transforms.state_for_days(sql, daily, customers, [DS])
+    )
     rows = features.select("customer_id", *feature_names()).toPandas().set_index("customer_id")
     names = feature_names()
     as_matrix = to_matrix({n: rows[n].to_numpy() for n in names}, names)

@@ -31,6 +31,7 @@ from nightly_support import END, live, nightly_env
 from scorehouse.data.ingest import ingest_file
 from scorehouse.errors import ValidationError
 from scorehouse.features import transforms
+from scorehouse.features.registry import feature_sql
 from scorehouse.orchestration import steps
 from scorehouse.serving import Client, keys, loader
 from scorehouse.settings import Settings, load_settings
@@ -80,7 +81,7 @@ def _staging(wh: Warehouse, *tables: str) -> Callable[[], bool]:
 
 
 def _entities(wh: Warehouse, settings: Settings) -> int:
-    return transforms.entities(wh.read(settings.tables.customers), [END]).count()
+    return transforms.entities(feature_sql(), wh.read(settings.tables.customers), [END]).count()
 
 
 def test_a_killed_ingest_commits_all_or_nothing_and_a_rerun_loads_the_file_once(

@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from scorehouse import localstack, stack
 from scorehouse.data.generate import write_generated
 from scorehouse.features import transforms
+from scorehouse.features.registry import feature_sql
 from scorehouse.features.training_set import build_training_set
 from scorehouse.paths import REPO_ROOT
 from scorehouse.serving import keys
@@ -245,7 +246,7 @@ def test_nightly_deployment_runs_on_a_worker_and_renders_in_the_ui(
     champion = wh.read(settings.tables.predictions, partitions={"ds": [END]}).where(
         F.col("model_role") == "champion"
     )
-    entities = transforms.entities(wh.read(settings.tables.customers), [END]).count()
+    entities = transforms.entities(feature_sql(), wh.read(settings.tables.customers), [END]).count()
     assert champion.count() == entities > 0
     client = redis.Redis.from_url(settings.redis.url)
     ns = settings.redis.namespace
