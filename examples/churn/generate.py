@@ -11,7 +11,7 @@ What it simulates, day by day over `days` days ending on `end`:
   engagement (less at weekends). An active day has logins, sometimes reports (units:
   pages) and, on paid plans mostly, API calls (units: calls' weight).
 - cancellations: a daily hazard of a few percent a month, higher on the free plan, for
-  disengaged accounts and in the first months. Most cancellations are preceded by weeks
+  disengaged and for young accounts. Most cancellations are preceded by three to eight weeks
   of declining use; some come without warning. A cancel event ends the account's usage.
 - upgrades: free → pro and pro → team, more likely for engaged accounts; an upgrade is a
   new attribute version valid from its day (more seats on team).
@@ -39,7 +39,7 @@ API_CALLS_PER_DAY = np.array([0.05, 0.9, 2.2])
 CANCEL_PER_MONTH = np.array([0.06, 0.03, 0.015])
 UPGRADE_PER_MONTH = np.array([0.02, 0.008, 0.0])
 PRE_EXISTING = 0.25  # share of accounts created before the first day
-DECLINE_SHARE = 0.8  # cancellations preceded by declining use
+DECLINE_SHARE = 0.85  # cancellations preceded by declining use
 WEEKEND_FACTOR = 0.45
 
 
@@ -90,7 +90,7 @@ def _accounts(rng: np.random.Generator, n: int, days: int) -> _Accounts:
     age_factor = np.where(created > -90, 1.5, 1.0)
     hazard = CANCEL_PER_MONTH[plan] / 30 * age_factor * np.clip(engagement, 0.25, 4) ** -1.2
     cancel_day = np.maximum(created, 0) + 1 + _first_day(rng, hazard)
-    decline_days = np.where(rng.random(n) < DECLINE_SHARE, rng.integers(14, 45, size=n), 0)
+    decline_days = np.where(rng.random(n) < DECLINE_SHARE, rng.integers(21, 60, size=n), 0)
     upgrade_hazard = UPGRADE_PER_MONTH[plan] / 30 * np.clip(engagement, 0.25, 4)
     upgrade_day = np.maximum(created, 0) + 7 + _first_day(rng, upgrade_hazard)
     # An account that is already winding down does not upgrade.
@@ -139,10 +139,10 @@ def _usage(rng: np.random.Generator, acc: _Accounts, start: date, days: int) -> 
         weekday = (start + timedelta(days=day)).weekday()
         plan = np.where(acc.upgrade_day <= day, acc.plan + 1, acc.plan)
         alive = (acc.created <= day) & (day < acc.cancel_day)
-        # Declining use before a cancellation: the rate falls linearly to a tenth.
+        # Declining use before a cancellation: the rate falls linearly to 3 %.
         to_cancel = acc.cancel_day - day
         fading = (acc.decline_days > 0) & (to_cancel <= acc.decline_days)
-        fade = np.where(fading, 0.1 + 0.9 * to_cancel / np.maximum(acc.decline_days, 1), 1.0)
+        fade = np.where(fading, 0.03 + 0.97 * to_cancel / np.maximum(acc.decline_days, 1), 1.0)
         rate = ACTIVE_RATE[plan] * acc.engagement * fade
         if weekday >= 5:
             rate = rate * WEEKEND_FACTOR
