@@ -103,6 +103,7 @@ def test_publish_loads_every_score_and_vector_then_flips(
     assert meta["ds"] == "2026-01-15" and meta["model_version"] == "3" and meta["status"] == "live"
     assert int(meta["count"]) == N and int(meta["features_count"]) == N and meta["loaded_at"]
     assert meta["features"] == ",".join(feature_names()) and meta["bucket_size"] == str(B)
+    assert (meta["project"], meta["entity_key"]) == ("purchase_propensity", "customer_id:int64")
     got = np.array(read_all_scores(client, info.generation, ids), dtype=float)
     assert np.abs(got - scores).max() <= 0.5e-9 + 1e-15
     # Every feature vector equals the batch path's float32 input bit for bit.

@@ -39,7 +39,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from scorehouse.errors import RedisLoadError, ValidationError
-from scorehouse.features.registry import entity_key, feature_names, to_matrix
+from scorehouse.features.registry import entity_key, feature_names, feature_sql, to_matrix
 from scorehouse.scoring.reader import (
     SLICE_SCHEMA,
     Slice,
@@ -1074,8 +1074,11 @@ def _meta(
     live: str | None,
 ) -> dict[str, Any]:
     """A new generation's metadata hash, `status=loading`."""
+    project = feature_sql().project
     return {
         "ds": ds.isoformat(),
+        "project": project.name,
+        "entity_key": f"{project.entity.key}:{project.entity.type}",
         "model_name": model_name,
         "model_version": str(model_version),
         "count": content.count,
