@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from scorehouse.errors import ScorehouseError
@@ -34,11 +34,18 @@ from scorehouse.project.load import DEFAULT_EXAMPLE, ENV, PROJECT_FILE
 from scorehouse.project.spec import Project
 from scorehouse.settings import Settings, load_settings
 
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
 GENERATOR_FILE = "generate.py"
 # An example's generate(out_dir, *, <count>, days, seed, end): what is not <count>.
 _GENERATOR_ARGS = {"out_dir", "days", "seed", "end"}
 DEFAULT_ENTITIES = {DEFAULT_EXAMPLE: 10_000}
 OTHER_ENTITIES = 2_000
+# Days of history: the training split purges a label horizon before validation and again
+# before test, so a 30-day horizon needs well over 150 days of as-of dates' history.
+DEFAULT_DAYS = {DEFAULT_EXAMPLE: 180}
+OTHER_DAYS = 240
 
 
 class DemoError(ScorehouseError):
@@ -65,6 +72,10 @@ def example_dir(name: str) -> Path:
 
 def default_entities(example: str | None) -> int:
     return DEFAULT_ENTITIES.get(example or DEFAULT_EXAMPLE, OTHER_ENTITIES)
+
+
+def default_days(example: str | None) -> int:
+    return DEFAULT_DAYS.get(example or DEFAULT_EXAMPLE, OTHER_DAYS)
 
 
 @contextmanager
@@ -196,7 +207,7 @@ def run_demo(
 
 
 def _generate_purchases(
-    spark: Any,
+    spark: SparkSession,
     settings: Settings,
     timings: dict[str, float],
     customers: int,
@@ -276,7 +287,7 @@ def _reset_warehouse(settings: Settings) -> None:
 
 
 def _generate_and_ingest(
-    spark: Any,
+    spark: SparkSession,
     settings: Settings,
     timings: dict[str, float],
     generate: Callable[..., dict[str, Path]],

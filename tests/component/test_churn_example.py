@@ -76,6 +76,19 @@ def test_the_generator_writes_plan_upgrades_cancellations_and_string_ids(tmp_pat
     assert usage.event_time.str[:10].between(str(START), str(END)).all()
 
 
+def test_the_demo_runs_the_example_generator_and_ingests_the_accounts_first(
+    tmp_path: Path,
+) -> None:
+    from scorehouse.demo import _count_argument, _generator, _ingest_order, example_names
+    from scorehouse.project.load import load_project
+
+    assert {"churn", "purchase_propensity"} <= set(example_names())
+    made = _generator(CHURN)
+    assert _count_argument(made) == "accounts"
+    files = made(tmp_path, accounts=5, days=3, seed=1, end=END)
+    assert _ingest_order(load_project(CHURN), files) == ["accounts", "usage"]
+
+
 @pytest.fixture(scope="module")
 def churn(
     spark: SparkSession, tmp_path_factory: pytest.TempPathFactory

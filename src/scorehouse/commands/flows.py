@@ -143,7 +143,12 @@ def demo(
             "for the purchase example, 2000 for the others)",
         ),
     ] = None,
-    days: Annotated[int, typer.Option(help="days of history")] = 180,
+    days: Annotated[
+        int | None,
+        typer.Option(
+            help="days of history (default: 180 for the purchase example, 240 for the others)"
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 42,
     as_json: Json = False,
 ) -> None:
@@ -153,7 +158,7 @@ def demo(
     uses its own generator and ingests its files as a user's would, in a warehouse,
     Redis namespace and model name of its own.
     """
-    from scorehouse.demo import default_entities, example_project, run_demo
+    from scorehouse.demo import default_days, default_entities, example_project, run_demo
 
     # With --json the walk-through goes to stderr: stdout holds the timings document only.
     narrate = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
@@ -162,7 +167,7 @@ def demo(
         timings = run_demo(
             settings or settings_of(ctx),
             customers=customers or default_entities(example),
-            days=days,
+            days=days or default_days(example),
             seed=seed,
             config=config,
             example=example,
