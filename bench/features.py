@@ -123,12 +123,11 @@ def from_raw(spark: Any, settings: Settings, ds: date) -> float:
     """The snapshot of ds from every raw event up to ds: no stored rollup or state is read."""
     began = time.perf_counter()
     wh = Warehouse.from_settings(spark, settings)
-    tables = settings.tables
-    raw_days = [d for d in wh.partition_values(tables.transactions) if d <= ds]
+    raw_days = [d for d in wh.partition_values("raw_transactions") if d <= ds]
     sql = feature_sql()
-    transactions = wh.read(tables.transactions, ds_between=(EARLIEST, ds))
+    transactions = wh.read("raw_transactions", ds_between=(EARLIEST, ds))
     daily = {"transactions": transforms.daily_rollups(sql, "transactions", transactions, raw_days)}
-    customers = wh.read(tables.customers)
+    customers = wh.read("raw_customers")
     state = transforms.state_for_days(sql, daily, customers, [ds])
     features = transforms.features_from_state(sql, state)
     check_and_commit(wh, settings, features, customers, [ds], table=FROM_RAW_TABLE)
@@ -213,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     storage = {}
-    for name in (settings.tables.transactions, "daily_transactions", "features"):
+    for name in ("raw_transactions", "daily_transactions", "features"):
         size, files = day_bytes(wh, name, ds)
         storage[name] = {"bytes": size, "files": files, "bytes_per_year": size * 365}
     best, raw_best = min(incremental), min(raw)

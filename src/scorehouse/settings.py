@@ -76,10 +76,6 @@ class SparkSettings(_Model):
 
 
 class TableNames(_Model):
-    customers: str = "raw_customers"
-    """Ingested customers (validated rows)."""
-    transactions: str = "raw_transactions"
-    """Ingested transactions (validated rows)."""
     quarantine: str = "quarantine"
     """Rows ingest rejected, with the rule each broke."""
     features: str = "features"

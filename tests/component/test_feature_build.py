@@ -45,13 +45,13 @@ EVENTS = [
 @pytest.fixture
 def raw(spark: SparkSession, settings: Settings) -> Warehouse:
     wh = Warehouse.from_settings(spark, settings)
-    wh.overwrite(settings.tables.customers, spark.createDataFrame(CUSTOMERS, RAW_CUSTOMERS))
+    wh.overwrite("raw_customers", spark.createDataFrame(CUSTOMERS, RAW_CUSTOMERS))
     tx = [
         (f"t{i}", c, datetime(d.year, d.month, d.day, 10), q, a, d)
         for i, (c, d, q, a) in enumerate(EVENTS)
     ]
     wh.overwrite(
-        settings.tables.transactions,
+        "raw_transactions",
         spark.createDataFrame(tx, RAW_TRANSACTIONS),
         partition_by=["ds"],
     )
@@ -78,13 +78,12 @@ def test_next_day_builds_equal_the_range_statement(
 
 
 def _from_scratch(wh: Warehouse, settings: Settings, days: list[date]) -> DataFrame:
-    tables = settings.tables
     sql = feature_sql()
     history = transforms.day_range(date(2025, 3, 1), days[-1])
-    daily = transforms.daily_rollups(sql, "transactions", wh.read(tables.transactions), history)
+    daily = transforms.daily_rollups(sql, "transactions", wh.read("raw_transactions"), history)
     return transforms.features_from_state(
         sql,
-        transforms.state_for_days(sql, {"transactions": daily}, wh.read(tables.customers), days),
+        transforms.state_for_days(sql, {"transactions": daily}, wh.read("raw_customers"), days),
     )
 
 
@@ -96,8 +95,8 @@ def test_late_rows_for_built_days_rebuild_every_snapshot_that_counted_them(
     # Two purchases of customer 2 on DAY1 arrive after DAY1..DAY3 were built.
     late = [(f"late{i}", 2, datetime(2026, 3, 1, 15 + i), 1, 10.0, DAY1) for i in range(2)]
     raw.append(
-        tables.transactions,
-        spark.createDataFrame(late, raw.schema(tables.transactions)),
+        "raw_transactions",
+        spark.createDataFrame(late, raw.schema("raw_transactions")),
         partition_by=["ds"],
     )
     build = build_features(spark, settings, DAY3)  # the nightly's rerun of DAY3
@@ -122,7 +121,7 @@ def test_a_failed_check_commits_nothing(
     late = spark.createDataFrame(
         [(5, date(2026, 2, 1), date(2026, 2, 1), "smb", "east", True)], RAW_CUSTOMERS
     )
-    raw.append(tables.customers, late)
+    raw.append("raw_customers", late)
     with pytest.raises(ValidationError) as err:
         build_features(spark, settings, DAY2)
     assert f"features build {DAY2} rejected, nothing committed to {tables.features}" in str(
@@ -144,7 +143,7 @@ def test_a_range_violation_in_a_next_day_build_commits_nothing(
     version = raw.version(tables.features)
     # A return booked as a negative quantity (written around ingest, which rejects it).
     refund = [("r1", 2, datetime(2026, 3, 2, 9), -7, 5.0, DAY2)]
-    raw.append(tables.transactions, spark.createDataFrame(refund, RAW_TRANSACTIONS))
+    raw.append("raw_transactions", spark.createDataFrame(refund, RAW_TRANSACTIONS))
     with pytest.raises(ValidationError) as err:
         build_features(spark, settings, DAY2)
     assert "quantity_7d: must be >= 0 (min -6.0)" in str(err.value)
@@ -172,9 +171,7 @@ def test_every_build_writes_the_registry_plain_columns_without_a_dictionary(
     # 100 more customers without purchases: their spend columns are all 0, so Parquet would
     # keep a dictionary for them (as it does for the counts) unless told not to.
     quiet = [(100 + i, date(2025, 6, 1), date(2025, 6, 1), "smb", "east", True) for i in range(100)]
-    raw.overwrite(
-        settings.tables.customers, spark.createDataFrame(CUSTOMERS + quiet, RAW_CUSTOMERS)
-    )
+    raw.overwrite("raw_customers", spark.createDataFrame(CUSTOMERS + quiet, RAW_CUSTOMERS))
     build_features(spark, settings, DAY1)  # the table's first build: Warehouse.overwrite
     build_features(spark, settings, DAY2)  # next day: staged, checked, committed
     plain = set(plain_encoded_columns())

@@ -56,13 +56,13 @@ def built(spark: SparkSession, settings: Settings) -> Settings:
         (4, date(2026, 3, 10), 2, 8.0),
         (1, date(2026, 3, 11), 1, 2.5),
     ]
-    wh.overwrite(s.tables.customers, spark.createDataFrame(customers, RAW_CUSTOMERS))
+    wh.overwrite("raw_customers", spark.createDataFrame(customers, RAW_CUSTOMERS))
     tx = [
         (f"t{i}", c, datetime(d.year, d.month, d.day, 10), q, a, d)
         for i, (c, d, q, a) in enumerate(events)
     ]
     wh.overwrite(
-        s.tables.transactions, spark.createDataFrame(tx, RAW_TRANSACTIONS), partition_by=["ds"]
+        "raw_transactions", spark.createDataFrame(tx, RAW_TRANSACTIONS), partition_by=["ds"]
     )
     build = build_features(spark, s, days=DAYS)
     assert build.mode == "range" and build.days == 8

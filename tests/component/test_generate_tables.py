@@ -22,16 +22,16 @@ def test_generated_tables_hold_exactly_the_generated_rows(
     customers, transactions = generate(spark, customers=300, start=START, days=20, seed=5)
     wh = Warehouse.from_settings(spark, settings)
 
-    assert wh.schema(settings.tables.customers) == RAW_CUSTOMERS
-    assert wh.schema(settings.tables.transactions) == RAW_TRANSACTIONS
-    assert wh.partition_columns(settings.tables.transactions) == ["ds"]
-    assertDataFrameEqual(wh.read(settings.tables.customers), customers)
-    assertDataFrameEqual(wh.read(settings.tables.transactions), transactions)
+    assert wh.schema("raw_customers") == RAW_CUSTOMERS
+    assert wh.schema("raw_transactions") == RAW_TRANSACTIONS
+    assert wh.partition_columns("raw_transactions") == ["ds"]
+    assertDataFrameEqual(wh.read("raw_customers"), customers)
+    assertDataFrameEqual(wh.read("raw_transactions"), transactions)
     assert first.transaction_rows == transactions.count()
     assert first.end == date(2026, 3, 20)
 
     # Generating again replaces both tables rather than adding to them.
     second = write_generated(spark, settings, customers=100, start=START, days=20, seed=5)
     assert second.transactions_version == first.transactions_version + 1
-    assert wh.read(settings.tables.customers).select("customer_id").distinct().count() == 100
-    assert wh.read(settings.tables.transactions).count() == second.transaction_rows
+    assert wh.read("raw_customers").select("customer_id").distinct().count() == 100
+    assert wh.read("raw_transactions").count() == second.transaction_rows

@@ -107,7 +107,7 @@ def test_bad_csv_rows_go_to_quarantine_with_their_rule(
     assert quarantine_of(spark, settings, "run1") == EXPECTED_REJECTS
     wh = Warehouse.from_settings(spark, settings)
     assertDataFrameEqual(
-        wh.read(settings.tables.transactions).select("transaction_id", "quantity", "amount", "ds"),
+        wh.read("raw_transactions").select("transaction_id", "quantity", "amount", "ds"),
         [
             ("old", 3, 30.0, date(2026, 4, 1)),
             ("dup", 3, 30.0, date(2026, 4, 1)),
@@ -137,13 +137,13 @@ def test_rerunning_the_same_file_adds_nothing(
     path = write(tmp_path, "t.csv", TRANSACTIONS_CSV)
     first = ingest_file(spark, settings, table="transactions", path=path, now=NOW)
     wh = Warehouse.from_settings(spark, settings)
-    version = wh.version(settings.tables.transactions)
+    version = wh.version("raw_transactions")
     second = ingest_file(spark, settings, table="transactions", path=path, now=NOW)
 
     assert first.rows_appended == 7 and second.rows_appended == 0
     assert second.rows_already_loaded == 7 and second.table_version is None
-    assert wh.version(settings.tables.transactions) == version
-    table = wh.read(settings.tables.transactions)
+    assert wh.version("raw_transactions") == version
+    table = wh.read("raw_transactions")
     assert table.count() == table.select("transaction_id").distinct().count() == 7
 
 
@@ -195,10 +195,10 @@ def test_parquet_file_with_mapping_and_typed_columns(
     ]
     wh = Warehouse.from_settings(spark, settings)
     assertDataFrameEqual(
-        wh.read(settings.tables.transactions),
+        wh.read("raw_transactions"),
         spark.createDataFrame(
             [("p1", 1, datetime(2026, 5, 1, 8), 1, 10.0, date(2026, 5, 1), "pq")],
-            wh.schema(settings.tables.transactions),
+            wh.schema("raw_transactions"),
         ),
     )
     assert result.rows_appended == 1
@@ -215,7 +215,7 @@ def test_over_threshold_fails_and_commits_nothing(
     assert "9 of 16 rows" in message and "nothing was committed" in message
     assert "quantity / wrong_type" in message and "customer_id / unknown_entity" in message
     wh = Warehouse.from_settings(spark, with_customers)
-    assert not wh.exists(with_customers.tables.transactions)
+    assert not wh.exists("raw_transactions")
     assert not wh.exists(with_customers.tables.quarantine)
 
 

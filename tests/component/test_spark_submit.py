@@ -204,8 +204,8 @@ def test_generate_job_runs_on_a_standalone_cluster_through_spark_submit(
     # Its output: both raw tables at version 0, holding exactly what the generator makes.
     job_settings = settings.model_copy(update={"warehouse": tmp_path / "home" / "warehouse"})
     wh = Warehouse.from_settings(spark, job_settings)
-    assert wh.version(job_settings.tables.customers) == 0
-    assert wh.version(job_settings.tables.transactions) == 0
+    assert wh.version("raw_customers") == 0
+    assert wh.version("raw_transactions") == 0
     customers, transactions = generate(spark, customers=120, start=START, days=12, seed=11)
-    assertDataFrameEqual(wh.read(job_settings.tables.customers), customers)
-    assertDataFrameEqual(wh.read(job_settings.tables.transactions), transactions)
+    assertDataFrameEqual(wh.read("raw_customers"), customers)
+    assertDataFrameEqual(wh.read("raw_transactions"), transactions)

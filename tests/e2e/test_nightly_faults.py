@@ -81,7 +81,7 @@ def _staging(wh: Warehouse, *tables: str) -> Callable[[], bool]:
 
 
 def _entities(wh: Warehouse, settings: Settings) -> int:
-    return transforms.entities(feature_sql(), wh.read(settings.tables.customers), [END]).count()
+    return transforms.entities(feature_sql(), wh.read("raw_customers"), [END]).count()
 
 
 def test_a_killed_ingest_commits_all_or_nothing_and_a_rerun_loads_the_file_once(
@@ -89,8 +89,8 @@ def test_a_killed_ingest_commits_all_or_nothing_and_a_rerun_loads_the_file_once(
 ) -> None:
     settings = e2e_settings
     wh = Warehouse.from_settings(spark, settings)
-    table = settings.tables.transactions
-    known = wh.read(settings.tables.customers).where(F.col("valid_from") < END - timedelta(days=30))
+    table = "raw_transactions"
+    known = wh.read("raw_customers").where(F.col("valid_from") < END - timedelta(days=30))
     ids = [r.customer_id for r in known.select("customer_id").distinct().limit(400).collect()]
     rows = [
         f"late-{n},{ids[n % len(ids)]},{END} 0{n % 10}:00:00,1,{n % 50 + 1}" for n in range(20_000)

@@ -73,7 +73,7 @@ def test_nightly_path_end_to_end(spark: SparkSession, e2e_settings: Settings) ->
     wh = Warehouse.from_settings(spark, settings)
     predictions = wh.read(settings.tables.predictions, partitions={"ds": [END]})
     champion = predictions.where(F.col("model_role") == "champion")
-    entities = transforms.entities(feature_sql(), wh.read(settings.tables.customers), [END]).count()
+    entities = transforms.entities(feature_sql(), wh.read("raw_customers"), [END]).count()
     assert champion.count() == entities == first["scoring"]["rows"]
     assert first["steps"]["checks"]["rows"] == first["steps"]["checks"]["entities"] == entities
     assert champion.select("customer_id").distinct().count() == entities

@@ -246,7 +246,7 @@ def test_nightly_deployment_runs_on_a_worker_and_renders_in_the_ui(
     champion = wh.read(settings.tables.predictions, partitions={"ds": [END]}).where(
         F.col("model_role") == "champion"
     )
-    entities = transforms.entities(feature_sql(), wh.read(settings.tables.customers), [END]).count()
+    entities = transforms.entities(feature_sql(), wh.read("raw_customers"), [END]).count()
     assert champion.count() == entities > 0
     client = redis.Redis.from_url(settings.redis.url)
     ns = settings.redis.namespace

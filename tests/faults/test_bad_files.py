@@ -47,7 +47,7 @@ def _rejects(spark: SparkSession, settings: Settings, ingest_id: str) -> list[tu
 
 
 def _ids(spark: SparkSession, settings: Settings) -> list[str]:
-    table = Warehouse.from_settings(spark, settings).read(settings.tables.transactions)
+    table = Warehouse.from_settings(spark, settings).read("raw_transactions")
     return sorted(r.transaction_id for r in table.collect())
 
 
@@ -102,7 +102,7 @@ def test_parquet_from_pandas_with_nanosecond_utc_timestamps_loads(
     assert pq.read_schema(path).field("event_time").type == pa.timestamp("ns", tz="UTC")
     result = _ingest(spark, customers, path)
     assert (result.rows_appended, result.rows_rejected) == (2, 0)
-    table = Warehouse.from_settings(spark, customers).read(customers.tables.transactions)
+    table = Warehouse.from_settings(spark, customers).read("raw_transactions")
     assert sorted((r.transaction_id, r.event_time) for r in table.collect()) == [
         ("p1", datetime(2026, 5, 1, 10)),
         ("p2", datetime(2026, 5, 2, 11, 30)),
@@ -130,7 +130,7 @@ def test_a_parquet_column_of_the_wrong_type_is_refused_by_name(
     message = str(err.value)
     assert str(path.resolve()) in message
     assert "quantity / wrong_type: 2 rows" in message
-    assert not Warehouse.from_settings(spark, customers).exists(customers.tables.transactions)
+    assert not Warehouse.from_settings(spark, customers).exists("raw_transactions")
 
 
 def test_a_file_that_is_not_parquet_is_a_one_line_error(
@@ -157,7 +157,7 @@ def test_empty_and_header_only_files_commit_nothing(
             _ingest(spark, customers, path)
     else:
         assert _ingest(spark, customers, path).rows_appended == appended
-    assert not Warehouse.from_settings(spark, customers).exists(customers.tables.transactions)
+    assert not Warehouse.from_settings(spark, customers).exists("raw_transactions")
 
 
 def test_the_same_file_ingested_twice_at_once_appends_its_rows_once(

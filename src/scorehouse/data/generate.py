@@ -454,22 +454,30 @@ def write_generated(
     partitions: int | None = None,
 ) -> GeneratedTables:
     """Generate and replace the raw customers and transactions tables with the result."""
+    from scorehouse.errors import ValidationError
+    from scorehouse.features.registry import feature_sql
     from scorehouse.storage.warehouse import Warehouse
 
     customers_df, transactions_df = generate(
         spark, customers=customers, start=start, days=days, seed=seed, partitions=partitions
     )
+    sql = feature_sql()
+    if not {"transactions", "customers"} <= set(sql.project.sources):
+        raise ValidationError(
+            f"project {sql.project.name}: the built-in generator makes the purchase example's "
+            "sources (transactions, customers); ingest your own files instead"
+        )
+    customers_table, transactions_table = sql.raw_table("customers"), sql.raw_table("transactions")
     wh = Warehouse.from_settings(spark, settings)
-    names = settings.tables
-    customers_version = wh.overwrite(names.customers, customers_df)
-    transactions_version = wh.overwrite(names.transactions, transactions_df, partition_by=["ds"])
+    customers_version = wh.overwrite(customers_table, customers_df)
+    transactions_version = wh.overwrite(transactions_table, transactions_df, partition_by=["ds"])
     return GeneratedTables(
-        customers_table=names.customers,
+        customers_table=customers_table,
         customers_version=customers_version,
-        customer_rows=wh.read(names.customers, version=customers_version).count(),
-        transactions_table=names.transactions,
+        customer_rows=wh.read(customers_table, version=customers_version).count(),
+        transactions_table=transactions_table,
         transactions_version=transactions_version,
-        transaction_rows=wh.read(names.transactions, version=transactions_version).count(),
+        transaction_rows=wh.read(transactions_table, version=transactions_version).count(),
         start=start,
         end=start + timedelta(days=days - 1),
     )

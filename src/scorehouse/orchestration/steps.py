@@ -141,11 +141,15 @@ def features(
 
 
 def checks_inputs(settings: Settings, ds: date) -> dict[str, Any]:
+    from scorehouse.features.registry import feature_sql
+
     tables = settings.tables
+    sql = feature_sql()
+    attributes = sql.raw_table(sql.project.entity.source)
     return {
         tables.features: ledger.files_fingerprint(settings, tables.features, ds),
-        tables.customers: ledger.version(settings, tables.customers)
-        if ledger.exists(settings, tables.customers)
+        attributes: ledger.version(settings, attributes)
+        if ledger.exists(settings, attributes)
         else None,
         "feature_definitions": _definitions(),
     }
