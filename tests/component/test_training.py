@@ -110,11 +110,11 @@ def worse(
     )
 
 
-def test_first_model_beats_heuristic_and_becomes_champion(
+def test_first_model_beats_the_baseline_and_becomes_champion(
     first: TrainResult, module_settings: Settings
 ) -> None:
     assert first.alias == "champion"
-    assert first.metrics["test_roc_auc"] > first.metrics["heuristic_test_roc_auc"]
+    assert first.metrics["test_roc_auc"] > first.metrics["baseline_test_roc_auc"]
     assert first.metrics["test_roc_auc"] > 0.7, first.metrics
     assert registry.alias_version(module_settings, "champion") == first.version
     assert registry.alias_version(module_settings, "challenger") is None
@@ -125,7 +125,7 @@ def test_run_records_metrics_params_lineage_and_artifacts(
 ) -> None:
     client = MlflowClient(module_settings.mlflow.tracking_uri)
     run = client.get_run(first.run_id)
-    for scorer in ("", "heuristic_", "single_node_"):
+    for scorer in ("", "baseline_", "single_node_"):
         for split in ("valid", "test"):
             for metric in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "top_decile_lift"):
                 assert f"{scorer}{split}_{metric}" in run.data.metrics
@@ -250,7 +250,7 @@ def test_worse_model_is_never_promoted_and_says_why(
     run_tags = client.get_run(worse.run_id).data.tags
     assert run_tags["gate_decision"] == "challenger"
     assert run_tags["gate_reason"] == worse.decision.reason
-    assert "heuristic" in worse.decision.reason or "champion" in worse.decision.reason
+    assert "baseline" in worse.decision.reason or "champion" in worse.decision.reason
     mv = client.get_model_version(module_settings.model.name, worse.version)
     assert mv.tags["gate_reason"] == worse.decision.reason
 

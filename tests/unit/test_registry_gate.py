@@ -1,25 +1,30 @@
-"""The champion gate rule and the recency/frequency heuristic (pure functions)."""
+"""The champion gate rule and the rank baseline (pure functions)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from scorehouse.training.heuristic import FREQUENCY, RECENCY, RecencyFrequencyHeuristic
+from scorehouse.training.baseline import RankBaseline
 from scorehouse.training.metrics import roc_auc
 from scorehouse.training.registry import gate
 
 
-def test_first_model_is_champion_when_it_beats_the_heuristic() -> None:
+def test_first_model_is_champion_when_it_beats_the_baseline() -> None:
     decision = gate(0.80, 0.70, None, 0.002)
     assert decision.promote
-    assert "no champion" in decision.reason
+    assert "no champion" in decision.reason and "baseline's 0.7000" in decision.reason
 
 
-def test_model_that_does_not_beat_the_heuristic_is_challenger_even_without_champion() -> None:
+def test_model_that_does_not_beat_the_baseline_is_challenger_even_without_champion() -> None:
     decision = gate(0.70, 0.70, None, 0.002)
     assert not decision.promote
-    assert "heuristic" in decision.reason
+    assert "does not beat the baseline" in decision.reason
+
+
+def test_without_a_declared_baseline_the_champion_alone_decides() -> None:
+    assert gate(0.55, None, None, 0.002).promote
+    assert not gate(0.55, None, 0.60, 0.002, champion_version="2").promote
 
 
 @pytest.mark.parametrize(
@@ -36,26 +41,21 @@ def test_tolerance_allows_a_slightly_lower_auc_and_no_more(
         assert decision.champion_auc == champion
 
 
-def test_heuristic_ranks_recent_frequent_buyers_higher() -> None:
+def test_rank_baseline_ranks_recent_entities_first_and_never_seen_last() -> None:
     rng = np.random.default_rng(1)
     n = 5000
     recency = rng.exponential(60, n)
     recency[rng.random(n) < 0.1] = np.nan  # never bought
-    frequency = rng.poisson(3, n).astype(float)
-    logit = -0.03 * np.nan_to_num(recency, nan=400) + 0.3 * frequency
-    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    cols = {RECENCY: recency, FREQUENCY: frequency}
-    h = RecencyFrequencyHeuristic.fit(cols, y)
-    scores = h.score(cols)
-    assert roc_auc(y, scores) > 0.7
-    assert np.all((scores > 0) & (scores < 1))
-    # Cell rates are training positive rates: the mean score equals the base rate.
-    assert scores.mean() == pytest.approx(y.mean(), abs=0.01)
+    y = (rng.random(n) < 1 / (1 + np.exp(0.03 * np.nan_to_num(recency, nan=400) - 1))).astype(int)
+    scores = RankBaseline("days_since_last").score({"days_since_last": recency})
+    assert roc_auc(y, scores) > 0.75
+    assert np.all((scores > 0) & (scores <= 1))
+    assert scores[np.isnan(recency)].max() < scores[~np.isnan(recency)].min()
 
 
-def test_heuristic_gives_unseen_cells_the_base_rate() -> None:
-    h = RecencyFrequencyHeuristic.fit(
-        {RECENCY: np.array([1.0, 2.0]), FREQUENCY: np.array([5.0, 5.0])}, [1, 0]
-    )
-    unseen = h.score({RECENCY: np.array([np.nan]), FREQUENCY: np.array([0.0])})
-    assert unseen[0] == pytest.approx(0.5)
+def test_rank_baseline_learns_nothing_so_ties_share_a_rank_and_direction_is_declared() -> None:
+    values = {"f": np.array([3.0, 1.0, 1.0, np.nan])}
+    lower = RankBaseline("f").score(values)
+    higher = RankBaseline("f", higher_is_likelier=True).score(values)
+    assert lower[1] == lower[2] > lower[0] > lower[3]
+    assert higher[3] > higher[0] > higher[1] == higher[2]

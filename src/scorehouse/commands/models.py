@@ -87,7 +87,7 @@ def train(
     for label, prefix in (
         ("model", ""),
         ("single-node", "single_node_"),
-        ("heuristic", "heuristic_"),
+        ("baseline", "baseline_"),
     ):
         if f"{prefix}test_roc_auc" not in m:
             continue

@@ -135,6 +135,7 @@ def check_project(project: Project) -> list[str]:
         elif project.sources[label.source].kind != "events":
             problems.append(f"label: source {label.source!r} must be an events source")
     baseline = project.model.baseline_feature
-    if baseline is not None and baseline not in seen:
-        problems.append(f"model: baseline_feature {baseline!r} is not a declared feature")
+    model_inputs = {f.name for f in features if not f.internal}
+    if baseline is not None and baseline not in model_inputs:
+        problems.append(f"model: baseline_feature {baseline!r} is not a model feature")
     return problems

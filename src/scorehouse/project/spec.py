@@ -258,7 +258,10 @@ class ModelDecl(_Decl):
     name: str | None = None
     """The registered model name (default: the project's name)."""
     baseline_feature: str | None = None
-    """The feature the gate's baseline ranks by (lower = more likely, e.g. recency)."""
+    """The feature the gate's baseline ranks entities by (a model feature, e.g. the days
+    since the last event of the label's kind); a new model must beat it out of time."""
+    baseline_higher_is_likelier: bool = False
+    """False: lower values of the baseline feature rank as likelier (recency); True: higher."""
     params: dict[str, float | int | str] = Field(default_factory=dict)
     """XGBoost parameters over the settings' defaults."""
 

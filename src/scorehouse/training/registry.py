@@ -66,25 +66,23 @@ class VersionInfo:
 
 def gate(
     candidate_auc: float,
-    heuristic_auc: float,
+    baseline_auc: float | None,
     champion_auc: float | None,
     tolerance: float,
     champion_version: str | None = None,
 ) -> GateDecision:
-    """Pure rule: champion only if AUC >= champion's (same test set) - tolerance AND > heuristic."""
-    if not candidate_auc > heuristic_auc:
+    """Pure rule: champion only if AUC > the baseline's (when the project declares one)
+    AND >= the champion's on the same test set - tolerance."""
+    beats = "" if baseline_auc is None else f" and beats the baseline's {baseline_auc:.4f}"
+    if baseline_auc is not None and not candidate_auc > baseline_auc:
         return GateDecision(
             False,
-            f"test AUC {candidate_auc:.4f} does not beat the heuristic's {heuristic_auc:.4f}",
+            f"test AUC {candidate_auc:.4f} does not beat the baseline's {baseline_auc:.4f}",
             champion_version,
             champion_auc,
         )
     if champion_auc is None:
-        return GateDecision(
-            True,
-            f"no champion yet; test AUC {candidate_auc:.4f} beats the heuristic's "
-            f"{heuristic_auc:.4f}",
-        )
+        return GateDecision(True, f"no champion yet; test AUC {candidate_auc:.4f}{beats}")
     if candidate_auc < champion_auc - tolerance:
         return GateDecision(
             False,
@@ -96,7 +94,7 @@ def gate(
     return GateDecision(
         True,
         f"test AUC {candidate_auc:.4f} >= champion v{champion_version}'s {champion_auc:.4f} "
-        f"- {tolerance} and beats the heuristic's {heuristic_auc:.4f}",
+        f"- {tolerance}{beats}",
         champion_version,
         champion_auc,
     )

@@ -13,7 +13,7 @@ import numpy as np
 
 from scorehouse.training import metrics as m
 
-Scores = Mapping[str, np.ndarray]  # scorer name ("model", "heuristic", ...) → scores
+Scores = Mapping[str, np.ndarray]  # scorer name ("model", "baseline", ...) → scores
 
 
 def metrics_table(rows: Mapping[tuple[str, str], Mapping[str, float]]) -> list[dict[str, object]]:

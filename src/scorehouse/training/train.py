@@ -38,7 +38,7 @@ from scorehouse.monitoring.reference import build_reference, save_reference
 from scorehouse.settings import Settings
 from scorehouse.storage.warehouse import Warehouse
 from scorehouse.training import metrics as m
-from scorehouse.training.heuristic import FREQUENCY, RECENCY, RecencyFrequencyHeuristic
+from scorehouse.training.baseline import project_baseline
 from scorehouse.training.registry import (
     CHAMPION,
     GateDecision,
@@ -376,25 +376,22 @@ def _train(
         data.where(F.col("split").isin("valid", "test")).select("split", "label", *names).toPandas()
     )
     sets = {s: held[held["split"] == s].reset_index(drop=True) for s in ("valid", "test")}
-    train_cols = (
-        ["label", *names] if options.single_node_baseline else ["label", RECENCY, FREQUENCY]
-    )
-    train_frame = data.where(F.col("split") == "train")
-    if options.single_node_baseline and train_rows > options.baseline_max_rows:
-        train_frame = train_frame.sample(
-            fraction=options.baseline_max_rows / train_rows, seed=settings.model.seed
-        )
-    train_pdf: pd.DataFrame = train_frame.select(*train_cols).toPandas()
-
-    heuristic = RecencyFrequencyHeuristic.fit(train_pdf, train_pdf["label"].to_numpy())
+    baseline = project_baseline()
     scores: dict[str, dict[str, np.ndarray]] = {s: {} for s in sets}
     for s, pdf in sets.items():
         scores[s]["model"] = booster.inplace_predict(to_matrix(pdf, names), missing=np.nan)
-        scores[s]["heuristic"] = heuristic.score(pdf)
+        if baseline is not None:
+            scores[s]["baseline"] = baseline.score(pdf)
 
     single_seconds = None
     single_booster = None
     if options.single_node_baseline:
+        train_frame = data.where(F.col("split") == "train")
+        if train_rows > options.baseline_max_rows:
+            train_frame = train_frame.sample(
+                fraction=options.baseline_max_rows / train_rows, seed=settings.model.seed
+            )
+        train_pdf: pd.DataFrame = train_frame.select("label", *names).toPandas()
         started = time.perf_counter()
         single_booster = fit_single_node(
             train_pdf,
@@ -433,7 +430,7 @@ def _train(
         )
     decision = gate(
         flat["test_roc_auc"],
-        flat["heuristic_test_roc_auc"],
+        flat.get("baseline_test_roc_auc"),
         champion_auc,
         settings.model.auc_tolerance,
         champion_version,
