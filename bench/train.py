@@ -36,7 +36,6 @@ import pyarrow.parquet as pq
 from scorehouse.features.registry import feature_names, load_registry, to_matrix
 from scorehouse.settings import load_settings
 from scorehouse.training.metrics import roc_auc
-from scorehouse.training.splits import SplitPlan, split_column
 from scorehouse.training.train import TrainOptions, fit_single_node, xgb_params
 
 HERE = Path(__file__).resolve().parent
@@ -153,14 +152,19 @@ def _tree_usage(root: int) -> tuple[int, dict[int, float]]:
 
 # ----------------------------------------------------------------------------- variants
 
-# The bench's time split, in the product's own terms (weeks 0-15 train, 16-17 valid,
-# 18-19 test, no gap).
-PLAN = SplitPlan(
-    train_end=VALID_START - timedelta(days=1),
-    valid_start=VALID_START,
-    valid_end=TEST_START - timedelta(days=1),
-    test_start=TEST_START,
-)
+
+# The bench's split, by date for both sides (weeks 0-15 train, 16-17 valid, 18-19 test,
+# no gap), so the single-node and distributed fits see the same rows.
+def split_column() -> Any:
+    from pyspark.sql import functions as F
+
+    return (
+        F.when(F.col("as_of") >= F.lit(TEST_START), F.lit("test"))
+        .when(F.col("as_of") >= F.lit(VALID_START), F.lit("valid"))
+        .otherwise(F.lit("train"))
+    )
+
+
 TRACE_LOG = "/tmp/scorehouse-bench-train-trace.jsonl"
 # --spark-conf: settings laid over the local profile, to try one against the default.
 EXTRA_CONF: dict[str, str] = {}
@@ -227,7 +231,6 @@ def run_distributed(data: Path, rounds: int, cores: int, previous: bool) -> dict
     counts (which fill the cache) → `fit_distributed(fit_rows(...))` with num_workers = the
     cores Spark has. `previous`: stock xgboost.spark (no layout: its own round-robin
     repartition and its label-counting job), to show what those two save."""
-    from pyspark.sql import functions as F
 
     import scorehouse.training.train as tt
 
@@ -239,7 +242,7 @@ def run_distributed(data: Path, rounds: int, cores: int, previous: bool) -> dict
     trace = _Trace()
     t0 = time.perf_counter()
     df = tt.prepare(spark.read.parquet(str(data)), names, None, 0)
-    df = df.withColumn("split", split_column(PLAN)).where(F.col("split").isNotNull())
+    df = df.withColumn("split", split_column())
     df = (df if previous else tt.lay_out(df, workers)).persist()
     counts = {r["split"]: r["count"] for r in df.groupBy("split").count().collect()}
     t_prep = time.perf_counter()

@@ -24,14 +24,11 @@ def train(
         int | None, typer.Option(help="Delta version of the training set (default latest)")
     ] = None,
     training_table: Annotated[str | None, typer.Option(help="default: tables.training_set")] = None,
-    valid_start: Annotated[
-        date | None, typer.Option(parser=iso_date, help="first validation as_of")
-    ] = None,
     test_start: Annotated[
         date | None, typer.Option(parser=iso_date, help="first test as_of")
     ] = None,
     gap_days: Annotated[
-        int | None, typer.Option(help="purge before each cut (default: model.horizon_days)")
+        int | None, typer.Option(help="purge before the test cut (default: model.horizon_days)")
     ] = None,
     balance_classes: Annotated[
         bool, typer.Option("--balance-classes", help="scale_pos_weight = negatives/positives")
@@ -50,7 +47,6 @@ def train(
 
     settings = settings_of(ctx)
     split = SplitSpec(
-        valid_start=valid_start,
         test_start=test_start,
         gap_days=settings.model.horizon_days if gap_days is None else gap_days,
     )

@@ -201,6 +201,12 @@ def rollback(settings: Settings) -> str:
     return previous
 
 
+def version_tag(settings: Settings, version: str, key: str) -> str | None:
+    """One tag of a registered version (None when absent)."""
+    tags = client(settings).get_model_version(settings.model.name, version).tags
+    return tags.get(key) or None
+
+
 def list_versions(settings: Settings) -> list[VersionInfo]:
     """Every registered version, newest first."""
     c = client(settings)

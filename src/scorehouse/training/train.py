@@ -47,6 +47,7 @@ from scorehouse.training.registry import (
     load_model,
     record_decision,
     register,
+    version_tag,
 )
 from scorehouse.training.report import metrics_table, write_charts, write_tables
 from scorehouse.training.splits import SplitPlan, SplitSpec, plan_split, rows_per_date, split_column
@@ -173,27 +174,32 @@ def fit_distributed(
     names: list[str],
     params: dict[str, Any],
     rounds: int,
-    early_stopping_rounds: int,
+    early_stopping_rounds: int | None,
     num_workers: int,
     force_repartition: bool = True,
 ) -> tuple[SparkXGBClassifierModel, xgb.Booster]:
-    """SparkXGBClassifier on rows of `frame` (`is_valid` marks early-stopping rows, labels 0/1).
+    """SparkXGBClassifier on rows of `frame` (`is_valid` marks early-stopping rows, labels 0/1;
+    with `early_stopping_rounds=None` every row trains, for exactly `rounds` rounds).
 
     With `force_repartition=False` a frame of exactly `num_workers` partitions (see
     `lay_out`) is trained as it is; any other count is repartitioned by xgboost.spark.
     Returns the Spark model and its booster cut at the best iteration, so that a plain
     `inplace_predict` gives what the Spark model's transform gives.
     """
+    validation: dict[str, Any] = (
+        {"validation_indicator_col": "is_valid", "early_stopping_rounds": early_stopping_rounds}
+        if early_stopping_rounds is not None
+        else {}
+    )
     estimator = BinaryXGBClassifier(
         features_col=names,  # a list of columns: no VectorAssembler, dense float input
         label_col="label",
-        validation_indicator_col="is_valid",
         num_workers=num_workers,
         # Every worker must hold both train and validation rows: either the caller laid
         # the rows out (`lay_out`) or xgboost.spark splits them round-robin here.
         force_repartition=force_repartition,
         n_estimators=rounds,
-        early_stopping_rounds=early_stopping_rounds,
+        **validation,
         missing=float("nan"),
         feature_names=names,
         verbose=False,
@@ -284,15 +290,18 @@ def train_model(
         mlflow.set_tags(_lineage_tags(settings, source))
         uri = Warehouse.from_settings(spark, settings).uri(source.table)
         log_training_set(df, source.table, uri, source.version)
-        plan = plan_split(rows_per_date(data), spec)
-        data = data.withColumn("split", split_column(plan)).where(F.col("split").isNotNull())
-        data = lay_out(data, num_workers(spark, settings)).persist()
         try:
-            result = _train(
-                spark, settings, data, source, as_of, options, spec, plan, names, rounds
-            )
+            plan = plan_split(rows_per_date(data), spec)
+        except ValueError as exc:
+            raise ValidationError(f"{source.table}: {exc}") from None
+        job = _Job(settings, source, as_of, options, spec, plan, names, rounds)
+        split = data.withColumn("split", split_column(plan, entity_key().name))
+        split = lay_out(split.where(F.col("split").isNotNull()), num_workers(spark, settings))
+        split = split.persist()
+        try:
+            result = _train(spark, job, split, matured=data)
         finally:
-            data.unpersist()
+            split.unpersist()
         # The drift reference scoring compares every night with, saved to the run. Built
         # from the matured rows in their own types: scoring bins doubles, and prepare()'s
         # float32 would move point masses (prices like 9.99) across bin edges.
@@ -321,18 +330,66 @@ def _lineage_tags(settings: Settings, source: TrainingSource) -> dict[str, str]:
     }
 
 
-def _train(
+@dataclass(frozen=True)
+class _Job:
+    """What one training run works from."""
+
+    settings: Settings
+    source: TrainingSource
+    as_of: date | None
+    options: TrainOptions
+    spec: SplitSpec
+    plan: SplitPlan
+    names: list[str]
+    rounds: int
+
+
+@dataclass(frozen=True)
+class _Refit:
+    """The registered model: refit on every matured row with the evaluated settings."""
+
+    booster: xgb.Booster
+    spark_model: SparkXGBClassifierModel
+    rounds: int
+    rows: int
+    fit_until: date | None  # the newest as-of date it was fit on
+
+
+def _refit(
     spark: SparkSession,
-    settings: Settings,
-    data: DataFrame,
-    source: TrainingSource,
-    as_of: date | None,
-    options: TrainOptions,
-    spec: SplitSpec,
-    plan: SplitPlan,
-    names: list[str],
-    rounds: int,
-) -> TrainResult:
+    job: _Job,
+    matured: DataFrame,
+    params: dict[str, Any],
+    best_rounds: int,
+    fit_rows: int,
+) -> _Refit:
+    """Fit every matured row (train, validation, purge gap and test) for the evaluated
+    number of rounds scaled to the extra rows: more rows carry the same signal further
+    before the fit starts memorizing (the rule of scikit-learn's and XGBoost's users:
+    rounds grow with the data; a new early-stopping search is impossible without a
+    held-out set, and one held out would leave rows unused)."""
+    summary = matured.agg(F.count("*").alias("rows"), F.max("as_of").alias("until")).first()
+    assert summary is not None
+    rows = int(summary["rows"])
+    rounds = max(1, round(best_rounds * rows / max(1, fit_rows)))
+    workers = num_workers(spark, job.settings)
+    frame = lay_out(matured, workers)
+    spark_model, booster = fit_distributed(
+        spark, frame, job.names, params, rounds, None, workers, job.options.force_repartition
+    )
+    log.info("refit on %d matured rows (as_of up to %s): %d rounds", rows, summary["until"], rounds)
+    return _Refit(booster, spark_model, rounds, rows, summary["until"])
+
+
+def _train(spark: SparkSession, job: _Job, data: DataFrame, matured: DataFrame) -> TrainResult:
+    settings, source, options, plan, names, rounds = (
+        job.settings,
+        job.source,
+        job.options,
+        job.plan,
+        job.names,
+        job.rounds,
+    )
     counts = {
         r["split"]: (int(r["rows"]), int(r["positives"]))
         for r in data.groupBy("split")
@@ -352,7 +409,7 @@ def _train(
     workers = num_workers(spark, settings)
 
     started = time.perf_counter()
-    spark_model, booster = fit_distributed(
+    _, booster = fit_distributed(
         spark,
         fit_rows(data),
         names,
@@ -373,7 +430,9 @@ def _train(
     # Validation and test rows are small next to training: evaluate on the driver with
     # the same booster and the same matrix builder the serving paths use.
     held: pd.DataFrame = (
-        data.where(F.col("split").isin("valid", "test")).select("split", "label", *names).toPandas()
+        data.where(F.col("split").isin("valid", "test"))
+        .select("split", "as_of", "label", *names)
+        .toPandas()
     )
     sets = {s: held[held["split"] == s].reset_index(drop=True) for s in ("valid", "test")}
     baseline = project_baseline()
@@ -420,23 +479,30 @@ def _train(
 
     # The gate: re-score the current champion on this very test set.
     y_test = sets["test"]["label"].to_numpy()
-    champion_auc, champion_version, champion_note = _rescore_champion(
-        settings, sets["test"], y_test
-    )
-    if champion_auc is not None:
+    unseen, champion_version, champion_note, blocks = _champion_test_rows(settings, sets["test"])
+    champion_auc = candidate_auc = None
+    if unseen is not None:
+        y_unseen = unseen["label"].to_numpy()
+        champion_scores = _champion_scores(settings, unseen)
+        champion_auc = m.roc_auc(y_unseen, champion_scores)
+        candidate_auc = m.roc_auc(
+            y_unseen, booster.inplace_predict(to_matrix(unseen, names), missing=np.nan)
+        )
         flat["champion_test_roc_auc"] = champion_auc
         table_rows[(f"champion_v{champion_version}", "test")] = m.evaluate(
-            y_test, _champion_scores(settings, sets["test"])
+            y_unseen, champion_scores
         )
     decision = gate(
-        flat["test_roc_auc"],
+        flat["test_roc_auc"] if candidate_auc is None else candidate_auc,
         flat.get("baseline_test_roc_auc"),
         champion_auc,
         settings.model.auc_tolerance,
         champion_version,
     )
-    if champion_note:
+    if blocks and champion_note:
         decision = GateDecision(False, champion_note, champion_version, None)
+    elif champion_note:
+        decision = dataclasses.replace(decision, reason=f"{decision.reason}; {champion_note}")
 
     flat.update(
         {
@@ -450,45 +516,56 @@ def _train(
         flat["single_node_fit_seconds"] = single_seconds
         flat["single_node_best_iteration"] = float(single_booster.num_boosted_rounds() - 1)
 
-    result = _log_run(
-        settings,
-        as_of,
-        spec,
-        plan,
-        names,
-        params,
-        rounds,
-        workers,
-        booster,
-        sets["test"],
-        flat,
-        table_rows,
-        scores["test"],
-        y_test,
-        decision,
+    refit = _refit(spark, job, matured, params, booster.num_boosted_rounds(), counts["train"][0])
+    flat.update({"refit_rows": float(refit.rows), "refit_rounds": float(refit.rounds)})
+    evaluation = _Evaluation(
+        params, workers, sets["test"], flat, table_rows, scores["test"], y_test, decision, refit
     )
-    return dataclasses.replace(result, spark_model=spark_model)
+    result = _log_run(job, evaluation)
+    return dataclasses.replace(result, spark_model=refit.spark_model)
 
 
-def _rescore_champion(
-    settings: Settings, test: pd.DataFrame, y: np.ndarray
-) -> tuple[float | None, str | None, str | None]:
-    """(champion AUC on this test set, its version, a note when it cannot be scored)."""
+@dataclass(frozen=True)
+class _Evaluation:
+    """What a run found, for the MLflow run and the registry."""
+
+    params: dict[str, Any]
+    workers: int
+    test: pd.DataFrame
+    flat: dict[str, float]
+    table_rows: dict[tuple[str, str], dict[str, float]]
+    test_scores: dict[str, np.ndarray]
+    y_test: np.ndarray
+    decision: GateDecision
+    refit: _Refit
+
+
+def _champion_test_rows(
+    settings: Settings, test: pd.DataFrame
+) -> tuple[pd.DataFrame | None, str | None, str | None, bool]:
+    """The test rows the champion can be judged on: those after the newest as-of date it
+    was fit on (a refit model saw every matured row). Returns (rows or None, its version,
+    a note, whether the note blocks promotion)."""
     try:
         champion = load_model(settings, CHAMPION)
     except ModelRegistryError:
-        return None, None, None
+        return None, None, None, False
     absent = [n for n in champion.feature_names if n not in test.columns]
     if absent:
-        return (
-            None,
-            champion.version,
-            (
-                f"champion v{champion.version} cannot be scored on this test set (features "
-                f"{', '.join(absent)} are gone); compare by hand and `scorehouse models promote`"
-            ),
+        note = (
+            f"champion v{champion.version} cannot be scored on this test set (features "
+            f"{', '.join(absent)} are gone); compare by hand and `scorehouse models promote`"
         )
-    return m.roc_auc(y, _champion_scores(settings, test)), champion.version, None
+        return None, champion.version, note, True
+    fit_until = version_tag(settings, champion.version, "fit_until")
+    unseen = test if not fit_until else test[test["as_of"] > date.fromisoformat(fit_until)]
+    if len(unseen) == 0 or unseen["label"].nunique() < 2:
+        note = (
+            f"champion v{champion.version} was fit on the test dates (up to {fit_until}), "
+            "so it is not compared on them"
+        )
+        return None, champion.version, note, False
+    return unseen.reset_index(drop=True), champion.version, None, False
 
 
 def _champion_scores(settings: Settings, test: pd.DataFrame) -> np.ndarray:
@@ -510,33 +587,21 @@ def pip_requirements() -> list[str]:
     return reqs
 
 
-def _log_run(
-    settings: Settings,
-    as_of: date | None,
-    spec: SplitSpec,
-    plan: SplitPlan,
-    names: list[str],
-    params: dict[str, Any],
-    rounds: int,
-    workers: int,
-    booster: xgb.Booster,
-    test: pd.DataFrame,
-    flat: dict[str, float],
-    table_rows: dict[tuple[str, str], dict[str, float]],
-    test_scores: dict[str, np.ndarray],
-    y_test: np.ndarray,
-    decision: GateDecision,
-) -> TrainResult:
-    """Params, metrics, report and model into the active run; register; record the gate."""
+def _log_run(job: _Job, ev: _Evaluation) -> TrainResult:
+    """Params, metrics, report and the refit model into the active run; register; record
+    the gate."""
+    settings, as_of, spec, plan, names = job.settings, job.as_of, job.spec, job.plan, job.names
+    params, flat, decision, test = ev.params, ev.flat, ev.decision, ev.test
+    booster = ev.refit.booster
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("_log_run needs the run train_model starts")
     mlflow.log_params(
         {
             **params,
-            "num_boost_round": rounds,
+            "num_boost_round": job.rounds,
             "early_stopping_rounds": settings.model.early_stopping_rounds,
-            "num_workers": workers,
+            "num_workers": ev.workers,
             "missing": "nan",
             "as_of": as_of.isoformat() if as_of else "",
             "horizon_days": settings.model.horizon_days,
@@ -551,11 +616,22 @@ def _log_run(
     mlflow.log_metrics(flat)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        write_tables(metrics_table(table_rows), folder)
+        write_tables(metrics_table(ev.table_rows), folder)
         gain = {k: float(v) for k, v in booster.get_score(importance_type="gain").items()}  # type: ignore[arg-type]
-        write_charts(y_test, test_scores, gain, folder)
+        write_charts(ev.y_test, ev.test_scores, gain, folder)
+        rows_seen = {
+            "evaluated model": "train rows (fit period, entities outside the validation "
+            f"hash); early stopping on the validation rows; as_of <= {plan.fit_end}",
+            "metrics": f"test rows, as_of >= {plan.test_start} (never fit by the evaluated model)",
+            "registered model": f"every matured row ({ev.refit.rows} rows, as_of up to "
+            f"{ev.refit.fit_until}), {ev.refit.rounds} rounds",
+        }
         (folder / "split.json").write_text(
-            json.dumps({"spec": asdict(spec), "plan": plan.as_dict()}, default=str, indent=2)
+            json.dumps(
+                {"spec": asdict(spec), "plan": plan.as_dict(), "rows_seen": rows_seen},
+                default=str,
+                indent=2,
+            )
         )
         (folder / "feature_names.json").write_text(json.dumps(names))
         mlflow.log_artifacts(tmp, artifact_path="report")
@@ -574,7 +650,11 @@ def _log_run(
     version = register(
         settings,
         info.model_uri,
-        {"test_auc": f"{flat['test_roc_auc']:.6f}", "run_id": run.info.run_id},
+        {
+            "test_auc": f"{flat['test_roc_auc']:.6f}",
+            "run_id": run.info.run_id,
+            "fit_until": str(ev.refit.fit_until or ""),
+        },
     )
     alias = record_decision(settings, version, decision)
     mlflow.set_tags(
