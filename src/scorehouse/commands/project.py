@@ -149,7 +149,7 @@ class DeclaredFeature:
 
 def declared_features() -> list[DeclaredFeature]:
     """Every declared feature of the project in use (internal ones too), windows expanded."""
-    from scorehouse.features.registry import _definition, feature_sql
+    from scorehouse.features.registry import definition, feature_sql
 
     sql = feature_sql()
     out = []
@@ -163,7 +163,7 @@ def declared_features() -> list[DeclaredFeature]:
                 window=window,
                 no_history=f.no_history,
                 internal=f.internal,
-                definition=_definition(sql, f),
+                definition=definition(sql, f),
                 description=f.description,
                 min_value=f.min,
                 max_value=f.max,

@@ -488,7 +488,8 @@ GROUP BY e.{key}, a.as_of, a.oldest_feature_ds"""
 
     # --- the public features ------------------------------------------------------
 
-    def _attribute_expr(self, f: Feature) -> str:
+    def attribute_expr(self, f: Feature) -> str:
+        """An attribute feature's expression over the attribute columns (and `ds`)."""
         if f.expr is not None:
             return f"({f.expr})"
         if f.vocabulary is None:
@@ -517,7 +518,8 @@ GROUP BY e.{key}, a.as_of, a.oldest_feature_ds"""
         column = self.project.sources[f.source or ""].columns.get(f.value or "")
         return "int" if column is not None and column.type in ("int64", "int32") else "double"
 
-    def _typed(self, f: Feature, expr: str) -> str:
+    def typed(self, f: Feature, expr: str) -> str:
+        """`expr` cast to the feature's declared or implied type."""
         kind = self.feature_type(f)
         if kind == "double":
             return f"CAST({expr} AS DOUBLE)"
@@ -533,9 +535,9 @@ GROUP BY e.{key}, a.as_of, a.oldest_feature_ds"""
             if f.kind == "aggregation":
                 expr = self.finish[f.name]
                 if expr != f.name or self.feature_type(f) == "double":
-                    first.append(f"{self._typed(f, expr)} AS {f.name}")
+                    first.append(f"{self.typed(f, expr)} AS {f.name}")
             elif f.kind == "attribute":
-                first.append(f"{self._typed(f, self._attribute_expr(f))} AS {f.name}")
+                first.append(f"{self.typed(f, self.attribute_expr(f))} AS {f.name}")
         by_name = {f.name: f for f in self.features}
         level: dict[str, int] = {}
         from scorehouse.project.checks import derived_dependencies
@@ -547,7 +549,7 @@ GROUP BY e.{key}, a.as_of, a.oldest_feature_ds"""
         for depth in range(1, max(level.values(), default=0) + 1):
             names = [n for n in level if level[n] == depth]
             exprs = ",\n  ".join(
-                f"{self._typed(by_name[n], f'({by_name[n].expr})')} AS {n}" for n in names
+                f"{self.typed(by_name[n], f'({by_name[n].expr})')} AS {n}" for n in names
             )
             sql = f"SELECT *,\n  {exprs}\nFROM (\n{sql}\n) level{depth}"
         return sql

@@ -202,11 +202,11 @@ class _Analysis:
         ordered += [by_name[name] for name in derived_order(sql.features)]
         for f in ordered:
             if f.kind == "aggregation":
-                expr = sql._typed(f, sql.finish[f.name])
+                expr = sql.typed(f, sql.finish[f.name])
             elif f.kind == "attribute":
-                expr = sql._typed(f, sql._attribute_expr(f))
+                expr = sql.typed(f, sql.attribute_expr(f))
             else:
-                expr = sql._typed(f, f"({f.expr})")
+                expr = sql.typed(f, f"({f.expr})")
             where = self.feature(f) + (": expr" if f.expr is not None else "")
             added = self.check(where, partial(_with_column, frame, f.name, expr))
             if added is None:

@@ -46,7 +46,8 @@ def feature_sql(project_dir: str | Path | None = None) -> FeatureSql:
     return _feature_sql(locate(project_dir))
 
 
-def _definition(sql: FeatureSql, f: Any) -> str:
+def definition(sql: FeatureSql, f: Any) -> str:
+    """One line saying how a feature is computed (`features list`)."""
     if f.kind == "aggregation":
         what = f"{f.agg}({f.value})" if f.value else f.agg
         where = f" where {f.filter}" if f.filter else ""
@@ -83,7 +84,7 @@ def _registry(folder: Path) -> tuple[FeatureDef, ...]:
                 max_value=f.max,
                 encoding=f.encoding,
                 kind=f.kind,
-                definition=_definition(sql, f),
+                definition=definition(sql, f),
             )
         )
     return tuple(out)

@@ -3,7 +3,7 @@
 Each problem is one line naming the declaration (`feature NAME`, `source NAME`, ...)
 and what is wrong; the loader prefixes the file. SQL expressions are checked for the
 features they reference here, and for every column they reference by Spark's analyzer
-in `scorehouse validate` (`scorehouse.features.compile.analyze`).
+in `scorehouse validate` (`scorehouse.features.compile_check.analyze`).
 """
 
 from __future__ import annotations
