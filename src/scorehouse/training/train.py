@@ -125,7 +125,10 @@ def prepare(df: DataFrame, names: list[str], as_of: date | None, horizon_days: i
 def xgb_params(
     settings: Settings, options: TrainOptions, scale_pos_weight: float
 ) -> dict[str, Any]:
-    """Booster parameters shared by the distributed model and the single-node baseline."""
+    """Booster parameters shared by the distributed model and the single-node baseline:
+    the settings', then the project's `model.params` over them."""
+    from scorehouse.features.registry import feature_sql
+
     return {
         "objective": "binary:logistic",
         "eval_metric": "logloss",
@@ -135,6 +138,7 @@ def xgb_params(
         "max_bin": options.max_bin,
         "scale_pos_weight": scale_pos_weight,
         "seed": settings.model.seed,
+        **feature_sql().project.model.params,
     }
 
 
