@@ -151,3 +151,61 @@ def test_the_training_set_has_both_labels(spark: SparkSession, churn: Any) -> No
     labels = {r.label: r.n for r in rows.groupBy("label").agg(F.count("*").alias("n")).collect()}
     assert set(labels) == {0, 1}
     assert labels[1] == build.positives
+
+
+def test_online_fallback_scores_equal_batch_scores_for_every_account(
+    spark: SparkSession, churn: Any, redis_server: Any
+) -> None:
+    """Batch scoring (the nightly's score_batch) and the fallback (the stored feature vector
+    of a string id, decoded and scored on a miss) agree on every account to 1e-6."""
+    import numpy as np
+    import pyarrow as pa
+    import xgboost as xgb
+
+    from scorehouse.features.registry import feature_names, to_matrix
+    from scorehouse.scoring.batch import score_batch
+    from scorehouse.serving import loader
+    from scorehouse.serving.client import Client
+    from scorehouse.serving.fallback import StaticModel
+
+    settings, _, _ = churn
+    cfg = load_settings(environ=home_env(settings.home, SCOREHOUSE_REDIS__URL=redis_server.url))
+    build_features(spark, cfg, END)
+    names = feature_names()
+    wh = Warehouse.from_settings(spark, cfg)
+    features = wh.read(cfg.tables.features, partitions={"ds": [END]}).select("account_id", *names)
+    pdf = features.toPandas()
+    matrix = to_matrix(pdf, names)
+    label = (np.nan_to_num(matrix[:, names.index("active_days_30d")]) < 3).astype(float)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
+        xgb.DMatrix(matrix, label=label, missing=np.nan, feature_names=names),
+        num_boost_round=20,
+    )
+    batch = score_batch(
+        pa.RecordBatch.from_pandas(pdf), [("champion", booster, names)], "account_id"
+    )
+    scores = pd.DataFrame(
+        {"account_id": batch.column(0).to_pylist(), "score": batch.column(1).to_numpy()}
+    )
+    redis_server.client().flushall()
+    info = loader.publish(
+        spark,
+        cfg,
+        ds=END,
+        scores=spark.createDataFrame(scores),
+        features=features,
+        model_name="churn",
+        model_version="1",
+    )
+    ids = scores.account_id.tolist()
+    raw = redis_server.client()
+    with Client(cfg, model=StaticModel("1", booster)) as client:
+        hits = client.get_many(ids)
+        assert {r.source for r in hits} == {"cache"}
+        raw.delete(*raw.keys(f"sh:{info.generation}:s:*"))  # every lookup misses now
+        misses = client.get_many(ids)
+    assert {r.source for r in misses} == {"fallback"}
+    batch_scores = scores.score.to_numpy(dtype=np.float64)
+    assert np.abs(np.array([r.score for r in hits]) - batch_scores).max() <= 1e-6
+    assert np.abs(np.array([r.score for r in misses]) - batch_scores).max() <= 1e-6

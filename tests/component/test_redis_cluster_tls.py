@@ -23,7 +23,12 @@ from scorehouse.settings import Settings, load_settings
 
 def make_settings(url: str, **env: str) -> Settings:
     return load_settings(
-        environ={"SCOREHOUSE_SPARK__PROFILE": "test", "SCOREHOUSE_REDIS__URL": url, **env}
+        environ={
+            "SCOREHOUSE_SPARK__PROFILE": "test",
+            "SCOREHOUSE_REDIS__URL": url,
+            "SCOREHOUSE_REDIS__NAMESPACE": "sh",
+            **env,
+        }
     )
 
 

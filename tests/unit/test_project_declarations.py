@@ -45,6 +45,18 @@ def test_plain_columns_are_the_key_the_plain_features_and_their_hidden_state() -
     assert "tenure_days" not in plain and "txn_count_7d" not in plain
 
 
+def test_a_cast_feature_gets_a_state_of_its_own() -> None:
+    folder_project = load_project(PURCHASE)
+    extra = {"name": "max_amount_7d", "agg": "max", "value": "amount", "source": "transactions",
+             "window": 7, "no_history": None}  # fmt: skip
+    project = folder_project.model_copy(
+        update={"features": [*folder_project.features, type(folder_project.features[0])(**extra)]}
+    )
+    sql = FeatureSql(project)
+    assert sql.finish["max_amount_7d"] == "__max_amount_7d"
+    assert "CAST(__max_amount_7d AS DOUBLE) AS max_amount_7d" in sql.features_sql()
+
+
 def test_window_sums_and_means_share_their_state() -> None:
     sql = FeatureSql(load_project(PURCHASE))
     # spend_90d and avg_ticket_90d read one sum state; avg_ticket and txn_count one count
@@ -108,6 +120,17 @@ def test_a_derived_cycle_is_refused_naming_the_file_and_the_features(tmp_path: P
         (
             {"name": "x", "no_history": 0},
             r"feature x: a feature needs `agg`",
+        ),
+        (
+            {
+                "name": "x",
+                "agg": "sum",
+                "value": "amount",
+                "source": "transactions",
+                "window": 7,
+                "no_history": 0,
+            },
+            r"feature x: sum of 'amount' needs `scale`",
         ),
     ],
 )

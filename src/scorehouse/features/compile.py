@@ -147,14 +147,17 @@ class FeatureSql:
     def _aggregation(self, f: Feature) -> str:
         src, w, filt, scale = f.source or "", _window(f), f.filter, f.scale
         hidden = f"__{f.name}"
+        # a state may carry the feature's own name only where the feature is the state
+        # as it is; a cast to double makes a new column, which must not share the name
+        own = hidden if self.feature_type(f) == "double" else f.name
         count = self._partial(src, "count", None, filt, None)
         if f.agg == "count":
-            return self._state(f.name, "additive", count, w).name
+            return self._state(own, "additive", count, w).name
         if f.agg == "active_days":
-            return self._state(f.name, "additive", count, w, indicator=True).name
+            return self._state(own, "additive", count, w, indicator=True).name
         if f.agg in ("sum", "mean"):
             total = self._state(
-                hidden if f.agg == "mean" or scale else f.name,
+                hidden if f.agg == "mean" or scale else own,
                 "additive",
                 self._partial(src, "sum", f.value, filt, scale),
                 w,
@@ -165,7 +168,7 @@ class FeatureSql:
             return f"IF({n} > 0, {total} / ({scale or 1}D * {n}), NULL)"
         if f.agg in ("min", "max"):
             partial = self._partial(src, f.agg, f.value, filt, None)
-            return self._state(f.name, f.agg, partial, w).name
+            return self._state(own, f.agg, partial, w).name
         if f.agg in ("first", "last"):
             partial = self._partial(src, f.agg, f.value, filt, None)
             value = self._state(hidden, f"{f.agg}_value", partial, None).name  # type: ignore[arg-type]
@@ -177,7 +180,7 @@ class FeatureSql:
             kind: StateKind = "first_ds" if f.agg == "days_since_first" else "last_ds"
             return f"DATEDIFF(ds, {self._state(hidden, kind, count, None).name})"
         if f.agg == "sum_squared_gaps":
-            return self._state(f.name, "gapsq", count, None).name
+            return self._state(own, "gapsq", count, None).name
         raise AssertionError(f.agg)
 
     # --- what the tables hold ----------------------------------------------------
@@ -444,11 +447,11 @@ WHERE is_output"""
             ]
             offsets = [o for o in self.leaving_days(source) if o > 0]
             if leaving:
-                days = ", ".join(f"DATE_SUB({ds}, {o})" for o in offsets)
+                days = ", ".join([ds, *(f"DATE_SUB({ds}, {o})" for o in offsets)])
                 parts.append(
                     f"l_{source} AS (\n  SELECT {key},\n    "
                     + ",\n    ".join(leaving)
-                    + f"\n  FROM ${{daily_{source}}}\n  WHERE ds IN ({ds}, {days})\n  GROUP BY {key}\n)"
+                    + f"\n  FROM ${{daily_{source}}}\n  WHERE ds IN ({days})\n  GROUP BY {key}\n)"
                 )
                 joins.append(f"LEFT JOIN l_{source} ON l_{source}.{key} = e.{key}")
                 # a few days of rollups are small; a min/max window's days may not be

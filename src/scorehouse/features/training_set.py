@@ -26,6 +26,7 @@ from pyspark.sql.types import (
 from scorehouse.errors import ValidationError
 from scorehouse.features import transforms
 from scorehouse.features.build import build_features, refresh_rollups
+from scorehouse.features.compile import FeatureSql
 from scorehouse.features.registry import entity_key, feature_names, feature_sql, load_registry
 from scorehouse.settings import Settings
 from scorehouse.sqlfiles import run_sql, run_statement
@@ -51,12 +52,18 @@ def as_of_dates(
 
 
 def labels(
-    daily: DataFrame, customers: DataFrame, dates: list[date], horizon_days: int, ttl_days: int
+    daily: DataFrame,
+    customers: DataFrame,
+    dates: list[date],
+    horizon_days: int,
+    ttl_days: int,
+    sql: FeatureSql | None = None,
 ) -> DataFrame:
     """key, as_of, oldest_feature_ds, label for every entity known on each as-of date.
-    `daily`: the rollups of the label's source."""
+    `daily`: the rollups of the label's source; `sql`: the project's statements (default:
+    the current project's)."""
     spark = daily.sparkSession
-    sql = feature_sql()
+    sql = sql or feature_sql()
     as_of = spark.createDataFrame(
         [(d, d - timedelta(days=ttl_days), d + timedelta(days=horizon_days)) for d in dates],
         AS_OF_SCHEMA,

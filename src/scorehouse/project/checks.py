@@ -91,6 +91,14 @@ def _check_feature(project: Project, feature: Feature) -> list[str]:
         return [f"{where}: source {feature.source!r} is not declared"]
     if feature.kind == "aggregation" and source.kind != "events":
         return [f"{where}: agg needs an events source ({feature.source} holds attributes)"]
+    if feature.agg in ("sum", "mean") and feature.scale is None:
+        column = source.columns.get(feature.value or "")
+        if column is None or column.type not in ("int64", "int32"):
+            return [
+                f"{where}: {feature.agg} of {feature.value!r} needs `scale` (window sums are "
+                "kept as whole numbers so they merge exactly day by day; scale: 100 keeps "
+                "cents), unless the value is an integer column"
+            ]
     if feature.kind == "attribute":
         if feature.source != project.entity.source:
             return [f"{where}: attributes come from the entity's source {project.entity.source!r}"]

@@ -938,7 +938,7 @@ def publish(
     scores_files: FileSource | None = None,
     features_files: FileSource | None = None,
 ) -> GenerationInfo:
-    """Load `scores` (customer_id, score) and optional `features` (customer_id + registry
+    """Load `scores` (the project's key, score) and optional `features` (key + registry
     columns) into a new generation, verify it, flip the pointer and prune old generations.
 
     `scores_files` / `features_files`: the same rows as the frames, planned as Parquet slices
@@ -1018,15 +1018,20 @@ def publish(
 
 
 def _frames(scores: DataFrame, features: DataFrame | None) -> tuple[DataFrame, DataFrame | None]:
-    """The columns a publish loads: (customer_id, score as double) and the registry's features."""
-    scores = scores.select(ID, F.col("score").cast("double").alias("score"))
+    """The columns a publish loads: (key, score as double) and the registry's features, the
+    project's key column renamed to the load's ID."""
+    key = entity_key().name
+    missing = [n for n in (key, "score") if n not in scores.columns]
+    if missing:
+        raise RedisLoadError(f"scores frame lacks columns {missing}")
+    scores = scores.select(F.col(key).alias(ID), F.col("score").cast("double").alias("score"))
     if features is None:
         return scores, None
     names = feature_names()
-    missing = [n for n in (ID, *names) if n not in features.columns]
+    missing = [n for n in (key, *names) if n not in features.columns]
     if missing:
         raise RedisLoadError(f"features frame lacks columns {missing}")
-    return scores, features.select(ID, *names)
+    return scores, features.select(F.col(key).alias(ID), *names)
 
 
 @dataclass(frozen=True)
@@ -1379,7 +1384,7 @@ def publish_date(
         missing = [n for n in (key, *names) if n not in frame.columns]
         if missing:
             raise RedisLoadError(f"table {tables.features} lacks feature columns {missing}")
-        features = frame.select(F.col(key).alias(ID), *names)
+        features = frame.select(key, *names)
         if files:
             features_files = plan_files(
                 spark, warehouse, tables.features, fversion, ds, [key, *names]
@@ -1390,7 +1395,7 @@ def publish_date(
         spark,
         settings,
         ds=ds,
-        scores=predictions.select(F.col(key).alias(ID), "score"),
+        scores=predictions.select(key, "score"),
         features=features,
         model_name=models[0].model_name,
         model_version=str(models[0].model_version),
