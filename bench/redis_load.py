@@ -11,7 +11,7 @@ Prints tables and writes bench/results/redis_load.json:
    the default settings but the latency guard off (the loader's own speed): entities/s of
    the load stage and the ratio to the pipe; bytes per
    prediction (INFO used_memory); the pipe again, last. Publishes read a real predictions
-   Delta table (`loader.publish_date`, as the nightly does: one partition per generation);
+   Delta table (`publish_date`, as the nightly does: one partition per generation);
    the `spark_rows` variant publishes the same rows from a cached Spark frame through
    Spark's row hand-over (the path of string ids, and of `publish` given a DataFrame).
 3. A reader process runs while idle and during one publish per `--variants` entry, taking
@@ -53,7 +53,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from scorehouse.localstack import RedisServer, find_binary
-from scorehouse.serving import keys, loader
+from scorehouse.publish.sequence import PublishRequest, publish, publish_date
+from scorehouse.publish.writer import COMMAND_FIELDS
+from scorehouse.serving import keys
 from scorehouse.serving.client import Client
 from scorehouse.settings import load_settings
 from scorehouse.spark import get_spark
@@ -452,9 +454,9 @@ def main() -> None:
         # Python workers start once per executor core: a nightly run has them warm from
         # scoring. Warm one per core here, outside the measured loads (both paths).
         warm_settings = with_redis(settings, namespace="warm")
-        loader.publish_date(spark, warm_settings, WARM_DAY)
-        loader.publish(spark, with_redis(warm_settings, namespace="warm2"), ds=WARM_DAY,
-                       scores=warm, model_name="m", model_version="1")  # fmt: skip
+        publish_date(spark, warm_settings, WARM_DAY)
+        publish(spark, with_redis(warm_settings, namespace="warm2"),
+                PublishRequest(ds=WARM_DAY, scores=warm, model_name="m", model_version="1"))  # fmt: skip
         admin.flushall()
 
         # 1. Redis's cost per HSET against the bucket width and field order (pipe, no loader).
@@ -475,15 +477,13 @@ def main() -> None:
         # 2. redis-cli --pipe fed the loader's commands (default layout), then publish
         # generation 1 (Spark local, executors write in parallel), nothing else running.
         pipe = {}
-        pipe_file.write_bytes(
-            resp_stream(first, "sh", "pipe", cfg.bucket_size, loader.COMMAND_FIELDS)
-        )
+        pipe_file.write_bytes(resp_stream(first, "sh", "pipe", cfg.bucket_size, COMMAND_FIELDS))
         pipe["same"] = pipe_run(server, pipe_file, n)
         base = admin.info("memory")["used_memory"]
         cpu = redis_cpu_s(admin)
         # The loader's own speed: the latency guard off (the readers' phases below run it).
         with Probe(server.url) as probe:
-            info1 = loader.publish_date(
+            info1 = publish_date(
                 spark, with_redis(settings, reader_latency_target_ms=None), DAYS[0]
             )
         publish_cpu = redis_cpu_s(admin) - cpu
@@ -544,12 +544,14 @@ def main() -> None:
                     # Alternating rows, so a batch that mixed two generations would show.
                     which = (number + 1) % 2
                     if from_frame:
-                        info = loader.publish(
-                            spark, run_settings, ds=date(2026, 2, 1 + number),
-                            scores=frames[which], model_name="m", model_version="1",
+                        info = publish(
+                            spark, run_settings, PublishRequest(
+                                ds=date(2026, 2, 1 + number), scores=frames[which],
+                                model_name="m", model_version="1",
+                            ),
                         )  # fmt: skip
                     else:
-                        info = loader.publish_date(spark, run_settings, DAYS[which])
+                        info = publish_date(spark, run_settings, DAYS[which])
                     return {
                         k: info.stats[k]
                         for k in ("entities_per_s", "load_s", "total_s", "load_tasks", "load_path",

@@ -161,9 +161,9 @@ def publish_task(
 @task(name="verify", task_run_name="verify-{ds}")
 def verify_task(ds: date, generation: str, rows: int, config: str | None = None) -> dict[str, Any]:
     """What readers follow now: the pointer names this day's generation, complete and live."""
+    from scorehouse.publish.generations import count_entries, current_generation, read_generation
     from scorehouse.serving import keys
     from scorehouse.serving.connection import RedisParams
-    from scorehouse.serving.loader import count_entries, current_generation, read_generation
 
     settings = load_settings(config)
     ns = settings.redis.namespace
@@ -192,8 +192,8 @@ def verify_task(ds: date, generation: str, rows: int, config: str | None = None)
 @task(name="cleanup", task_run_name="cleanup-{ds}")
 def cleanup_task(ds: date, config: str | None = None) -> dict[str, Any]:
     """Remove generations beyond redis.keep_generations (loads that failed or were replaced)."""
+    from scorehouse.publish.generations import cleanup
     from scorehouse.serving.connection import RedisParams
-    from scorehouse.serving.loader import cleanup
 
     settings = load_settings(config)
     began = time.perf_counter()

@@ -163,8 +163,8 @@ def test_online_fallback_scores_equal_batch_scores_for_every_account(
     import xgboost as xgb
 
     from scorehouse.features.registry import feature_names, to_matrix
+    from scorehouse.publish.sequence import PublishRequest, publish
     from scorehouse.scoring.batch import score_batch
-    from scorehouse.serving import loader
     from scorehouse.serving.client import Client
     from scorehouse.serving.fallback import StaticModel
 
@@ -189,14 +189,16 @@ def test_online_fallback_scores_equal_batch_scores_for_every_account(
         {"account_id": batch.column(0).to_pylist(), "score": batch.column(1).to_numpy()}
     )
     redis_server.client().flushall()
-    info = loader.publish(
+    info = publish(
         spark,
         cfg,
-        ds=END,
-        scores=spark.createDataFrame(scores),
-        features=features,
-        model_name="churn",
-        model_version="1",
+        PublishRequest(
+            ds=END,
+            scores=spark.createDataFrame(scores),
+            features=features,
+            model_name="churn",
+            model_version="1",
+        ),
     )
     ids = scores.account_id.tolist()
     raw = redis_server.client()

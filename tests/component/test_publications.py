@@ -9,8 +9,8 @@ from pyspark.sql import SparkSession
 
 from component.test_serving_service import DS, cfg, write_predictions  # noqa: F401
 from scorehouse.orchestration import steps
+from scorehouse.publish.generations import live_generation
 from scorehouse.scoring.analyst import register_views
-from scorehouse.serving.loader import live_generation
 from scorehouse.settings import Settings
 from scorehouse.storage.warehouse import Warehouse
 

@@ -16,7 +16,9 @@ from redis.cluster import RedisCluster as ClusterClient
 
 from scorehouse.features.registry import feature_names
 from scorehouse.localstack import RedisCluster, RedisServer, make_test_certificates
-from scorehouse.serving import Client, StaticModel, keys, loader
+from scorehouse.publish.generations import rollback
+from scorehouse.publish.sequence import PublishRequest, publish
+from scorehouse.serving import Client, StaticModel, keys
 from scorehouse.serving.connection import RedisParams
 from scorehouse.settings import Settings, load_settings
 
@@ -59,14 +61,16 @@ def test_publish_spreads_over_the_cluster_and_lookups_follow(
     cfg = make_settings(redis_cluster_url, SCOREHOUSE_SERVING__TIMEOUT_MS="2000")
     scores, features, booster = frames(30_000)
     ids_frame = spark.createDataFrame(scores)
-    info = loader.publish(
+    info = publish(
         spark,
         cfg,
-        ds=date(2026, 1, 15),
-        scores=ids_frame,
-        features=spark.createDataFrame(features),
-        model_name="propensity",
-        model_version="7",
+        PublishRequest(
+            ds=date(2026, 1, 15),
+            scores=ids_frame,
+            features=spark.createDataFrame(features),
+            model_name="propensity",
+            model_version="7",
+        ),
     )
     cluster = ClusterClient(host="127.0.0.1", port=redis_cluster.servers[0].port)
     assert cluster.get("sh:current") == info.generation.encode()
@@ -96,16 +100,15 @@ def test_publish_spreads_over_the_cluster_and_lookups_follow(
     assert client.get(12345).source == "fallback"  # a miss is never written back
     cluster.hset(bucket, slot.field, stored)  # complete again: the rollback below checks it
 
-    second = loader.publish(
+    second = publish(
         spark,
         cfg,
-        ds=date(2026, 1, 16),
-        scores=ids_frame,
-        model_name="propensity",
-        model_version="7",
+        PublishRequest(
+            ds=date(2026, 1, 16), scores=ids_frame, model_name="propensity", model_version="7"
+        ),
     )
     assert second.previous == info.generation
-    assert loader.rollback(cfg).generation == info.generation
+    assert rollback(cfg).generation == info.generation
     assert cluster.get("sh:current") == info.generation.encode()
     cluster.close()
 
@@ -128,13 +131,15 @@ def test_tls_publish_and_lookup(spark: SparkSession, tls_server: RedisServer) ->
     with pytest.raises(redis.exceptions.ConnectionError):  # the plain protocol is refused
         redis.Redis(host="127.0.0.1", port=tls_server.port, socket_timeout=1, retry=None).ping()
     scores, _, _ = frames(1500)
-    info = loader.publish(
+    info = publish(
         spark,
         cfg,
-        ds=date(2026, 1, 15),
-        scores=spark.createDataFrame(scores),
-        model_name="m",
-        model_version="1",
+        PublishRequest(
+            ds=date(2026, 1, 15),
+            scores=spark.createDataFrame(scores),
+            model_name="m",
+            model_version="1",
+        ),
     )
     result = Client(cfg).get(1499)
     assert result.source == "cache" and result.generation == info.generation

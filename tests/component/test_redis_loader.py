@@ -24,7 +24,10 @@ from scorehouse.cli import main
 from scorehouse.errors import RedisLoadError
 from scorehouse.features.registry import feature_names, to_matrix
 from scorehouse.localstack import RedisServer
-from scorehouse.serving import keys, loader
+from scorehouse.publish import generations, plan, writer
+from scorehouse.publish.sequence import PublishRequest, publish, publish_date
+from scorehouse.serving import keys
+from scorehouse.serving.connection import RedisParams
 from scorehouse.settings import Settings, load_settings
 
 DS = date(2026, 1, 15)
@@ -88,14 +91,16 @@ def test_publish_loads_every_score_and_vector_then_flips(
     ids = list(range(N))
     scores = np.random.default_rng(0).random(N)
     feats, pdf = features_frame(spark, ids)
-    info = loader.publish(
+    info = publish(
         spark,
         cfg,
-        ds=DS,
-        scores=scores_frame(spark, ids, scores),
-        features=feats,
-        model_name="propensity",
-        model_version="3",
+        PublishRequest(
+            ds=DS,
+            scores=scores_frame(spark, ids, scores),
+            features=feats,
+            model_name="propensity",
+            model_version="3",
+        ),
     )
     assert client.get("sh:current") == info.generation.encode()
     assert info.generation.startswith("20260115-3-")
@@ -124,13 +129,12 @@ def test_string_and_integer_ids_follow_the_documented_rule(
 ) -> None:
     ids: list[object] = ["7", "1234", "cust-ab", "00123", "-5", "é-ü", "9223372036854775808", "0"]
     scores = np.linspace(0.1, 0.8, len(ids))
-    info = loader.publish(
+    info = publish(
         spark,
         cfg,
-        ds=DS,
-        scores=scores_frame(spark, ids, scores),
-        model_name="m",
-        model_version="1",
+        PublishRequest(
+            ds=DS, scores=scores_frame(spark, ids, scores), model_name="m", model_version="1"
+        ),
     )
     assert info.string_buckets == 1
     got = read_all_scores(client, info.generation, ids, info.string_buckets)
@@ -153,7 +157,7 @@ def test_spark_bucketing_equals_the_python_rule(spark: SparkSession) -> None:
         "9223372036854775807",
         "9223372036854775808",
     ]
-    rows = loader.with_slots(
+    rows = plan.with_slots(
         spark.createDataFrame([(i,) for i in ids], "customer_id string"), 1000, 13
     ).collect()
     assert {(r.customer_id, r.bucket, r.field) for r in rows} == {
@@ -165,10 +169,10 @@ def test_republishing_the_same_content_changes_nothing(
     spark: SparkSession, cfg: Settings, client: redis.Redis
 ) -> None:
     df = scores_frame(spark, list(range(100)), np.full(100, 0.5))
-    first = loader.publish(spark, cfg, ds=DS, scores=df, model_name="m", model_version="1")
-    again = loader.publish(spark, cfg, ds=DS, scores=df, model_name="m", model_version="1")
+    first = publish(spark, cfg, PublishRequest(ds=DS, scores=df, model_name="m", model_version="1"))
+    again = publish(spark, cfg, PublishRequest(ds=DS, scores=df, model_name="m", model_version="1"))
     assert again.generation == first.generation
-    assert loader.list_generations(client, "sh") == [first.generation]
+    assert generations.list_generations(client, "sh") == [first.generation]
 
 
 def test_rollback_returns_to_the_previous_generation_and_cleanup_keeps_two(
@@ -179,34 +183,38 @@ def test_rollback_returns_to_the_previous_generation_and_cleanup_keeps_two(
     for day, value in ((15, 0.1), (16, 0.2), (17, 0.3)):
         df = scores_frame(spark, ids, np.full(len(ids), value))
         gens.append(
-            loader.publish(
-                spark, cfg, ds=date(2026, 1, day), scores=df, model_name="m", model_version="1"
+            publish(
+                spark,
+                cfg,
+                PublishRequest(ds=date(2026, 1, day), scores=df, model_name="m", model_version="1"),
             )
         )
     g1, g2, g3 = (g.generation for g in gens)
     assert gens[2].previous == g2
-    assert loader.list_generations(client, "sh") == [g2, g3]
+    assert generations.list_generations(client, "sh") == [g2, g3]
     assert client.keys(f"sh:{g1}:*") == []  # removed with SCAN + UNLINK
     assert read_all_scores(client, g3, [5])[0] == pytest.approx(0.3)
 
-    back = loader.rollback(cfg)
+    back = generations.rollback(cfg)
     assert back.generation == g2 and client.get("sh:current") == g2.encode()
     assert client.hget(f"sh:{g3}:meta", "status") == b"rolled_back"
     with pytest.raises(RedisLoadError, match="no previous generation"):
-        loader.rollback(cfg)
+        generations.rollback(cfg)
 
 
 def test_interrupted_load_leaves_readers_on_the_old_generation_and_a_retry_finishes(
     spark: SparkSession, redis_url: str, client: redis.Redis
 ) -> None:
     ids = list(range(6000))
-    old = loader.publish(
+    old = publish(
         spark,
         make_settings(redis_url),
-        ds=DS,
-        scores=scores_frame(spark, ids, np.full(6000, 0.25)),
-        model_name="m",
-        model_version="1",
+        PublishRequest(
+            ds=DS,
+            scores=scores_frame(spark, ids, np.full(6000, 0.25)),
+            model_name="m",
+            model_version="1",
+        ),
     )
     slow = make_settings(redis_url, **SLOW_LOAD)
     new_df = scores_frame(spark, ids, np.full(6000, 0.75))
@@ -226,8 +234,10 @@ def test_interrupted_load_leaves_readers_on_the_old_generation_and_a_retry_finis
     watcher = threading.Thread(target=run_out_of_memory_mid_load)
     watcher.start()
     with pytest.raises(RedisLoadError, match="readers still see " + old.generation):
-        loader.publish(
-            spark, slow, ds=date(2026, 1, 16), scores=new_df, model_name="m", model_version="1"
+        publish(
+            spark,
+            slow,
+            PublishRequest(ds=date(2026, 1, 16), scores=new_df, model_name="m", model_version="1"),
         )
     watcher.join()
     # The partial generation is removed at once (at maxmemory it would block the retry);
@@ -237,17 +247,14 @@ def test_interrupted_load_leaves_readers_on_the_old_generation_and_a_retry_finis
     assert client.get("sh:current") == old.generation.encode()
     assert set(read_all_scores(client, old.generation, ids)) == {0.25}
 
-    done = loader.publish(
+    done = publish(
         spark,
         make_settings(redis_url),
-        ds=date(2026, 1, 16),
-        scores=new_df,
-        model_name="m",
-        model_version="1",
+        PublishRequest(ds=date(2026, 1, 16), scores=new_df, model_name="m", model_version="1"),
     )
     assert client.get("sh:current") == done.generation.encode() and done.previous == old.generation
     assert set(read_all_scores(client, done.generation, ids)) == {0.75}
-    assert loader.count_entries(client, f"sh:{done.generation}:s:*") == 6000
+    assert generations.count_entries(client, f"sh:{done.generation}:s:*") == 6000
     owners = {k.decode().split(":")[1] for k in client.scan_iter(match="sh:*:*")}
     assert owners == {old.generation, done.generation}  # nothing of the failed load is left
 
@@ -257,7 +264,7 @@ def test_duplicate_ids_fail_verification_without_flipping(
 ) -> None:
     df = scores_frame(spark, [1, 2, 2, 3], np.array([0.1, 0.2, 0.3, 0.4]))
     with pytest.raises(RedisLoadError, match="3 scores in Redis for 4 rows"):
-        loader.publish(spark, cfg, ds=DS, scores=df, model_name="m", model_version="1")
+        publish(spark, cfg, PublishRequest(ds=DS, scores=df, model_name="m", model_version="1"))
     assert client.get("sh:current") is None
 
 
@@ -277,7 +284,7 @@ def test_unsafe_server_settings_are_refused_before_loading(
     client.config_set(setting, value)
     df = scores_frame(spark, list(range(50_000)), np.full(50_000, 0.5))
     with pytest.raises(RedisLoadError, match=message):
-        loader.publish(spark, cfg, ds=DS, scores=df, model_name="m", model_version="1")
+        publish(spark, cfg, PublishRequest(ds=DS, scores=df, model_name="m", model_version="1"))
     assert client.get("sh:current") is None
     assert client.keys("sh:*:s:*") == []
 
@@ -298,16 +305,18 @@ def test_unreadable_config_warns_or_refuses_and_never_logs_the_password(
     )
     df = scores_frame(spark, list(range(10)), np.full(10, 0.5))
     with pytest.raises(RedisLoadError, match="cannot read hash-max-listpack-entries"):
-        loader.publish(
-            spark, cfg, ds=DS, scores=df, model_name="m", model_version="1", strict_config=True
+        publish(
+            spark,
+            cfg,
+            PublishRequest(ds=DS, scores=df, model_name="m", model_version="1", strict_config=True),
         )
     with caplog.at_level(logging.DEBUG):
-        info = loader.publish(spark, cfg, ds=DS, scores=df, model_name="m", model_version="1")
+        info = publish(
+            spark, cfg, PublishRequest(ds=DS, scores=df, model_name="m", model_version="1")
+        )
     assert info.status == "live"
     assert "cannot read hash-max-listpack-entries" in caplog.text
-    assert secret not in caplog.text and secret not in repr(
-        loader.RedisParams.from_settings(cfg.redis)
-    )
+    assert secret not in caplog.text and secret not in repr(RedisParams.from_settings(cfg.redis))
 
 
 def test_a_publish_waits_out_a_live_publishers_lock_then_refuses(
@@ -316,16 +325,16 @@ def test_a_publish_waits_out_a_live_publishers_lock_then_refuses(
     client: redis.Redis,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(loader, "LOCK_TTL_S", 1.0)
-    monkeypatch.setattr(loader, "LOCK_RENEW_S", 0.2)
-    held = loader._Lock(client, keys.lock_key("sh"))
+    monkeypatch.setattr(generations, "LOCK_TTL_S", 1.0)
+    monkeypatch.setattr(generations, "LOCK_RENEW_S", 0.2)
+    held = generations.PublishLock(client, keys.lock_key("sh"))
     df = scores_frame(spark, list(range(10)), np.full(10, 0.5))
     try:
         started = time.monotonic()
         with pytest.raises(
             RedisLoadError, match="another publish holds sh:lock and keeps it alive"
         ):
-            loader.publish(spark, cfg, ds=DS, scores=df, model_name="m", model_version="1")
+            publish(spark, cfg, PublishRequest(ds=DS, scores=df, model_name="m", model_version="1"))
         # It waited past the TTL: the holder's heartbeat kept the lock meanwhile.
         assert time.monotonic() - started > 1.0
         assert client.pttl("sh:lock") > 0
@@ -341,10 +350,10 @@ def test_a_dead_publishers_lock_expires_and_the_next_publish_goes_through(
     client: redis.Redis,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(loader, "LOCK_TTL_S", 1.0)
+    monkeypatch.setattr(generations, "LOCK_TTL_S", 1.0)
     client.set("sh:lock", "a-killed-publisher", px=1000)  # no heartbeat renews it
     df = scores_frame(spark, list(range(10)), np.full(10, 0.5))
-    info = loader.publish(spark, cfg, ds=DS, scores=df, model_name="m", model_version="1")
+    info = publish(spark, cfg, PublishRequest(ds=DS, scores=df, model_name="m", model_version="1"))
     assert info.status == "live"
     assert client.get("sh:lock") is None  # released by the publish that took it
 
@@ -372,13 +381,15 @@ def test_flip_is_atomic_for_concurrent_readers(
     spark: SparkSession, cfg: Settings, redis_url: str
 ) -> None:
     ids = list(range(5000))
-    loader.publish(
+    publish(
         spark,
         cfg,
-        ds=DS,
-        scores=scores_frame(spark, ids, np.full(5000, 0.25)),
-        model_name="m",
-        model_version="1",
+        PublishRequest(
+            ds=DS,
+            scores=scores_frame(spark, ids, np.full(5000, 0.25)),
+            model_name="m",
+            model_version="1",
+        ),
     )
     counts = {"reads": 0, "missing": 0, "mixed": 0}
     lock = threading.Lock()
@@ -396,13 +407,15 @@ def test_flip_is_atomic_for_concurrent_readers(
         thread.start()
     try:
         for day, value in ((16, 0.75), (17, 0.5)):
-            loader.publish(
+            publish(
                 spark,
                 cfg,
-                ds=date(2026, 1, day),
-                scores=scores_frame(spark, ids, np.full(5000, value)),
-                model_name="m",
-                model_version="1",
+                PublishRequest(
+                    ds=date(2026, 1, day),
+                    scores=scores_frame(spark, ids, np.full(5000, value)),
+                    model_name="m",
+                    model_version="1",
+                ),
             )
     finally:
         stop.set()
@@ -412,21 +425,21 @@ def test_flip_is_atomic_for_concurrent_readers(
     assert counts["missing"] == 0 and counts["mixed"] == 0
 
 
-def _spec(url: str, generation: str, **overrides: object) -> loader.LoadSpec:
-    base = loader.LoadSpec(loader.RedisParams(url), "sh", generation, "s", 1000, None, False)
+def _spec(url: str, generation: str, **overrides: object) -> plan.LoadSpec:
+    base = plan.LoadSpec(RedisParams(url), "sh", generation, "s", 1000, None, False)
     return replace(base, **overrides)  # type: ignore[arg-type]
 
 
 def test_writer_sends_short_commands_across_arrow_batches_and_every_value_lands(
     redis_url: str, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loader, "COMMAND_FIELDS", 300)
+    monkeypatch.setattr(writer, "COMMAND_FIELDS", 300)
     # Ids 500..3499 sorted, cut into Arrow batches of 700 rows: buckets 1 and 2 span batches.
     ids = np.arange(500, 3500, dtype=np.int64)
     scores = np.random.default_rng(4).random(len(ids))
     table = pa.table({"customer_id": ids, "score": scores})
     stats = next(
-        loader.load_batches(
+        writer.load_batches(
             iter(table.to_batches(max_chunksize=700)),
             _spec(redis_url, "G1", integer_ids=True),
         )
@@ -443,12 +456,12 @@ def test_writer_sends_short_commands_across_arrow_batches_and_every_value_lands(
 def test_writer_with_spark_computed_slots_stores_string_ids(
     spark: SparkSession, redis_url: str, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loader, "COMMAND_FIELDS", 2)
+    monkeypatch.setattr(writer, "COMMAND_FIELDS", 2)
     ids = ["cust-ab", "7", "é-ü", "00123", "-5"]
-    frame = loader.with_slots(scores_frame(spark, ids, np.linspace(0.1, 0.5, 5)), 1000, 3)
+    frame = plan.with_slots(scores_frame(spark, ids, np.linspace(0.1, 0.5, 5)), 1000, 3)
     pdf = frame.orderBy("bucket").select("bucket", "field", "score").toPandas()
     batches = pa.Table.from_pandas(pdf, preserve_index=False).to_batches(max_chunksize=2)
-    next(loader.load_batches(iter(batches), _spec(redis_url, "G2")))
+    next(writer.load_batches(iter(batches), _spec(redis_url, "G2")))
     assert read_all_scores(client, "G2", ids, string_buckets=3, bucket_size=1000) == pytest.approx(
         list(np.linspace(0.1, 0.5, 5)), abs=1e-9
     )
@@ -458,21 +471,20 @@ def test_an_error_reply_fails_the_load_and_the_pointer_stays(
     spark: SparkSession, cfg: Settings, client: redis.Redis
 ) -> None:
     ids = list(range(3000))
-    old = loader.publish(
-        spark, cfg, ds=DS, scores=scores_frame(spark, ids, np.full(3000, 0.25)),
-        model_name="m", model_version="1",
-    )  # fmt: skip
+    old = publish(spark, cfg, PublishRequest(ds=DS, scores=scores_frame(spark, ids, np.full(3000, 0.25)), model_name="m", model_version="1"))  # fmt: skip
     generation = keys.generation_id(date(2026, 1, 16), "1", "clash")
     client.set(keys.score_key("sh", generation, "1"), "not a hash")  # HSET answers WRONGTYPE
     with pytest.raises(RedisLoadError, match="WRONGTYPE.*readers still see " + old.generation):
-        loader.publish(
+        publish(
             spark,
             cfg,
-            ds=date(2026, 1, 16),
-            scores=scores_frame(spark, ids, np.full(3000, 0.75)),
-            model_name="m",
-            model_version="1",
-            attempt="clash",
+            PublishRequest(
+                ds=date(2026, 1, 16),
+                scores=scores_frame(spark, ids, np.full(3000, 0.75)),
+                model_name="m",
+                model_version="1",
+                attempt="clash",
+            ),
         )
     assert client.get("sh:current") == old.generation.encode()
     # The failed generation is removed whole, the key in the way included.
@@ -481,7 +493,7 @@ def test_an_error_reply_fails_the_load_and_the_pointer_stays(
     client.set(keys.score_key("sh", generation, "1"), "not a hash")
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         next(
-            loader.load_batches(
+            writer.load_batches(
                 iter(pa.table({"customer_id": np.arange(3000), "score": np.full(3000, 0.5)})
                      .to_batches(max_chunksize=500)),
                 _spec(cfg.redis.url, generation, integer_ids=True),
@@ -508,7 +520,7 @@ def test_writer_resends_unanswered_batches_after_a_dropped_connection(
     killer = threading.Thread(target=drop_the_loader_connections)
     killer.start()
     with caplog.at_level(logging.WARNING):
-        stats = next(loader.load_batches(iter(batches), spec)).to_pydict()
+        stats = next(writer.load_batches(iter(batches), spec)).to_pydict()
     killer.join()
     assert killed and killed[0] >= 1
     assert "connection to Redis lost during the load" in caplog.text
@@ -525,11 +537,13 @@ def test_a_load_capped_at_one_connection_lands_every_score(
     scores = np.random.default_rng(5).random(3000)
     capped = make_settings(redis_url, SCOREHOUSE_REDIS__LOAD_CONNECTIONS="1")
     frame = scores_frame(spark, ids, scores).repartition(4)
-    info = loader.publish(spark, capped, ds=DS, scores=frame, model_name="m", model_version="1")
+    info = publish(
+        spark, capped, PublishRequest(ds=DS, scores=frame, model_name="m", model_version="1")
+    )
     assert info.stats["load_tasks"] == 1
     got = np.array(read_all_scores(client, info.generation, ids), dtype=float)
     assert np.abs(got - scores).max() <= 0.5e-9 + 1e-15
-    assert loader.count_entries(client, f"sh:{info.generation}:s:*") == 3000
+    assert generations.count_entries(client, f"sh:{info.generation}:s:*") == 3000
 
 
 # --- the load tasks read the tables' Parquet files themselves (publish_date) -------------
@@ -570,7 +584,7 @@ def test_publish_date_loads_from_the_tables_files_in_bucket_runs(
     ids = np.random.default_rng(2).permutation(3000)  # 12 buckets, every file out of order
     champion, features = write_day(spark, cfg, DS, ids, seed=3)
     write_day(spark, cfg, date(2026, 1, 16), ids, seed=4)  # another day: not loaded
-    info = loader.publish_date(spark, cfg, DS)
+    info = publish_date(spark, cfg, DS)
     assert info.stats["load_path"] == "files" and info.stats["load_rows"] == 3000
     got = np.array(read_all_scores(client, info.generation, ids.tolist()), dtype=float)
     assert np.abs(got - champion).max() <= 0.5e-9 + 1e-15  # the champion's, not the challenger's
@@ -612,8 +626,8 @@ def test_file_batches_stream_files_in_id_order_and_sort_the_rest(tmp_path: objec
             Slice(f"{folder}/{name}", g, 0, 4000 if groups > 1 else 10_000) for g in range(groups)
         ]
         pieces[-1] = replace(pieces[-1], length=10_000 - 4000 * (groups - 1))
-        source = loader.FileSource(None, types, role)  # type: ignore[arg-type]
-        return list(loader._file_batches(pieces, source, ("score",)))
+        source = plan.FileSource(None, types, role)  # type: ignore[arg-type]
+        return list(writer._file_batches(pieces, source, ("score",)))
 
     streamed = batches("sorted.parquet", 3, "champion")
     kept = pa.Table.from_batches(streamed).column("customer_id").to_numpy()
@@ -671,7 +685,7 @@ def test_the_latency_guard_slows_a_load_down_while_redis_answers_slowly(
         spec = _spec(redis_url, generation, integer_ids=True, latency_target_s=target_s)
         # Redis busy 8 ms of every ~10: a probe waits up to 8 ms for its PONG.
         with busy_redis(redis_url, 8000, 0.002):
-            return next(loader.load_batches(iter(table.to_batches(10_000)), spec)).to_pydict()
+            return next(writer.load_batches(iter(table.to_batches(10_000)), spec)).to_pydict()
 
     slowed = load("G7", 0.002)
     assert slowed["rows"] == [60_000]
@@ -693,12 +707,9 @@ def test_the_latency_guard_setting_reaches_the_load_tasks(
     ids = list(range(40_000))
     scores = np.random.default_rng(10).random(len(ids))
     guarded = make_settings(redis_url, SCOREHOUSE_REDIS__READER_LATENCY_TARGET_MS="1.5")
-    info = loader.publish(
-        spark, guarded, ds=DS, scores=scores_frame(spark, ids, scores), model_name="m",
-        model_version="1",
-    )  # fmt: skip
+    info = publish(spark, guarded, PublishRequest(ds=DS, scores=scores_frame(spark, ids, scores), model_name="m", model_version="1"))  # fmt: skip
     assert info.stats["guard_probes"] > 0
-    assert loader.count_entries(client, f"sh:{info.generation}:s:*") == len(ids)
+    assert generations.count_entries(client, f"sh:{info.generation}:s:*") == len(ids)
     off = make_settings(redis_url, SCOREHOUSE_REDIS__READER_LATENCY_TARGET_MS="null")
     assert off.redis.reader_latency_target_ms is None
 
@@ -720,7 +731,7 @@ def test_redis_dying_mid_publish_is_one_line_that_names_what_readers_see(
         cfg = make_settings(server.url, SCOREHOUSE_HOME=str(settings.home))
         write_day(spark, cfg, DS, ids, seed=3)
         write_day(spark, cfg, date(2026, 1, 16), ids, seed=4)
-        old = loader.publish_date(spark, cfg, DS)
+        old = publish_date(spark, cfg, DS)
         killer = kill_mid_load(server)
         for key, value in env.items():
             monkeypatch.setenv(key, value)

@@ -20,8 +20,9 @@ from scorehouse.features import transforms
 from scorehouse.features.registry import feature_names, feature_sql, no_history_vector, to_matrix
 from scorehouse.localstack import RedisServer
 from scorehouse.online import Client, MlflowChampion, StaticModel
+from scorehouse.publish.sequence import PublishRequest, publish
 from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
-from scorehouse.serving import keys, loader
+from scorehouse.serving import keys
 from scorehouse.settings import Settings, load_settings
 
 DS = date(2026, 1, 15)
@@ -104,14 +105,16 @@ def published(
     pdf = feature_table(10_000, seed=5)
     features = spark.createDataFrame(pdf)
     scores = batch_scores(spark, features, booster)
-    loader.publish(
+    publish(
         spark,
         cfg,
-        ds=DS,
-        scores=spark.createDataFrame(scores),
-        features=features,
-        model_name="propensity",
-        model_version="7",
+        PublishRequest(
+            ds=DS,
+            scores=spark.createDataFrame(scores),
+            features=features,
+            model_name="propensity",
+            model_version="7",
+        ),
     )
     generation = client.get("sh:current").decode()
     yield generation, pdf, scores

@@ -100,7 +100,7 @@ def test_publish_date_and_lookup_cli_return_the_tables_champion_scores(
 def publish_generation(spark: SparkSession, cfg: Settings) -> xgb.Booster:
     """Publish scores of ids 0-999 and feature vectors of ids 0-1999 (1000-1999 miss with
     stored features) as model version 7; returns the booster that computed the scores."""
-    from scorehouse.serving import loader
+    from scorehouse.publish.sequence import PublishRequest, publish
 
     rng = np.random.default_rng(8)
     names = feature_names()
@@ -119,14 +119,16 @@ def publish_generation(spark: SparkSession, cfg: Settings) -> xgb.Booster:
             "score": booster.inplace_predict(matrix[:1000]).astype(float),
         }
     )
-    loader.publish(
+    publish(
         spark,
         cfg,
-        ds=DS,
-        scores=spark.createDataFrame(scores),
-        features=spark.createDataFrame(features),
-        model_name="propensity",
-        model_version="7",
+        PublishRequest(
+            ds=DS,
+            scores=spark.createDataFrame(scores),
+            features=spark.createDataFrame(features),
+            model_name="propensity",
+            model_version="7",
+        ),
     )
     return booster
 

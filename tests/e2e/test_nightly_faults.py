@@ -33,7 +33,8 @@ from scorehouse.errors import ValidationError
 from scorehouse.features import transforms
 from scorehouse.features.registry import feature_sql
 from scorehouse.orchestration import steps
-from scorehouse.serving import Client, keys, loader
+from scorehouse.publish.generations import cleanup
+from scorehouse.serving import Client, keys
 from scorehouse.settings import Settings, load_settings
 from scorehouse.storage.staging import STAGING_DIR
 from scorehouse.storage.warehouse import Warehouse
@@ -161,7 +162,7 @@ def test_killed_scoring_and_publishing_keep_readers_on_the_last_night_and_reruns
     assert live(settings)[:2] == (previous, END - timedelta(days=1))
 
     done = steps.publish(spark, settings, END)
-    loader.cleanup(client, ns, settings.redis.keep_generations)
+    cleanup(client, ns, settings.redis.keep_generations)
     named = (k.decode().split(":") for k in client.scan_iter(match=f"{ns}:*:*"))
     generations = {parts[1] for parts in named}
     client.close()

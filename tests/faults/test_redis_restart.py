@@ -13,7 +13,9 @@ from home_settings import home_env
 from redis_support import SLOW_LOAD, kill_mid_load
 from scorehouse.errors import RedisLoadError
 from scorehouse.localstack import RedisServer
-from scorehouse.serving import Client, loader
+from scorehouse.publish.generations import count_entries
+from scorehouse.publish.sequence import PublishRequest, publish
+from scorehouse.serving import Client
 from scorehouse.settings import Settings, load_settings
 
 IDS = list(range(6000))
@@ -33,18 +35,12 @@ def test_redis_killed_mid_publish_and_restarted_serves_the_last_generation_and_a
     server = RedisServer(tmp_path / "redis", persistence=True, maxmemory="256mb").start()
     try:
         cfg = _settings(settings, server.url)
-        old = loader.publish(
-            spark, cfg, ds=date(2026, 1, 15), scores=_scores(spark, 0.25),
-            model_name="m", model_version="1",
-        )  # fmt: skip
+        old = publish(spark, cfg, PublishRequest(ds=date(2026, 1, 15), scores=_scores(spark, 0.25), model_name="m", model_version="1"))  # fmt: skip
         server.client().save()  # what the restarted server will load
         slow = _settings(settings, server.url, **SLOW_LOAD)
         killer = kill_mid_load(server)
         with pytest.raises(RedisLoadError, match=f"readers still see {old.generation}"):
-            loader.publish(
-                spark, slow, ds=date(2026, 1, 16), scores=_scores(spark, 0.75),
-                model_name="m", model_version="1",
-            )  # fmt: skip
+            publish(spark, slow, PublishRequest(ds=date(2026, 1, 16), scores=_scores(spark, 0.75), model_name="m", model_version="1"))  # fmt: skip
         killer.join()
         assert not server.ping()
 
@@ -56,12 +52,9 @@ def test_redis_killed_mid_publish_and_restarted_serves_the_last_generation_and_a
             ("cache", 0.25, old.generation)
         }
 
-        done = loader.publish(
-            spark, cfg, ds=date(2026, 1, 16), scores=_scores(spark, 0.75),
-            model_name="m", model_version="1",
-        )  # fmt: skip
+        done = publish(spark, cfg, PublishRequest(ds=date(2026, 1, 16), scores=_scores(spark, 0.75), model_name="m", model_version="1"))  # fmt: skip
         assert client.get("sh:current") == done.generation.encode()
-        assert loader.count_entries(client, f"sh:{done.generation}:s:*") == len(IDS)
+        assert count_entries(client, f"sh:{done.generation}:s:*") == len(IDS)
         named = {k.decode().split(":")[1] for k in client.scan_iter(match="sh:*:*")}
         assert named <= {done.generation, old.generation}
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scorehouse.serving.loader import LatencyGuard, Pacer
+from scorehouse.publish.writer import LatencyGuard, Pacer
 
 MS = 1e-3
 

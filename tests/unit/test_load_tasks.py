@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from scorehouse.publish.plan import task_slices
 from scorehouse.scoring.reader import Slice
-from scorehouse.serving.loader import task_slices
 
 GROUPS = [Slice("a", 0, 0, 5), Slice("b", 0, 0, 3), Slice("b", 1, 0, 4)]
 

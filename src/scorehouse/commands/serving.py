@@ -38,11 +38,11 @@ def publish(
     generation, verify it, flip the pointer and add its row to the `publications` table.
     `publish rollback` points readers back at the previous generation.
     """
-    from scorehouse.serving import loader
+    from scorehouse.publish.generations import rollback
 
     settings = settings_of(ctx)
     if action == "rollback":
-        info = loader.rollback(settings)
+        info = rollback(settings)
         if as_json:
             print_json(info)
         else:

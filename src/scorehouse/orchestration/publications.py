@@ -54,9 +54,9 @@ def publish_recorded(
     allow_older: bool = False,
     flow_run_id: str | None = None,
 ) -> tuple[GenerationInfo, dict[str, int | None]]:
-    """`loader.publish_date`, then its row in `publications`; returns the generation and
-    the versions it was loaded from."""
-    from scorehouse.serving.loader import publish_date
+    """`publish_date` (publish/sequence.py), then its row in `publications`; returns the
+    generation and the versions it was loaded from."""
+    from scorehouse.publish.sequence import publish_date
 
     before = source_versions(settings)
     info = publish_date(spark, settings, ds, allow_older=allow_older)

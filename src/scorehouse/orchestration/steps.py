@@ -296,7 +296,7 @@ def publish_inputs(settings: Settings, ds: date) -> dict[str, Any]:
 
 def publish_skip(settings: Settings, ds: date) -> dict[str, Any] | None:
     """The earlier result when Redis's live generation was loaded from these very predictions."""
-    from scorehouse.serving.loader import live_generation
+    from scorehouse.publish.generations import live_generation
 
     outputs = ledger.done(settings, PUBLISH, ds, publish_inputs(settings, ds), None)
     if outputs is None:

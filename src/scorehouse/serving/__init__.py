@@ -1,10 +1,11 @@
-"""Serving predictions from Redis: key contract, loader, online client, fallback, HTTP service.
+"""Serving predictions from Redis, what apps import: key contract, online client, fallback,
+HTTP service, connection, generation info. Publishing into Redis is `scorehouse.publish`.
 
-Public entry points: `publish`/`rollback` (loader), `Client` and `Score` (lookups),
-`ModelProvider`/`MlflowChampion`/`StaticModel` (the fallback's model), `create_app` (HTTP).
-Names are resolved on first use: the loader's Spark tasks import this package on every
-executor, and importing the client would pull in xgboost and scikit-learn there (seconds
-per Python worker on a busy host) for nothing.
+Public entry points: `Client` and `Score` (lookups), `ModelProvider`/`MlflowChampion`/
+`StaticModel` (the fallback's model), `create_app` (HTTP). Names are resolved on first use:
+the publish's Spark tasks import this package (keys, connection) on every executor, and
+importing the client would pull in xgboost and scikit-learn there (seconds per Python
+worker on a busy host) for nothing.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ __all__ = [
     "ModelProvider",
     "Score",
     "StaticModel",
-    "publish",
-    "rollback",
 ]
 
 _LAZY = {
@@ -42,17 +41,3 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
-
-
-def publish(*args: Any, **kwargs: Any) -> Any:
-    """See `scorehouse.serving.loader.publish`."""
-    from scorehouse.serving.loader import publish as _publish
-
-    return _publish(*args, **kwargs)
-
-
-def rollback(*args: Any, **kwargs: Any) -> Any:
-    """See `scorehouse.serving.loader.rollback`."""
-    from scorehouse.serving.loader import rollback as _rollback
-
-    return _rollback(*args, **kwargs)
