@@ -1,4 +1,5 @@
-"""Distributed training as `scorehouse train` runs it vs single-node `xgboost.train`.
+"""Distributed training as `scorehouse train` runs it vs single-node `xgboost.train`,
+and `auto`: the engine `scorehouse train` picks under default settings for that size.
 
     python bench/train.py --rows 1000000 5000000 [--rounds 100] [--variants ...]
         [--spark-conf KEY=VALUE ...]
@@ -36,7 +37,7 @@ import pyarrow.parquet as pq
 from scorehouse.features.registry import feature_names, load_registry, to_matrix
 from scorehouse.settings import load_settings
 from scorehouse.training.metrics import roc_auc
-from scorehouse.training.train import TrainOptions, fit_single_node, xgb_params
+from scorehouse.training.train import TrainOptions, fit_engine, fit_single_node, xgb_params
 
 HERE = Path(__file__).resolve().parent
 WEEKS = 20
@@ -44,7 +45,7 @@ START = date(2025, 1, 6)
 VALID_WEEKS = (16, 17)  # weeks 18, 19 are test
 TEST_START = START + timedelta(weeks=18)
 VALID_START = START + timedelta(weeks=16)
-VARIANTS = ("single", "distributed", "distributed_previous", "probe_barrier")
+VARIANTS = ("single", "distributed", "auto", "distributed_previous", "probe_barrier")
 
 
 # ----------------------------------------------------------------------------- data
@@ -470,6 +471,11 @@ def _worker_span(fn: Any, name: str) -> Any:
 
 
 def run_one(variant: str, data: Path, rounds: int, cores: int) -> dict[str, Any]:
+    engine = None
+    if variant == "auto":  # what `scorehouse train` picks under default settings
+        rows = pq.ParquetDataset(data).read(columns=["label"]).num_rows
+        engine = fit_engine(load_settings(environ={}).model, rows, len(feature_names()))
+        variant = "single" if engine == "single_node" else "distributed"
     with PeakRss() as mem:
         if variant == "single":
             result = run_single(data, rounds, cores)
@@ -477,7 +483,8 @@ def run_one(variant: str, data: Path, rounds: int, cores: int) -> dict[str, Any]
             result = run_distributed(data, rounds, cores, previous=variant.endswith("_previous"))
         else:
             result = run_probe_barrier(data, rounds, cores)
-    return {**result, "peak_rss_mb": mem.peak / 2**20, "cpu_seconds": mem.cpu_seconds}
+    out = {**result, "peak_rss_mb": mem.peak / 2**20, "cpu_seconds": mem.cpu_seconds}
+    return out if engine is None else {**out, "engine": engine}
 
 
 # ----------------------------------------------------------------------------- driver
@@ -577,8 +584,9 @@ HEADER = (
 
 def _row(r: dict[str, Any]) -> str:
     vs, cvs, auc = r.get("vs_single"), r.get("cpu_vs_single"), r.get("test_auc")
+    name = f"{r['variant']} ({r['engine']})" if "engine" in r else r["variant"]
     return (
-        f"{r['rows']:>10,} {r['variant']:<20} {r['seconds']:>7.1f} "
+        f"{r['rows']:>10,} {name:<20} {r['seconds']:>7.1f} "
         f"{(f'{vs:.2f}' if vs else '-'):>8} {r['cpu_seconds']:>7.1f} "
         f"{(f'{cvs:.2f}' if cvs else '-'):>8} {r['peak_rss_mb']:>8.0f} "
         f"{(f'{auc:.4f}' if auc else '-'):>8}"

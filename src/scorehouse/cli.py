@@ -35,6 +35,7 @@ _COMMANDS: list[tuple[str, Callable[..., None], str]] = [
     ("features", core.features, "Features and training"),
     ("training-set", core.training_set, "Features and training"),
     ("train", models.train, "Features and training"),
+    ("backtest", models.backtest, "Features and training"),
     ("score", scoring.score, "Scoring and serving"),
     ("sql", scoring.sql, "Scoring and serving"),
     ("publish", serving.publish, "Scoring and serving"),

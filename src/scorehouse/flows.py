@@ -24,7 +24,7 @@ from prefect.states import State
 from scorehouse.errors import RedisLoadError, ValidationError
 from scorehouse.orchestration import report
 from scorehouse.orchestration import steps as job_steps
-from scorehouse.orchestration.alerts import alert_payload, send_alert
+from scorehouse.orchestration.alerts import alert_payload, quality_payload, send_alert
 from scorehouse.orchestration.runner import StepFailed, run_job
 from scorehouse.settings import Settings, load_settings
 
@@ -207,6 +207,38 @@ def cleanup_task(ds: date, config: str | None = None) -> dict[str, Any]:
     return {"removed": removed, "rows": len(removed), "seconds": seconds}
 
 
+@task(name="outcomes", task_run_name="outcomes-{ds}")
+def outcomes_task(ds: date, config: str | None = None) -> dict[str, Any]:
+    params = {"date": ds, "config": config, "flow_run_id": _run_id()}
+    return _job(
+        "record_outcomes", params, config, lambda settings: job_steps.outcomes_skip(settings, ds)
+    )
+
+
+def _feedback(
+    steps: _Steps, ds: date, scoring: dict[str, Any], config: str | None
+) -> dict[str, Any] | None:
+    """The outcomes of the night whose horizon just ended; an alert when a model ranks
+    worse than at training (or scoring found critical drift), and, when
+    monitoring.retrain_on_alert, weekly_train off-schedule (its model still faces the gate)."""
+    measured = steps.run("outcomes", outcomes_task, ds, config)
+    reasons = [
+        f"{a['model_role']} v{a['model_version']} realized AUC {a['roc_auc']:.3f} on "
+        f"{measured['scored_ds']}, test AUC {a['test_roc_auc']:.3f}"
+        for a in measured["alerts"]
+    ]
+    if scoring.get("drift_level") == "critical":
+        reasons.append(f"critical drift on {ds}: {', '.join(scoring.get('drift_critical', []))}")
+    if not reasons:
+        return None
+    logger = get_run_logger()
+    send_alert(steps.settings, quality_payload("nightly", _run_id(), str(ds), reasons), logger)
+    if not steps.settings.monitoring.retrain_on_alert:
+        return None
+    logger.warning("retraining off-schedule as of %s: %s", ds, "; ".join(reasons))
+    return weekly_train(as_of=ds, config=config)
+
+
 @task(name="training-set", task_run_name="training-set-{start}-{end}")
 def training_set_task(start: date, end: date, config: str | None = None) -> dict[str, Any]:
     return _job("build_training_set", {"start": start, "end": end, "config": config}, config)
@@ -322,7 +354,8 @@ def nightly(
     allow_incomplete: bool = False,
     allow_older: bool = False,
 ) -> dict[str, Any]:
-    """Features for ds → checks → score (with drift monitoring) → publish → verify → clean-up.
+    """Features for ds → checks → score (with drift monitoring) → publish → verify → clean-up
+    → outcomes of the night whose label horizon ended on ds (alert, optional retraining).
 
     Any failed step stops the run before publishing, so Redis keeps serving the previous
     generation; a rerun skips the steps whose output is already current. A day that is not
@@ -337,12 +370,15 @@ def nightly(
     steps.run("checks", checks_task, ds, config, force)
     scoring = steps.run("score", score_task, ds, config, fail_on, force)
     _publish_and_verify(steps, ds, int(scoring["rows"]), config, force, allow_older)
+    retrained = _feedback(steps, ds, scoring, config)
     steps.done()
     result: dict[str, Any] = {
         "ds": ds.isoformat(),
         "features": steps.results["features"],
         "scoring": scoring,
         "publish": steps.results["publish"],
+        "outcomes": steps.results["outcomes"],
+        "retrained": retrained,
         "steps": steps.results,
         "timings": steps.timings,
         "artifact_key": f"nightly-{ds.isoformat()}",

@@ -86,6 +86,10 @@ class TableNames(_Model):
     """Nightly scores, one partition per day and model role."""
     monitoring: str = "monitoring"
     """Drift (PSI) and score statistics per run."""
+    backtests: str = "backtests"
+    """Per as-of date metrics of each backtest run, model and baseline."""
+    outcomes: str = "outcomes"
+    """Realized quality of each night's predictions once their labels matured."""
     step_runs: str = "step_runs"
     """What each flow step committed, from which inputs."""
     publications: str = "publications"
@@ -153,10 +157,19 @@ class ModelSettings(_Model):
     horizon_days: int = Field(default=30, ge=1, le=365)
     """The label horizon: an event within this many days after the snapshot day. Unless
     set: the project's `label.horizon_days`."""
+    distributed: Literal["auto", "always", "never"] = "auto"
+    """auto: XGBoost on the driver when the matured rows fit `single_node_max_gib`, else
+    xgboost.spark on the executors; always / never force one. Same model either way."""
+    single_node_max_gib: float = Field(default=2.0, gt=0)
+    """auto's budget: the matured rows as the driver holds them (8 bytes per feature)."""
     num_workers: int | None = Field(default=None, ge=1)
     """Distributed XGBoost workers (None: the cores Spark has)."""
     num_boost_round: int = Field(default=200, ge=1)
     """Maximum boosting rounds."""
+    search_trials: int = Field(default=8, ge=1)
+    """Hyper-parameter candidates tried on the validation rows (1: the configured ones only)."""
+    search_budget_s: float = Field(default=600, gt=0)
+    """No new candidate starts once the search has run this long."""
     early_stopping_rounds: int = Field(default=20, ge=1)
     """Stop after this many rounds without a better validation score."""
     max_depth: int = Field(default=6, ge=1)
@@ -211,6 +224,12 @@ class MonitoringSettings(_Model):
     """A PSI at or above this is reported as critical."""
     bins: int = Field(default=10, ge=2)
     """Quantile bins of the drift reference."""
+    realized_auc_drop: float = Field(default=0.05, ge=0)
+    """Alert when a night's predictions, once their labels mature, rank with an AUC this
+    far below the model's test AUC."""
+    retrain_on_alert: bool = False
+    """A realized-AUC alert or critical drift starts weekly_train off-schedule (the new
+    model still has to pass the gate)."""
 
 
 class ServingSettings(_Model):

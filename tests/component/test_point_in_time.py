@@ -73,7 +73,7 @@ def _assert_matches_oracle(
 
 
 ORACLE_SETTINGS = hyp_settings(
-    max_examples=25,
+    max_examples=12,
     deadline=None,
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=[HealthCheck.function_scoped_fixture],

@@ -74,7 +74,15 @@ def to_spark(spark: SparkSession, pdf: pd.DataFrame) -> DataFrame:
 @pytest.fixture(scope="module")
 def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     home = tmp_path_factory.mktemp("training") / "home"
-    return load_settings(environ=home_env(home, SCOREHOUSE_MODEL__EARLY_STOPPING_ROUNDS="5"))
+    # the distributed path (what `auto` picks on data the driver cannot hold)
+    return load_settings(
+        environ=home_env(
+            home,
+            SCOREHOUSE_MODEL__EARLY_STOPPING_ROUNDS="5",
+            SCOREHOUSE_MODEL__DISTRIBUTED="always",
+            SCOREHOUSE_MODEL__SEARCH_TRIALS="1",  # the configured booster only
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +222,39 @@ def test_loaded_booster_predicts_exactly_what_the_spark_model_does(
     ours = pd.Series(loaded.predict(to_matrix(test_pdf, names)), index=test_pdf["customer_id"])
     diff = (ours.sort_index() - spark_p.sort_index()).abs().max()
     assert diff <= 1e-6
+
+
+def test_auto_fits_small_data_on_the_driver_to_the_same_quality(
+    spark: SparkSession, first: TrainResult, training_pdf: pd.DataFrame, tmp_path: Path
+) -> None:
+    settings = load_settings(
+        environ=home_env(tmp_path / "home", SCOREHOUSE_MODEL__EARLY_STOPPING_ROUNDS="5")
+    )
+    assert settings.model.distributed == "auto"
+    result = train_model(
+        spark, settings, to_spark(spark, training_pdf), TrainingSource("training_set", 3),
+        options=OPTIONS,
+    )  # fmt: skip
+    mlflow_client = MlflowClient(settings.mlflow.tracking_uri)
+    run = mlflow_client.get_run(result.run_id)
+    assert run.data.tags["fit_engine"] == "single_node"
+    # the search: each candidate a child run; the model carries the best one's settings
+    trials = mlflow_client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'"
+    )
+    assert len(trials) == result.metrics["search_trials"] == settings.model.search_trials
+    best = max(trials, key=lambda t: t.data.metrics["valid_roc_auc"])
+    assert run.data.params["max_depth"] == best.data.params["max_depth"]
+    assert result.spark_model is None
+    assert result.alias == "champion"
+    # the same rows, split and parameters as the distributed `first`: the same quality
+    assert abs(result.metrics["test_roc_auc"] - first.metrics["test_roc_auc"]) < 0.02
+    assert result.metrics["refit_rows"] == first.metrics["refit_rows"]
+    loaded = registry.load_model(settings, "champion")
+    test_pdf = training_pdf[training_pdf["as_of"] >= result.plan.test_start]
+    scores = loaded.predict(to_matrix(test_pdf, feature_names()))
+    assert scores.shape == (len(test_pdf),)
+    assert np.all((scores > 0) & (scores < 1))
 
 
 def test_model_loads_without_spark_in_a_fresh_process(

@@ -31,7 +31,7 @@ from scorehouse.serving import Client
 from scorehouse.settings import Settings, load_settings
 from scorehouse.storage.warehouse import Warehouse
 
-NIGHTLY_STEPS = ["features", "checks", "score", "publish", "verify", "cleanup"]
+NIGHTLY_STEPS = ["features", "checks", "score", "publish", "verify", "cleanup", "outcomes"]
 
 
 def _artifact(key: str) -> str:
@@ -103,8 +103,9 @@ def test_nightly_path_end_to_end(spark: SparkSession, e2e_settings: Settings) ->
     assert f"v{scoring['model_version']}" in markdown
     assert scoring["run_id"] in markdown and f"experiment `{scoring['experiment_id']}`" in markdown
     assert f"level: **{scoring['drift_level']}**" in markdown
-    for step in NIGHTLY_STEPS:
+    for step in NIGHTLY_STEPS[:-1]:
         assert f"| {step} | done |" in markdown
+    assert f"| outcomes | skipped (no predictions on {END - timedelta(days=30)}" in markdown
 
     # A rerun of the same night finds every output current: nothing is rewritten.
     versions = {t: wh.version(t) for t in (settings.tables.features, settings.tables.predictions)}
@@ -116,6 +117,7 @@ def test_nightly_path_end_to_end(spark: SparkSession, e2e_settings: Settings) ->
         "publish": True,
         "verify": False,
         "cleanup": False,
+        "outcomes": True,  # nothing was scored 30 days before END in this home
     }
     assert {t: wh.version(t) for t in versions} == versions
     assert second["scoring"]["rows"] == entities
@@ -197,7 +199,49 @@ def test_failed_step_keeps_the_previous_generation_and_a_rerun_resumes(
         END,
         rerun["scoring"]["rows"],
     )
-    assert len(received) == 1  # no alert for a run that succeeded
+    # no failure alert for a run that succeeded (a quality alert may report drift)
+    assert [r for r in received if "failed_step" in r["json"]] == received[:1]
+
+
+def test_a_night_whose_outcomes_disappoint_alerts_and_retrains(
+    spark: SparkSession,
+    e2e_settings: Settings,
+    webhook: tuple[str, list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from scorehouse.flows import backfill, nightly
+
+    settings = e2e_settings
+    scored = END - timedelta(days=settings.model.horizon_days)
+    backfill(start=scored, end=scored, what="both")
+    # The planted shift: that night's ranking turned upside down (what a broken feature
+    # pipeline or a changed population does to a model), visible once the labels mature.
+    wh = Warehouse.from_settings(spark, settings)
+    table = settings.tables.predictions
+    night = wh.read(table, partitions={"ds": [scored]})
+    flipped = night.withColumn("score", 1 - F.col("score")).localCheckpoint()
+    wh.overwrite(table, flipped, partition_by=["ds"], replace_partitions={"ds": [scored]})
+    url, received = webhook
+    monkeypatch.setenv("SCOREHOUSE_ORCHESTRATION__WEBHOOK_URL", url)
+    monkeypatch.setenv("SCOREHOUSE_MONITORING__RETRAIN_ON_ALERT", "true")
+
+    result = nightly(ds=END)
+
+    [champion] = [r for r in result["outcomes"]["models"] if r["model_role"] == "champion"]
+    assert result["outcomes"]["scored_ds"] == scored.isoformat()
+    assert champion["rows"] == night.where(F.col("model_role") == "champion").count()
+    assert champion["roc_auc"] < champion["test_roc_auc"] - settings.monitoring.realized_auc_drop
+    assert champion["alert"] is True
+    [quality] = [r["json"] for r in received if r["json"].get("kind") == "quality"]
+    assert quality["ds"] == END.isoformat()
+    assert any(
+        f"champion v{champion['model_version']} realized AUC" in p for p in quality["problems"]
+    )
+    retrained = result["retrained"]
+    assert retrained["as_of"] == END.isoformat()
+    assert retrained["gate"]["version"] == retrained["training"]["version"]
+    stored = wh.read(settings.tables.outcomes).where(F.col("ds") == scored)
+    assert stored.where(F.col("model_role") == "champion").first()["alert"] is True
 
 
 def test_backfill_equals_building_day_by_day(

@@ -39,6 +39,13 @@ def generate(
     partitions: Annotated[
         int | None, typer.Option(help="Spark partitions (default: by size)")
     ] = None,
+    acquisition: Annotated[
+        Literal["steady", "launch"],
+        typer.Option(
+            help="steady: most customers older than the history; launch: most sign up in "
+            "its first 90 days"
+        ),
+    ] = "steady",
     as_json: Json = False,
 ) -> None:
     """Write seeded demo customers and transactions (replaces both raw tables).
@@ -61,6 +68,7 @@ def generate(
         days=days,
         seed=seed,
         partitions=partitions,
+        acquisition=acquisition,
     )
     elapsed = time.perf_counter() - began
     record_rows(result.customers_table, result.customer_rows)

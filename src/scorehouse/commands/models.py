@@ -97,6 +97,54 @@ def train(
     print(f"  look: mlflow ui --backend-store-uri {settings.mlflow.tracking_uri}")
 
 
+def backtest(
+    ctx: typer.Context,
+    start: Annotated[date, typer.Option(parser=iso_date, help="first as-of date")],
+    end: Annotated[date, typer.Option(parser=iso_date, help="last as-of date")],
+    every: Annotated[int, typer.Option(help="days between as-of dates")] = 7,
+    version: Annotated[
+        str | None, typer.Option(help="registered version to test (default: the champion)")
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Score past as-of dates whose labels have matured; metrics per date vs the baseline.
+
+    For each as-of date, every entity known then is scored with the model (features as
+    of that date) and compared with what happened in the label horizon. The rows go to
+    the backtests table and an MLflow run (table and chart). Dates the model was fit on
+    are marked in_sample.
+    """
+    from scorehouse.spark import get_spark
+    from scorehouse.training.backtest import BacktestRequest
+    from scorehouse.training.backtest import backtest as run_backtest
+
+    settings = settings_of(ctx)
+    spark = get_spark(settings, app_name="scorehouse-backtest")
+    result = run_backtest(spark, settings, BacktestRequest(start, end, every, version))
+    table = result.rows
+    if as_json:
+        print_json(
+            {
+                "run_id": result.run_id,
+                "model_version": result.model_version,
+                "table_version": result.table_version,
+                "rows": table.to_dict(orient="records"),
+            }
+        )
+        return
+    print(f"backtest of {settings.model.name} v{result.model_version}: run {result.run_id}")
+    print(
+        f"  {'as_of':<10} {'scorer':<9} {'rows':>7} {'pos rate':>8} {'AUC':>7} {'PR AUC':>7} {'ECE':>6} {'lift@10%':>8}"
+    )
+    for r in table.itertuples():
+        mark = " (in sample)" if r.in_sample else ""
+        print(
+            f"  {r.as_of!s:<10} {r.scorer:<9} {r.rows:>7} {r.positive_rate:>8.3f} "
+            f"{r.roc_auc:>7.4f} {r.pr_auc:>7.4f} {r.ece:>6.3f} {r.top_decile_lift:>8.2f}{mark}"
+        )
+    print(f"  table {settings.tables.backtests} version {result.table_version}")
+
+
 @app.command("list")
 def list_models(ctx: typer.Context, as_json: Json = False) -> None:
     """Versions with aliases, test AUC, run id."""

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +37,12 @@ REGION_RATE = np.array([1.1, 0.9, 1.0, 1.0])
 REGION_PRICE = np.array([1.05, 0.95, 1.0, 1.02])
 
 PRE_EXISTING_SHARE = 0.7  # the rest sign up during the history
+# "launch" acquisition: a business that opened with the history. Most customers sign up
+# in its first months and none before it, so early as-of dates hold few, young customers
+# and a split by date alone leaves little to fit on (docs/training.md).
+LAUNCH_DAYS = 90
+LAUNCH_SHARE = 0.85  # the rest sign up evenly over the whole history
+Acquisition = Literal["steady", "launch"]
 MAX_TENURE_DAYS = 3 * 365
 OPT_IN_P = 0.35
 OPT_IN_RATE = 1.25
@@ -178,16 +185,23 @@ class _Customers:
         return self.opt_in[rows] ^ (day >= self.flip_day[rows])
 
 
-def _draw_customers(ids: np.ndarray, seed: int, days: int) -> _Customers:
+def _draw_customers(
+    ids: np.ndarray, seed: int, days: int, acquisition: Acquisition = "steady"
+) -> _Customers:
     last_day = days - 1
-    pre = _uniform(seed, _S_PRE, ids) < PRE_EXISTING_SHARE
+    u_pre = _uniform(seed, _S_PRE, ids)
     u_signup = _uniform(seed, _S_SIGNUP, ids)
-    # New sign-ups grow over the history (density rising linearly).
-    signup_day = np.where(
-        pre,
-        -1 - np.floor(u_signup * MAX_TENURE_DAYS),
-        np.floor(days * np.sqrt(u_signup)),
-    ).astype(np.int64)
+    if acquisition == "launch":
+        pre = np.zeros(len(ids), dtype=bool)
+        early = u_pre < LAUNCH_SHARE
+        signup_day = np.floor(u_signup * np.where(early, min(LAUNCH_DAYS, days), days))
+    else:
+        pre = u_pre < PRE_EXISTING_SHARE
+        # New sign-ups grow over the history (density rising linearly).
+        signup_day = np.where(
+            pre, -1 - np.floor(u_signup * MAX_TENURE_DAYS), np.floor(days * np.sqrt(u_signup))
+        )
+    signup_day = signup_day.astype(np.int64)
     signup_day = np.minimum(signup_day, last_day)
     segment = np.searchsorted(np.cumsum(SEGMENT_P), _uniform(seed, _S_SEGMENT, ids)).astype(
         np.int64
@@ -369,19 +383,29 @@ def _arrow_schema(schema: object) -> pa.Schema:
 
 
 def _customers_udf(
-    batches: Iterator[pa.RecordBatch], *, seed: int, start: date, days: int
+    batches: Iterator[pa.RecordBatch],
+    *,
+    seed: int,
+    start: date,
+    days: int,
+    acquisition: Acquisition,
 ) -> Iterator[pa.RecordBatch]:
     for batch in batches:
         ids = batch.column("id").to_numpy()
-        yield _customer_versions(_draw_customers(ids, seed, days), start)
+        yield _customer_versions(_draw_customers(ids, seed, days, acquisition), start)
 
 
 def _transactions_udf(
-    batches: Iterator[pa.RecordBatch], *, seed: int, start: date, days: int
+    batches: Iterator[pa.RecordBatch],
+    *,
+    seed: int,
+    start: date,
+    days: int,
+    acquisition: Acquisition,
 ) -> Iterator[pa.RecordBatch]:
     for batch in batches:
         ids = batch.column("id").to_numpy()
-        customers = _draw_customers(ids, seed, days)
+        customers = _draw_customers(ids, seed, days, acquisition)
         counts, _ = _simulate(customers, seed, start, days)
         out = _transactions(customers, counts, seed, start)
         for offset in range(0, out.num_rows, _OUTPUT_ROWS_PER_BATCH):
@@ -402,11 +426,14 @@ def generate(
     days: int,
     seed: int,
     partitions: int | None = None,
+    acquisition: Acquisition = "steady",
 ) -> tuple[DataFrame, DataFrame]:
     """Customers (RAW_CUSTOMERS, with history) and transactions (RAW_TRANSACTIONS).
 
     Customer ids are 1..customers; transactions fall in [start, start + days). The result
-    depends only on the arguments, never on `partitions`.
+    depends only on the arguments, never on `partitions`. `acquisition`: "steady" (most
+    customers older than the history, sign-ups growing) or "launch" (most sign up in the
+    history's first LAUNCH_DAYS days).
     """
     if customers < 1 or days < 1:
         raise ValueError("customers and days must be at least 1")
@@ -418,10 +445,12 @@ def generate(
         )
     ids = spark.range(1, customers + 1, numPartitions=partitions)
     customers_df = ids.mapInArrow(
-        partial(_customers_udf, seed=seed, start=start, days=days), RAW_CUSTOMERS
+        partial(_customers_udf, seed=seed, start=start, days=days, acquisition=acquisition),
+        RAW_CUSTOMERS,
     )
     transactions_df = ids.mapInArrow(
-        partial(_transactions_udf, seed=seed, start=start, days=days), RAW_TRANSACTIONS
+        partial(_transactions_udf, seed=seed, start=start, days=days, acquisition=acquisition),
+        RAW_TRANSACTIONS,
     )
     return customers_df, transactions_df
 
@@ -452,6 +481,7 @@ def write_generated(
     days: int,
     seed: int,
     partitions: int | None = None,
+    acquisition: Acquisition = "steady",
 ) -> GeneratedTables:
     """Generate and replace the raw customers and transactions tables with the result."""
     from scorehouse.errors import ValidationError
@@ -459,7 +489,13 @@ def write_generated(
     from scorehouse.storage.warehouse import Warehouse
 
     customers_df, transactions_df = generate(
-        spark, customers=customers, start=start, days=days, seed=seed, partitions=partitions
+        spark,
+        customers=customers,
+        start=start,
+        days=days,
+        seed=seed,
+        partitions=partitions,
+        acquisition=acquisition,
     )
     sql = feature_sql()
     if not {"transactions", "customers"} <= set(sql.project.sources):

@@ -355,6 +355,55 @@ class TrainingSetBuild:
     seconds: float
 
 
+def matured_dates(
+    spark: SparkSession, settings: Settings, start: date, end: date, every: int, horizon: int
+) -> list[date]:
+    """The sampled as-of dates of start..end whose label horizon the raw events cover."""
+    wh = Warehouse.from_settings(spark, settings)
+    sql = feature_sql()
+    assert sql.project.label is not None  # the project checks refuse a training set without
+    table = sql.raw_table(sql.project.label.source)
+    raw_days = wh.partition_values(table)
+    if not raw_days:
+        raise ValidationError(f"table {table} is empty")
+    dates = as_of_dates(start, end, every, horizon, raw_days[-1])
+    if not dates:
+        raise ValidationError(
+            f"no as-of date in {start}..{end} has a complete {horizon}-day horizon "
+            f"(raw events end on {raw_days[-1]})"
+        )
+    return dates
+
+
+def labelled_rows(
+    spark: SparkSession, settings: Settings, dates: list[date], horizon: int
+) -> DataFrame:
+    """Every entity known on each as-of date with its label and the features of its latest
+    snapshot within the TTL (feature_ds null where none): the point-in-time rows of a
+    training set or a backtest. Rolls up and builds what the dates need first."""
+    wh = Warehouse.from_settings(spark, settings)
+    sql = feature_sql()
+    assert sql.project.label is not None
+    ttl, table = settings.features.ttl_days, settings.tables.features
+    # Label days must be rolled up; as-of dates need a snapshot within the TTL.
+    refresh_rollups(spark, wh, settings, [], missing_up_to=dates[-1] + timedelta(days=horizon))
+    built = set(wh.partition_values(table)) if wh.exists(table) else set()
+    unbuilt = [d for d in dates if not any(d - timedelta(days=k) in built for k in range(ttl + 1))]
+    if unbuilt:
+        log.info("building the feature snapshots of %d as-of dates first", len(unbuilt))
+        build_features(spark, settings, days=unbuilt)
+    daily = wh.read(
+        sql.rollup_table(sql.project.label.source),
+        ds_between=(dates[0], dates[-1] + timedelta(days=horizon)),
+    )
+    entities = wh.read(sql.raw_table(sql.project.entity.source))
+    features = wh.read(table, ds_between=(dates[0] - timedelta(days=ttl), dates[-1]))
+    # Materialized once: the join reads the labels several times (dates, exact-day
+    # probe, look-back), and each read would recompute the entities and the horizons.
+    labelled = labels(daily, entities, dates, horizon, ttl).localCheckpoint()
+    return point_in_time_join(labelled, features)
+
+
 def build_training_set(
     spark: SparkSession,
     settings: Settings,
@@ -371,36 +420,8 @@ def build_training_set(
     ttl = settings.features.ttl_days
     wh = Warehouse.from_settings(spark, settings)
     tables = settings.tables
-    sql = feature_sql()
-    assert sql.project.label is not None  # the project checks refuse a training set without
-    label_source = sql.project.label.source
-    raw_days = wh.partition_values(sql.raw_table(label_source))
-    if not raw_days:
-        raise ValidationError(f"table {sql.raw_table(label_source)} is empty")
-    dates = as_of_dates(start, end, every, horizon, raw_days[-1])
-    if not dates:
-        raise ValidationError(
-            f"no as-of date in {start}..{end} has a complete {horizon}-day horizon "
-            f"(raw events end on {raw_days[-1]})"
-        )
-    # Label days must be rolled up; as-of dates need a snapshot within the TTL.
-    refresh_rollups(spark, wh, settings, [], missing_up_to=dates[-1] + timedelta(days=horizon))
-    built = set(wh.partition_values(tables.features)) if wh.exists(tables.features) else set()
-    unbuilt = [d for d in dates if not any(d - timedelta(days=k) in built for k in range(ttl + 1))]
-    if unbuilt:
-        log.info("building the feature snapshots of %d as-of dates first", len(unbuilt))
-        build_features(spark, settings, days=unbuilt)
-    daily = wh.read(
-        sql.rollup_table(label_source),
-        ds_between=(dates[0], dates[-1] + timedelta(days=horizon)),
-    )
-    customers = wh.read(sql.raw_table(sql.project.entity.source))
-    features = wh.read(tables.features, ds_between=(dates[0] - timedelta(days=ttl), dates[-1]))
-    # Materialized once: the join reads the labels several times (dates, exact-day
-    # probe, look-back), and each read would recompute the entities and the horizons.
-    labelled = labels(daily, customers, dates, horizon, ttl).localCheckpoint()
-    joined = point_in_time_join(labelled, features)
-    joined = joined.cache()
+    dates = matured_dates(spark, settings, start, end, every, horizon)
+    joined = labelled_rows(spark, settings, dates, horizon).cache()
     try:
         counts = joined.agg(
             F.count(F.lit(1)).alias("rows"),

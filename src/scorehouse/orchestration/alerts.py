@@ -34,6 +34,11 @@ def alert_payload(
     }
 
 
+def quality_payload(flow: str, run_id: str | None, ds: str, problems: list[str]) -> dict[str, Any]:
+    """A run that succeeded but found its models doing worse than they should."""
+    return {"flow": flow, "flow_run_id": run_id, "kind": "quality", "ds": ds, "problems": problems}
+
+
 def send_alert(
     settings: Settings,
     payload: dict[str, Any],
@@ -41,14 +46,23 @@ def send_alert(
 ) -> bool:
     """Log the alert, then POST it when a webhook is configured. Never raises: the flow has
     already failed, and the alert must not hide why. True when the webhook answered 2xx."""
-    logger.error(
-        "ALERT: flow %s run %s failed at step %s (ds %s): %s",
-        payload["flow"],
-        payload["flow_run_id"],
-        payload["failed_step"] or "none (before the first step)",
-        payload["ds"],
-        payload["error"],
-    )
+    if payload.get("kind") == "quality":
+        logger.error(
+            "ALERT: flow %s run %s (ds %s): %s",
+            payload["flow"],
+            payload["flow_run_id"],
+            payload["ds"],
+            "; ".join(payload["problems"]),
+        )
+    else:
+        logger.error(
+            "ALERT: flow %s run %s failed at step %s (ds %s): %s",
+            payload["flow"],
+            payload["flow_run_id"],
+            payload["failed_step"] or "none (before the first step)",
+            payload["ds"],
+            payload["error"],
+        )
     secret = settings.orchestration.webhook_url
     if secret is None:
         return False

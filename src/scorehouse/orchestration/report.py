@@ -29,7 +29,9 @@ def _fmt(value: Any) -> str:
 def steps_table(steps: Mapping[str, Mapping[str, Any]], timings: Mapping[str, float]) -> str:
     lines = ["| step | status | rows | seconds |", "| --- | --- | ---: | ---: |"]
     for name, result in steps.items():
-        status = "skipped (already done)" if result.get("skipped") else "done"
+        status = "done"
+        if result.get("skipped"):
+            status = f"skipped ({result.get('skip_reason') or 'already done'})"
         rows = result.get("rows", result.get("count"))
         lines.append(f"| {name} | {status} | {_fmt(rows)} | {_fmt(timings.get(name))} |")
     return "\n".join(lines)

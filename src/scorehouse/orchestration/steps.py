@@ -354,6 +354,50 @@ def _publish(
     return result
 
 
+# --------------------------------------------------------------------------- outcomes
+
+
+def outcomes_skip(settings: Settings, ds: date) -> dict[str, Any] | None:
+    """Nothing to measure (decided without Spark): no predictions on the day whose
+    horizon ended on ds."""
+    from scorehouse.monitoring.outcomes import matured_day
+
+    scored = matured_day(settings, ds)
+    if ledger.files_fingerprint(settings, settings.tables.predictions, scored) is not None:
+        return None
+    why = (
+        f"no predictions on {scored}, the day whose {settings.model.horizon_days}-day horizon ended"
+    )
+    return {"scored_ds": scored.isoformat(), "rows": 0, "models": [], "alerts": [],
+            "skipped": True, "skip_reason": why}  # fmt: skip
+
+
+def outcomes(
+    spark: SparkSession, settings: Settings, ds: date, *, flow_run_id: str | None = None
+) -> dict[str, Any]:
+    """The realized quality of the predictions whose label horizon ended on ds."""
+    from scorehouse.monitoring.outcomes import matured_day, record_outcomes
+
+    began = time.perf_counter()
+    scored = matured_day(settings, ds)
+    table = record_outcomes(spark, settings, scored, flow_run_id)
+    rows = []
+    if table is not None:
+        plain = table.drop(columns=["computed_at"]).astype(object)
+        rows = jsonable(plain.where(plain.notna(), None).to_dict("records"))  # NaN -> null
+    return {
+        "scored_ds": scored.isoformat(),
+        "rows": len(rows),
+        "models": rows,
+        "alerts": [r for r in rows if r["alert"]],
+        "seconds": time.perf_counter() - began,
+        "skipped": table is None,
+        "skip_reason": "no predictions that day, or their horizon is open"
+        if table is None
+        else None,
+    }
+
+
 # --------------------------------------------------------------------------- training
 
 

@@ -130,6 +130,19 @@ def load_model(settings: Settings, alias: str = CHAMPION) -> LoadedModel:
     )
 
 
+def load_version(settings: Settings, version: str) -> LoadedModel:
+    """The native booster of one registered version; no Spark."""
+    name = settings.model.name
+    try:
+        mv = client(settings).get_model_version(name, version)
+    except MlflowException as exc:
+        raise ModelRegistryError(f"model {name!r} has no version {version!r}") from exc
+    booster = _load_booster(settings.mlflow.tracking_uri, name, str(mv.version))
+    return LoadedModel(
+        name, str(mv.version), str(mv.run_id), booster, list(booster.feature_names or [])
+    )
+
+
 @lru_cache(maxsize=8)
 def _load_booster(tracking_uri: str, name: str, version: str) -> xgb.Booster:
     # A registered version never changes, so (store, name, version) is a safe cache key.
@@ -199,6 +212,16 @@ def rollback(settings: Settings) -> str:
     c.set_registered_model_alias(name, CHAMPION, previous)
     log.info("%s: champion rolled back from v%s to v%s", name, current, previous)
     return previous
+
+
+def test_auc(settings: Settings, version: str) -> float | None:
+    """The test AUC a version was evaluated with when it was trained (None: unknown)."""
+    try:
+        run_id = client(settings).get_model_version(settings.model.name, version).run_id
+        value = client(settings).get_run(str(run_id)).data.metrics.get("test_roc_auc")
+    except MlflowException:
+        return None
+    return None if value is None else float(value)
 
 
 def version_tag(settings: Settings, version: str, key: str) -> str | None:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import mlflow
 import mlflow.xgboost
@@ -35,7 +35,7 @@ from xgboost.spark import SparkXGBClassifier, SparkXGBClassifierModel
 from scorehouse.errors import ValidationError
 from scorehouse.features.registry import entity_key, feature_names, to_matrix
 from scorehouse.monitoring.reference import build_reference, save_reference
-from scorehouse.settings import Settings
+from scorehouse.settings import ModelSettings, Settings
 from scorehouse.storage.warehouse import Warehouse
 from scorehouse.training import metrics as m
 from scorehouse.training.baseline import project_baseline
@@ -50,6 +50,7 @@ from scorehouse.training.registry import (
     version_tag,
 )
 from scorehouse.training.report import metrics_table, write_charts, write_tables
+from scorehouse.training.search import search
 from scorehouse.training.splits import SplitPlan, SplitSpec, plan_split, rows_per_date, split_column
 from scorehouse.training.tracking import (
     configure_mlflow,
@@ -235,14 +236,15 @@ def best_iteration_booster(booster: xgb.Booster, names: list[str]) -> xgb.Booste
 
 def fit_single_node(
     train: pd.DataFrame,
-    valid: pd.DataFrame,
+    valid: pd.DataFrame | None,
     names: list[str],
     params: dict[str, Any],
     rounds: int,
-    early_stopping_rounds: int,
+    early_stopping_rounds: int | None,
     nthread: int,
 ) -> xgb.Booster:
-    """The same model with `xgboost.train` on one machine, from `to_matrix` input."""
+    """The same model with `xgboost.train` on one machine, from `to_matrix` input; without
+    `valid`, every round of `rounds` (no early stopping)."""
     dtrain = xgb.QuantileDMatrix(
         to_matrix(train, names),
         label=train["label"].to_numpy(),
@@ -250,22 +252,39 @@ def fit_single_node(
         max_bin=params["max_bin"],
         feature_names=names,
     )
-    dvalid = xgb.QuantileDMatrix(
-        to_matrix(valid, names),
-        label=valid["label"].to_numpy(),
-        missing=np.nan,
-        ref=dtrain,
-        feature_names=names,
-    )
+    evals = []
+    if valid is not None:
+        dvalid = xgb.QuantileDMatrix(
+            to_matrix(valid, names),
+            label=valid["label"].to_numpy(),
+            missing=np.nan,
+            ref=dtrain,
+            feature_names=names,
+        )
+        evals = [(dvalid, "validation")]
     booster = xgb.train(
         {**params, "nthread": nthread},
         dtrain,
         num_boost_round=rounds,
-        evals=[(dvalid, "validation")],
-        early_stopping_rounds=early_stopping_rounds,
+        evals=evals,
+        early_stopping_rounds=early_stopping_rounds if valid is not None else None,
         verbose_eval=False,
     )
     return best_iteration_booster(booster, names)
+
+
+Engine = Literal["single_node", "distributed"]
+
+
+def fit_engine(model: ModelSettings, rows: int, features: int) -> Engine:
+    """Where a training of `rows` matured rows fits: on the driver while they fit
+    `single_node_max_gib` as it holds them (float64 columns plus key, date and label),
+    else xgboost.spark, whose fixed start-up (barriers, worker imports) only pays off on
+    data one machine cannot hold."""
+    if model.distributed != "auto":
+        return "distributed" if model.distributed == "always" else "single_node"
+    held = rows * (features + 3) * 8
+    return "single_node" if held <= model.single_node_max_gib * 2**30 else "distributed"
 
 
 def num_workers(spark: SparkSession, settings: Settings) -> int:
@@ -298,21 +317,24 @@ def train_model(
             plan = plan_split(rows_per_date(data), spec)
         except ValueError as exc:
             raise ValidationError(f"{source.table}: {exc}") from None
-        job = _Job(settings, source, as_of, options, spec, plan, names, rounds)
+        matured = _matured(data)
+        engine = fit_engine(settings.model, matured.rows, len(names))
+        mlflow.set_tag("fit_engine", engine)
+        job = _Job(settings, source, as_of, options, spec, plan, names, rounds, engine)
         split = data.withColumn("split", split_column(plan, entity_key().name))
         split = lay_out(split.where(F.col("split").isNotNull()), num_workers(spark, settings))
         split = split.persist()
         try:
-            result = _train(spark, job, split, matured=data)
+            result = _train(spark, job, split, matured)
         finally:
             split.unpersist()
         # The drift reference scoring compares every night with, saved to the run. Built
         # from the matured rows in their own types: scoring bins doubles, and prepare()'s
         # float32 would move point masses (prices like 9.99) across bin edges.
         horizon = timedelta(days=settings.model.horizon_days)
-        matured = df if as_of is None else df.where(F.col("as_of") <= F.lit(as_of - horizon))
+        typed = df if as_of is None else df.where(F.col("as_of") <= F.lit(as_of - horizon))
         reference = build_reference(
-            matured,
+            typed,
             names,
             settings.monitoring.bins,
             dataset_name(source.table, source.version),
@@ -346,6 +368,7 @@ class _Job:
     plan: SplitPlan
     names: list[str]
     rounds: int
+    engine: Engine
 
 
 @dataclass(frozen=True)
@@ -353,16 +376,31 @@ class _Refit:
     """The registered model: refit on every matured row with the evaluated settings."""
 
     booster: xgb.Booster
-    spark_model: SparkXGBClassifierModel
+    spark_model: SparkXGBClassifierModel | None  # None when fit on the driver
     rounds: int
     rows: int
     fit_until: date | None  # the newest as-of date it was fit on
 
 
+@dataclass(frozen=True)
+class _Matured:
+    """Every row whose label has matured, and how many (it sizes the engine and the refit)."""
+
+    frame: DataFrame
+    rows: int
+    until: date | None
+
+
+def _matured(frame: DataFrame) -> _Matured:
+    summary = frame.agg(F.count("*").alias("rows"), F.max("as_of").alias("until")).first()
+    assert summary is not None
+    return _Matured(frame, int(summary["rows"]), summary["until"])
+
+
 def _refit(
     spark: SparkSession,
     job: _Job,
-    matured: DataFrame,
+    matured: _Matured,
     params: dict[str, Any],
     best_rounds: int,
     fit_rows: int,
@@ -372,20 +410,50 @@ def _refit(
     before the fit starts memorizing (the rule of scikit-learn's and XGBoost's users:
     rounds grow with the data; a new early-stopping search is impossible without a
     held-out set, and one held out would leave rows unused)."""
-    summary = matured.agg(F.count("*").alias("rows"), F.max("as_of").alias("until")).first()
-    assert summary is not None
-    rows = int(summary["rows"])
-    rounds = max(1, round(best_rounds * rows / max(1, fit_rows)))
-    workers = num_workers(spark, job.settings)
-    frame = lay_out(matured, workers)
-    spark_model, booster = fit_distributed(
-        spark, frame, job.names, params, rounds, None, workers, job.options.force_repartition
+    rounds = max(1, round(best_rounds * matured.rows / max(1, fit_rows)))
+    spark_model = None
+    if job.engine == "single_node":
+        every: pd.DataFrame = matured.frame.select("label", *job.names).toPandas()
+        booster = fit_single_node(
+            every, None, job.names, params, rounds, None, nthread=os.cpu_count() or 1
+        )
+    else:
+        workers = num_workers(spark, job.settings)
+        frame = lay_out(matured.frame, workers)
+        spark_model, booster = fit_distributed(
+            spark, frame, job.names, params, rounds, None, workers, job.options.force_repartition
+        )
+    log.info(
+        "refit on %d matured rows (as_of up to %s): %d rounds", matured.rows, matured.until, rounds
     )
-    log.info("refit on %d matured rows (as_of up to %s): %d rounds", rows, summary["until"], rounds)
-    return _Refit(booster, spark_model, rounds, rows, summary["until"])
+    return _Refit(booster, spark_model, rounds, matured.rows, matured.until)
 
 
-def _train(spark: SparkSession, job: _Job, data: DataFrame, matured: DataFrame) -> TrainResult:
+def _fit(spark: SparkSession, job: _Job, data: DataFrame, params: dict[str, Any]) -> xgb.Booster:
+    """The evaluated model: fit on the train rows, early-stopped on the validation rows."""
+    settings = job.settings
+    stop = settings.model.early_stopping_rounds
+    if job.engine == "single_node":
+        rows: pd.DataFrame = fit_rows(data).select("is_valid", "label", *job.names).toPandas()
+        train, valid = rows[~rows["is_valid"]], rows[rows["is_valid"]]
+        return fit_single_node(
+            train, valid, job.names, params, job.rounds, stop, nthread=os.cpu_count() or 1
+        )
+    workers = num_workers(spark, settings)
+    _, booster = fit_distributed(
+        spark,
+        fit_rows(data),
+        job.names,
+        params,
+        job.rounds,
+        stop,
+        workers,
+        job.options.force_repartition,
+    )
+    return booster
+
+
+def _train(spark: SparkSession, job: _Job, data: DataFrame, matured: _Matured) -> TrainResult:
     settings, source, options, plan, names, rounds = (
         job.settings,
         job.source,
@@ -412,25 +480,6 @@ def _train(spark: SparkSession, job: _Job, data: DataFrame, matured: DataFrame) 
     params = xgb_params(settings, options, spw)
     workers = num_workers(spark, settings)
 
-    started = time.perf_counter()
-    _, booster = fit_distributed(
-        spark,
-        fit_rows(data),
-        names,
-        params,
-        rounds,
-        settings.model.early_stopping_rounds,
-        workers,
-        options.force_repartition,
-    )
-    fit_seconds = time.perf_counter() - started
-    log.info(
-        "distributed fit on %d workers: %.1f s, %d trees",
-        workers,
-        fit_seconds,
-        booster.num_boosted_rounds(),
-    )
-
     # Validation and test rows are small next to training: evaluate on the driver with
     # the same booster and the same matrix builder the serving paths use.
     held: pd.DataFrame = (
@@ -439,6 +488,22 @@ def _train(spark: SparkSession, job: _Job, data: DataFrame, matured: DataFrame) 
         .toPandas()
     )
     sets = {s: held[held["split"] == s].reset_index(drop=True) for s in ("valid", "test")}
+
+    started = time.perf_counter()
+    booster, params, trials = search(
+        lambda p: _fit(spark, job, data, p), sets["valid"], names, params, settings.model
+    )
+    search_seconds = time.perf_counter() - started
+    fit_seconds = next(t.seconds for t in trials if t.params is params)
+    log.info(
+        "%s fit (%d matured rows): %.1f s, %d trees; %d candidates in %.1f s",
+        job.engine.replace("_", "-"),
+        matured.rows,
+        fit_seconds,
+        booster.num_boosted_rounds(),
+        len(trials),
+        search_seconds,
+    )
     baseline = project_baseline()
     scores: dict[str, dict[str, np.ndarray]] = {s: {} for s in sets}
     for s, pdf in sets.items():
@@ -448,7 +513,8 @@ def _train(spark: SparkSession, job: _Job, data: DataFrame, matured: DataFrame) 
 
     single_seconds = None
     single_booster = None
-    if options.single_node_baseline:
+    # the single-node comparison only says something where the model was fit distributed
+    if options.single_node_baseline and job.engine == "distributed":
         train_frame = data.where(F.col("split") == "train")
         if train_rows > options.baseline_max_rows:
             train_frame = train_frame.sample(
@@ -511,6 +577,8 @@ def _train(spark: SparkSession, job: _Job, data: DataFrame, matured: DataFrame) 
     flat.update(
         {
             "fit_seconds": fit_seconds,
+            "search_trials": float(len(trials)),
+            "search_seconds": search_seconds,
             "best_iteration": float(booster.num_boosted_rounds() - 1),
             **{f"{s}_rows": float(n) for s, (n, _) in counts.items()},
             **{f"{s}_positive_rate": p / n for s, (n, p) in counts.items()},

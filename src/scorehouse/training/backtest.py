@@ -1,0 +1,138 @@
+"""Backtests: a registered model scored on past as-of dates whose labels have matured,
+date by date, next to the project's baseline. How a user learns whether to trust the
+model on their own history before it serves anything."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from scorehouse.features.registry import entity_key, to_matrix
+from scorehouse.features.training_set import apply_stale_policy, labelled_rows, matured_dates
+from scorehouse.settings import Settings
+from scorehouse.storage.warehouse import Warehouse
+from scorehouse.training import metrics as m
+from scorehouse.training.baseline import project_baseline
+from scorehouse.training.registry import CHAMPION, load_model, load_version, version_tag
+from scorehouse.training.tracking import configure_mlflow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BacktestRequest:
+    start: date
+    end: date
+    every_days: int = 7
+    version: str | None = None  # None: the champion
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    run_id: str
+    model_version: str
+    table_version: int
+    rows: pd.DataFrame  # one per (as_of, scorer)
+
+
+def backtest(spark: SparkSession, settings: Settings, request: BacktestRequest) -> BacktestResult:
+    """Score every entity of each matured as-of date with the model, join the realized
+    labels, and record per date the model's and the baseline's metrics: a Delta table
+    (`tables.backtests`), an MLflow run (per-date metrics, table and chart)."""
+    model = (
+        load_model(settings, CHAMPION)
+        if request.version is None
+        else load_version(settings, request.version)
+    )
+    horizon = settings.model.horizon_days
+    dates = matured_dates(spark, settings, request.start, request.end, request.every_days, horizon)
+    rows = apply_stale_policy(
+        labelled_rows(spark, settings, dates, horizon), settings.features.on_stale
+    )
+    frame: pd.DataFrame = rows.select(
+        "as_of", "label", *model.feature_names, F.col(entity_key().name)
+    ).toPandas()
+    fit_until = version_tag(settings, model.version, "fit_until")
+    table = per_date(frame, model.predict(to_matrix(frame, model.feature_names)), fit_until)
+    table.insert(0, "model_version", model.version)
+    table.insert(0, "model_name", model.name)
+    run_id = _log_run(settings, request, table)
+    table.insert(0, "run_id", run_id)
+    wh = Warehouse.from_settings(spark, settings)
+    version = wh.append(settings.tables.backtests, spark.createDataFrame(table))
+    log.info(
+        "backtest of %s v%s over %d dates: run %s, %s version %d",
+        model.name, model.version, len(dates), run_id, settings.tables.backtests, version,
+    )  # fmt: skip
+    return BacktestResult(run_id, model.version, version, table)
+
+
+def per_date(frame: pd.DataFrame, scores: np.ndarray, fit_until: str | None) -> pd.DataFrame:
+    """Metrics per as-of date for the model (`scores`) and the project's baseline.
+    `in_sample`: the date is one the model was fit on (its `fit_until` or earlier), where
+    its figures flatter it."""
+    baseline = project_baseline()
+    until = date.fromisoformat(fit_until) if fit_until else None
+    out = []
+    for as_of, idx in frame.groupby("as_of").indices.items():
+        day = frame.iloc[idx]
+        y = day["label"].to_numpy()
+        scorers = {"model": scores[idx]}
+        if baseline is not None:
+            scorers["baseline"] = baseline.score(day)
+        for scorer, p in scorers.items():
+            both = 0 < y.sum() < len(y)
+            values = m.evaluate(y, p) if both else dict.fromkeys(m.METRIC_NAMES, float("nan"))
+            out.append(
+                {
+                    "as_of": as_of,
+                    "scorer": scorer,
+                    "in_sample": until is not None and as_of <= until,
+                    "rows": len(y),
+                    "positive_rate": float(y.mean()),
+                    "mean_score": float(np.mean(p)),
+                    **values,
+                }
+            )
+    return pd.DataFrame(out).sort_values(["as_of", "scorer"], ignore_index=True)
+
+
+def _log_run(settings: Settings, request: BacktestRequest, table: pd.DataFrame) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    version = str(table["model_version"].iloc[0])
+    name = f"backtest-v{version}-{request.start}-{request.end}"
+    with mlflow.start_run(experiment_id=configure_mlflow(settings), run_name=name) as run:
+        mlflow.set_tags({"kind": "backtest", "model_version": version})
+        mlflow.log_params({"start": request.start, "end": request.end, "every": request.every_days})
+        step = {d: k for k, d in enumerate(sorted(set(table["as_of"])))}  # one per date
+        for row in table.itertuples():
+            if not np.isnan(row.roc_auc):
+                mlflow.log_metric(f"{row.scorer}_roc_auc", row.roc_auc, step=step[row.as_of])
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            table.to_csv(folder / "backtest.csv", index=False)
+            fig, ax = plt.subplots(figsize=(8, 4))
+            for scorer, part in table.groupby("scorer"):
+                ax.plot(part["as_of"], part["roc_auc"], marker="o", label=str(scorer))
+            ax.set_ylabel("ROC AUC")
+            ax.set_title(f"backtest of v{version}: AUC per as-of date")
+            ax.legend()
+            fig.autofmt_xdate()
+            fig.tight_layout()
+            fig.savefig(folder / "backtest_auc.png", dpi=110)
+            plt.close(fig)
+            mlflow.log_artifacts(tmp, "backtest")
+        return str(run.info.run_id)
