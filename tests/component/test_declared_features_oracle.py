@@ -46,6 +46,11 @@ AGGS = [
 ]  # fmt: skip
 LIFETIME_ONLY = {"first", "days_since_first", "days_since_last", "sum_squared_gaps"}
 VOCABULARY = ["gold", "silver"]
+# any event; more than one event; spend over 250.00 (summed in cents); items over 3
+LABEL_VALUES: list[dict[str, Any]] = [
+    {}, {"greater_than": 1}, {"value": "amount", "scale": 100, "greater_than": 250},
+    {"value": "qty", "greater_than": 3},
+]  # fmt: skip
 
 
 @st.composite
@@ -113,7 +118,8 @@ def declarations(draw: st.DrawFn) -> Project:
             },
             "features": features,
             "label": {"source": "events", "horizon_days": draw(st.integers(1, 4)),
-                      "filter": draw(st.sampled_from([f for f, _ in FILTERS]))},
+                      "filter": draw(st.sampled_from([f for f, _ in FILTERS])),
+                      **draw(st.sampled_from(LABEL_VALUES))},
         }
     )  # fmt: skip
     assert check_project(project) == []
@@ -258,7 +264,12 @@ def label_oracle(project: Project, accounts: list[dict], events: list[dict], ds:
             if _key(project, e["account"]) == key and keep({**e, "ds": e["event_time"].date()})
             and ds < e["event_time"].date() <= end
         ]  # fmt: skip
-        out[key] = int(bool(hits))
+        if label.value is None:
+            total: float = len(hits)
+        else:
+            scale = label.scale or 1
+            total = sum(round(e[label.value] * scale) for e in hits) / scale
+        out[key] = int(total > label.greater_than)
     return out
 
 

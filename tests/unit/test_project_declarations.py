@@ -156,3 +156,16 @@ def test_a_key_of_the_wrong_type_is_refused_naming_the_source(tmp_path: Path) ->
 def test_a_folder_without_project_yaml_is_not_a_project(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match="not a scorehouse project"):
         load_project(tmp_path)
+
+
+def test_a_label_summing_a_decimal_without_scale_is_refused() -> None:
+    from scorehouse.project.checks import check_project
+
+    project = load_project(PURCHASE)
+    assert project.label is not None
+    spend = project.label.model_copy(update={"value": "amount", "greater_than": 100})
+    problems = check_project(project.model_copy(update={"label": spend}))
+    assert problems == [
+        "label: the sum of 'amount' needs `scale` (scale: 100 keeps cents), unless the value "
+        "is an integer column"
+    ]

@@ -195,10 +195,13 @@ class FeatureSql:
 
     @cached_property
     def label_partial(self) -> Partial | None:
-        """The rollup column saying a day has an event that counts for the label."""
+        """The rollup column the label sums over its horizon: the day's matching events,
+        or the day's sum of the label's `value`."""
         label = self.project.label
         if label is None:
             return None
+        if label.value is not None:
+            return self._partial(label.source, "sum", label.value, label.filter, label.scale)
         return self._partial(label.source, "count", None, label.filter, None)
 
     @cached_property
@@ -470,16 +473,20 @@ WHERE is_output"""
 
     def labels_sql(self) -> str:
         """One row per entity known on each as-of date of ${as_of_dates} (from
-        ${entities}), labelled 1 when the label's source has a matching event on a day of
-        (as_of, horizon_end] in ${daily} (its rollups): strictly after the as-of date."""
+        ${entities}), labelled 1 when the label's rollup column in ${daily} sums to more
+        than `greater_than` over the days (as_of, horizon_end]: strictly after the as-of
+        date (without a `value`: any matching event)."""
         if self.label_partial is None:
             raise ValueError(f"project {self.project.name} declares no label")
-        key, flag = self.key, self.label_partial.name
+        assert self.project.label is not None
+        key, total = self.key, self.label_partial.name
+        # the rollups hold whole units of 1/scale: compare in the same units
+        above = self.project.label.greater_than * (self.project.label.scale or 1)
         return f"""SELECT
   e.{key},
   a.as_of,
   a.oldest_feature_ds,
-  CAST(COUNT_IF(d.{flag} > 0) > 0 AS INT) AS label
+  CAST(COALESCE(SUM(d.{total}), 0) > CAST({above!r} AS DOUBLE) AS INT) AS label
 FROM ${{as_of_dates}} a
 JOIN ${{entities}} e
   ON e.ds = a.as_of

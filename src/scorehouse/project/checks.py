@@ -142,6 +142,13 @@ def check_project(project: Project) -> list[str]:
             problems.append(f"label: source {label.source!r} is not declared")
         elif project.sources[label.source].kind != "events":
             problems.append(f"label: source {label.source!r} must be an events source")
+        elif label.value is not None and label.scale is None:
+            column = project.sources[label.source].columns.get(label.value)
+            if column is None or column.type not in ("int64", "int32"):
+                problems.append(
+                    f"label: the sum of {label.value!r} needs `scale` (scale: 100 keeps cents), "
+                    "unless the value is an integer column"
+                )
     baseline = project.model.baseline_feature
     model_inputs = {f.name for f in features if not f.internal}
     if baseline is not None and baseline not in model_inputs:

@@ -246,12 +246,27 @@ class Feature(_Decl):
 
 
 class Label(_Decl):
-    """What is predicted: an event of `source` (matching `filter`) in (as_of, as_of + horizon]."""
+    """What is predicted, over the days (as_of, as_of + horizon] of `source` (its events
+    matching `filter`): without `value`, any such event; with `value`, its sum over them
+    above `greater_than` (e.g. spend over 100)."""
 
     source: str
     horizon_days: int = Field(ge=1, le=730)
     filter: str | None = None
+    value: str | None = None
+    """A column or SQL expression of the event row, summed over the horizon."""
+    scale: int | None = Field(default=None, ge=1)
+    """As for a sum feature: summed as whole units of 1/scale (needed unless `value` is an
+    integer column)."""
+    greater_than: float = Field(default=0, ge=0)
+    """The label is 1 when the events (or the sum of `value`) exceed this."""
     description: str = ""
+
+    @model_validator(mode="after")
+    def _value_shape(self) -> Label:
+        if self.scale is not None and self.value is None:
+            raise ValueError("label: `scale` applies to a `value`")
+        return self
 
 
 class ModelDecl(_Decl):
