@@ -375,6 +375,23 @@ def matured_dates(
     return dates
 
 
+def horizon_labels(
+    spark: SparkSession, settings: Settings, dates: list[date], horizon: int
+) -> DataFrame:
+    """key, as_of, oldest_feature_ds, label of every entity known on each of `dates`,
+    from the label source's rollups (brought up to date through the last horizon day)."""
+    wh = Warehouse.from_settings(spark, settings)
+    sql = feature_sql()
+    assert sql.project.label is not None
+    refresh_rollups(spark, wh, settings, [], missing_up_to=dates[-1] + timedelta(days=horizon))
+    daily = wh.read(
+        sql.rollup_table(sql.project.label.source),
+        ds_between=(dates[0], dates[-1] + timedelta(days=horizon)),
+    )
+    entities = wh.read(sql.raw_table(sql.project.entity.source))
+    return labels(daily, entities, dates, horizon, settings.features.ttl_days, sql)
+
+
 def labelled_rows(
     spark: SparkSession, settings: Settings, dates: list[date], horizon: int
 ) -> DataFrame:
@@ -382,25 +399,17 @@ def labelled_rows(
     snapshot within the TTL (feature_ds null where none): the point-in-time rows of a
     training set or a backtest. Rolls up and builds what the dates need first."""
     wh = Warehouse.from_settings(spark, settings)
-    sql = feature_sql()
-    assert sql.project.label is not None
     ttl, table = settings.features.ttl_days, settings.tables.features
-    # Label days must be rolled up; as-of dates need a snapshot within the TTL.
-    refresh_rollups(spark, wh, settings, [], missing_up_to=dates[-1] + timedelta(days=horizon))
+    # Materialized once: the join reads the labels several times (dates, exact-day
+    # probe, look-back), and each read would recompute the entities and the horizons.
+    labelled = horizon_labels(spark, settings, dates, horizon).localCheckpoint()
+    # As-of dates need a snapshot within the TTL.
     built = set(wh.partition_values(table)) if wh.exists(table) else set()
     unbuilt = [d for d in dates if not any(d - timedelta(days=k) in built for k in range(ttl + 1))]
     if unbuilt:
         log.info("building the feature snapshots of %d as-of dates first", len(unbuilt))
         build_features(spark, settings, days=unbuilt)
-    daily = wh.read(
-        sql.rollup_table(sql.project.label.source),
-        ds_between=(dates[0], dates[-1] + timedelta(days=horizon)),
-    )
-    entities = wh.read(sql.raw_table(sql.project.entity.source))
     features = wh.read(table, ds_between=(dates[0] - timedelta(days=ttl), dates[-1]))
-    # Materialized once: the join reads the labels several times (dates, exact-day
-    # probe, look-back), and each read would recompute the entities and the horizons.
-    labelled = labels(daily, entities, dates, horizon, ttl).localCheckpoint()
     return point_in_time_join(labelled, features)
 
 

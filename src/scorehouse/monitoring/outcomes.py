@@ -23,9 +23,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from scorehouse.features.build import refresh_rollups
 from scorehouse.features.registry import entity_key, feature_sql
-from scorehouse.features.training_set import labels
+from scorehouse.features.training_set import horizon_labels
 from scorehouse.settings import Settings
 from scorehouse.storage.warehouse import Warehouse
 from scorehouse.training import metrics as m
@@ -98,13 +97,7 @@ def realized(spark: SparkSession, settings: Settings, scored: date) -> pd.DataFr
     raw_days = wh.partition_values(sql.raw_table(sql.project.label.source))
     if not raw_days or raw_days[-1] < scored + timedelta(days=horizon):
         return None
-    refresh_rollups(spark, wh, settings, [], missing_up_to=scored + timedelta(days=horizon))
-    daily = wh.read(
-        sql.rollup_table(sql.project.label.source),
-        ds_between=(scored, scored + timedelta(days=horizon)),
-    )
-    entities = wh.read(sql.raw_table(sql.project.entity.source))
-    labelled = labels(daily, entities, [scored], horizon, settings.features.ttl_days)
+    labelled = horizon_labels(spark, settings, [scored], horizon)
     key = entity_key().name
     predictions = wh.read(table, partitions={"ds": [scored]}).select(
         key, "model_role", "model_version", F.col("score").cast("double")

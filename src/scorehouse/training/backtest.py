@@ -23,6 +23,7 @@ from scorehouse.storage.warehouse import Warehouse
 from scorehouse.training import metrics as m
 from scorehouse.training.baseline import project_baseline
 from scorehouse.training.registry import CHAMPION, load_model, load_version, version_tag
+from scorehouse.training.report import auc_by_date_chart
 from scorehouse.training.tracking import configure_mlflow
 
 log = logging.getLogger(__name__)
@@ -107,11 +108,6 @@ def per_date(frame: pd.DataFrame, scores: np.ndarray, fit_until: str | None) -> 
 
 
 def _log_run(settings: Settings, request: BacktestRequest, table: pd.DataFrame) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     version = str(table["model_version"].iloc[0])
     name = f"backtest-v{version}-{request.start}-{request.end}"
     with mlflow.start_run(experiment_id=configure_mlflow(settings), run_name=name) as run:
@@ -124,15 +120,7 @@ def _log_run(settings: Settings, request: BacktestRequest, table: pd.DataFrame) 
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             table.to_csv(folder / "backtest.csv", index=False)
-            fig, ax = plt.subplots(figsize=(8, 4))
-            for scorer, part in table.groupby("scorer"):
-                ax.plot(part["as_of"], part["roc_auc"], marker="o", label=str(scorer))
-            ax.set_ylabel("ROC AUC")
-            ax.set_title(f"backtest of v{version}: AUC per as-of date")
-            ax.legend()
-            fig.autofmt_xdate()
-            fig.tight_layout()
-            fig.savefig(folder / "backtest_auc.png", dpi=110)
-            plt.close(fig)
+            title = f"backtest of v{version}: AUC per as-of date"
+            auc_by_date_chart(table, title, folder / "backtest_auc.png")
             mlflow.log_artifacts(tmp, "backtest")
         return str(run.info.run_id)

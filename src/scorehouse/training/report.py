@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from scorehouse.training import metrics as m
 
@@ -56,6 +57,18 @@ def write_charts(
         _importance(importance_gain, folder / "feature_importance_gain.png"),
     ]
     return paths
+
+
+def auc_by_date_chart(table: pd.DataFrame, title: str, path: Path) -> Path:
+    """ROC AUC per as-of date, one line per scorer (a backtest's `per_date` rows)."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for scorer, part in table.groupby("scorer"):
+        ax.plot(part["as_of"], part["roc_auc"], marker="o", label=str(scorer))
+    ax.set_ylabel("ROC AUC")
+    ax.set_title(title)
+    ax.legend()
+    fig.autofmt_xdate()
+    return _save(fig, path)
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:

@@ -68,15 +68,15 @@ def search(
     names: list[str],
     base: dict[str, Any],
     model: ModelSettings,
-) -> tuple[xgb.Booster, dict[str, Any], list[Trial]]:
+) -> tuple[xgb.Booster, Trial, list[Trial]]:
     """Fit each candidate with `fit` until `model.search_budget_s` is spent (the first
-    always runs); returns the best booster, its parameters and every trial."""
+    always runs); returns the best booster, its trial and every trial."""
     y, x = valid["label"].to_numpy(), to_matrix(valid, names)
     parent = mlflow.active_run()
     experiment = parent.info.experiment_id if parent is not None else None
     began = time.perf_counter()
     trials: list[Trial] = []
-    best: tuple[float, xgb.Booster, dict[str, Any]] | None = None
+    best: tuple[Trial, xgb.Booster] | None = None
     for number, params in enumerate(candidates(base, model.search_trials, model.seed)):
         if trials and time.perf_counter() - began > model.search_budget_s:
             log.info("search budget of %.0f s spent after %d trials", model.search_budget_s, number)
@@ -93,11 +93,11 @@ def search(
                 {"valid_roc_auc": auc, "trees": trial.trees, "seconds": trial.seconds}
             )
         trials.append(trial)
-        if best is None or auc > best[0]:
-            best = (auc, booster, params)
+        if best is None or auc > best[0].valid_roc_auc:
+            best = (trial, booster)
     assert best is not None
     log.info(
         "search: %d trials, best valid AUC %.4f (trial %d)",
-        len(trials), best[0], next(t.number for t in trials if t.valid_roc_auc == best[0]),
+        len(trials), best[0].valid_roc_auc, best[0].number,
     )  # fmt: skip
-    return best[1], best[2], trials
+    return best[1], best[0], trials

@@ -490,11 +490,11 @@ def _train(spark: SparkSession, job: _Job, data: DataFrame, matured: _Matured) -
     sets = {s: held[held["split"] == s].reset_index(drop=True) for s in ("valid", "test")}
 
     started = time.perf_counter()
-    booster, params, trials = search(
+    booster, best, trials = search(
         lambda p: _fit(spark, job, data, p), sets["valid"], names, params, settings.model
     )
     search_seconds = time.perf_counter() - started
-    fit_seconds = next(t.seconds for t in trials if t.params is params)
+    params, fit_seconds = best.params, best.seconds
     log.info(
         "%s fit (%d matured rows): %.1f s, %d trees; %d candidates in %.1f s",
         job.engine.replace("_", "-"),
