@@ -8,38 +8,9 @@ Days already built from the same raw table versions are skipped (see step_runs) 
 --force is given.
 """
 
-from __future__ import annotations
+import sys
 
-from collections.abc import Sequence
-from datetime import date
-
-from scorehouse.orchestration import steps
-from scorehouse.orchestration.results import job_parser, job_result
-from scorehouse.settings import load_settings
-from scorehouse.spark import get_spark
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = job_parser("Build feature snapshots for each day.")
-    parser.add_argument("--start", type=date.fromisoformat, required=True)
-    parser.add_argument("--end", type=date.fromisoformat, default=None)
-    parser.add_argument("--force", action="store_true", help="rebuild days already current")
-    parser.add_argument("--flow-run-id", help="recorded in step_runs")
-    args = parser.parse_args(argv)
-    with job_result(args.result_json) as result:
-        settings = load_settings(args.config)
-        result.update(
-            steps.features(
-                get_spark(settings, "build_features"),
-                settings,
-                args.start,
-                args.end,
-                force=args.force,
-                flow_run_id=args.flow_run_id,
-            )
-        )
-    print(f"features {result['start']}..{result['end']}: {result['rows']} rows ({result['mode']})")
-
+from scorehouse.orchestration.entry import main
 
 if __name__ == "__main__":
-    main()
+    main(["features", *sys.argv[1:]])

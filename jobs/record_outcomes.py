@@ -7,33 +7,9 @@ Measures the predictions of date - model.horizon_days against the labels that ma
 since, per model version and role, into the outcomes table.
 """
 
-from __future__ import annotations
+import sys
 
-from collections.abc import Sequence
-from datetime import date
-
-from scorehouse.orchestration import steps
-from scorehouse.orchestration.results import job_parser, job_result
-from scorehouse.settings import load_settings
-from scorehouse.spark import get_spark
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = job_parser(__doc__.splitlines()[0])
-    parser.add_argument("--date", type=date.fromisoformat, required=True, help="YYYY-MM-DD")
-    parser.add_argument("--flow-run-id", default=None)
-    args = parser.parse_args(argv)
-    with job_result(args.result_json) as result:
-        settings = load_settings(args.config)
-        spark = get_spark(settings, "record_outcomes")
-        result.update(steps.outcomes(spark, settings, args.date, flow_run_id=args.flow_run_id))
-    if result["skipped"]:
-        print(f"outcomes {args.date}: nothing to measure ({result['skip_reason']})")
-    else:
-        print(
-            f"outcomes of {result['scored_ds']}: {result['rows']} models, {len(result['alerts'])} alerts"
-        )
-
+from scorehouse.orchestration.entry import main
 
 if __name__ == "__main__":
-    main()
+    main(["outcomes", *sys.argv[1:]])

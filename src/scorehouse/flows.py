@@ -1,8 +1,8 @@
 """Prefect flows: nightly, weekly_train and backfill, one task run per step.
 
-A step that needs Spark runs its job of jobs/ (in this process or through spark-submit,
-`orchestration.runner`) and gets the job's result dict back; verify and clean-up only
-talk to Redis. Tasks exchange dates, table names, the config path and Delta versions,
+A step that needs Spark is one of `orchestration.steps.STEPS`: the task calls
+`run_step` in this process, or submits it through spark-submit (`orchestration.runner`),
+and gets the same result dict back; verify and clean-up only talk to Redis. Tasks exchange dates, table names, the config path and Delta versions,
 never Spark objects. Steps are idempotent and skip work already done for the same inputs
 (see scorehouse.orchestration.ledger), so a rerun after a failure resumes where it stopped.
 """
@@ -23,9 +23,9 @@ from prefect.states import State
 
 from scorehouse.errors import RedisLoadError, ValidationError
 from scorehouse.orchestration import report
-from scorehouse.orchestration import steps as job_steps
 from scorehouse.orchestration.alerts import alert_payload, quality_payload, send_alert
-from scorehouse.orchestration.runner import StepFailed, run_job
+from scorehouse.orchestration.runner import StepFailed, forward_library_logs, submit_step
+from scorehouse.orchestration.steps import run_step, skip_result
 from scorehouse.settings import Settings, load_settings
 
 R = TypeVar("R")
@@ -83,26 +83,27 @@ def _worth_retrying(task: Task[..., Any], task_run: TaskRun, state: State[Any]) 
     return True
 
 
-def _job(
-    job: str,
-    params: dict[str, Any],
-    config: str | None,
-    skip: Callable[[Settings], dict[str, Any] | None] | None = None,
-) -> dict[str, Any]:
-    """Run one job, unless `skip` finds its output current (decided here, without Spark, so
-    no spark-submit starts for nothing); log its row count and duration."""
+def _step(name: str, config: str | None, **params: Any) -> dict[str, Any]:
+    """Run step `name` the configured way; log its row count and duration. Under
+    spark-submit, a step whose output is current is found here, so no JVM starts for it."""
     settings = load_settings(config)
     logger = get_run_logger()
     began = time.perf_counter()
-    result = skip(settings) if skip is not None and not params.get("force") else None
-    if result is None:
-        result = run_job(settings, job, params, logger)
+    if settings.orchestration.runner == "spark_submit":
+        result = skip_result(name, settings, params) or submit_step(
+            settings, name, params, logger, config
+        )
+    else:
+        with forward_library_logs(logger):
+            result = run_step(name, settings, params)
     seconds = time.perf_counter() - began
     rows = result.get("rows", result.get("count"))
     if result.get("skipped"):
-        logger.info("%s: skipped (%s); %s rows", job, result.get("skip_reason"), rows)
+        logger.info("%s: skipped (%s); %s rows", name, result.get("skip_reason"), rows)
     else:
-        logger.info("%s: %s rows in %.1f s (%s)", job, rows, seconds, settings.orchestration.runner)
+        logger.info(
+            "%s: %s rows in %.1f s (%s)", name, rows, seconds, settings.orchestration.runner
+        )
     return result
 
 
@@ -113,48 +114,27 @@ def _job(
 def features_task(
     start: date, end: date, config: str | None = None, force: bool = False
 ) -> dict[str, Any]:
-    params = {"start": start, "end": end, "force": force, "flow_run_id": _run_id()}
-    return _job(
-        "build_features",
-        {**params, "config": config},
-        config,
-        lambda settings: job_steps.features_skip(settings, start, end),
-    )
+    return _step("features", config, start=start, end=end, force=force, flow_run_id=_run_id())
 
 
 @task(name="checks", task_run_name="checks-{ds}")
 def checks_task(ds: date, config: str | None = None, force: bool = False) -> dict[str, Any]:
-    return _job(
-        "check_features",
-        {"date": ds, "force": force, "config": config},
-        config,
-        lambda settings: job_steps.checks_skip(settings, ds),
-    )
+    return _step("checks", config, ds=ds, force=force)
 
 
 @task(name="score", task_run_name="score-{ds}")
 def score_task(
     ds: date, config: str | None = None, fail_on: str | None = None, force: bool = False
 ) -> dict[str, Any]:
-    params = {"date": ds, "fail_on": fail_on, "force": force, "flow_run_id": _run_id()}
-    return _job(
-        "score_entities",
-        {**params, "config": config},
-        config,
-        lambda settings: job_steps.score_skip(settings, ds),
-    )
+    return _step("score", config, ds=ds, fail_on=fail_on, force=force, flow_run_id=_run_id())
 
 
 @task(name="publish", task_run_name="publish-{ds}")
 def publish_task(
     ds: date, config: str | None = None, force: bool = False, allow_older: bool = False
 ) -> dict[str, Any]:
-    params = {"date": ds, "force": force, "allow_older": allow_older, "flow_run_id": _run_id()}
-    return _job(
-        "load_redis",
-        {**params, "config": config},
-        config,
-        lambda settings: job_steps.publish_skip(settings, ds),
+    return _step(
+        "publish", config, ds=ds, force=force, allow_older=allow_older, flow_run_id=_run_id()
     )
 
 
@@ -209,10 +189,7 @@ def cleanup_task(ds: date, config: str | None = None) -> dict[str, Any]:
 
 @task(name="outcomes", task_run_name="outcomes-{ds}")
 def outcomes_task(ds: date, config: str | None = None) -> dict[str, Any]:
-    params = {"date": ds, "config": config, "flow_run_id": _run_id()}
-    return _job(
-        "record_outcomes", params, config, lambda settings: job_steps.outcomes_skip(settings, ds)
-    )
+    return _step("outcomes", config, ds=ds, flow_run_id=_run_id())
 
 
 def _feedback(
@@ -241,13 +218,12 @@ def _feedback(
 
 @task(name="training-set", task_run_name="training-set-{start}-{end}")
 def training_set_task(start: date, end: date, config: str | None = None) -> dict[str, Any]:
-    return _job("build_training_set", {"start": start, "end": end, "config": config}, config)
+    return _step("training_set", config, start=start, end=end)
 
 
 @task(name="train", task_run_name="train-{as_of}")
 def train_task(as_of: date, training_version: int, config: str | None = None) -> dict[str, Any]:
-    params = {"as_of": as_of, "training_version": training_version, "config": config}
-    return _job("train_model", params, config)
+    return _step("train", config, as_of=as_of, training_version=training_version)
 
 
 @task(name="gate", task_run_name="gate-{version}")

@@ -24,8 +24,10 @@ def test_a_publish_records_the_live_generation_and_its_sources(
     predictions_version = wh.version(cfg.tables.predictions)
     began = datetime.now(UTC).replace(microsecond=0)
 
-    first = steps.publish(spark, cfg, DS, flow_run_id="run-1")
-    again = steps.publish(spark, cfg, DS, flow_run_id="run-2")  # skipped: already live
+    first = steps.run_step("publish", cfg, {"ds": DS, "flow_run_id": "run-1"}, spark)
+    again = steps.run_step(
+        "publish", cfg, {"ds": DS, "flow_run_id": "run-2"}, spark
+    )  # skipped: already live
 
     live, info = live_generation(cfg)
     assert info is not None and live == first["generation"] and again["skipped"]

@@ -1,6 +1,6 @@
-"""A flow step's job through pyspark's real bin/spark-submit, against the same job in-process.
+"""A flow step through pyspark's real bin/spark-submit, against the same step in-process.
 
-The check_features job reads a committed snapshot and changes nothing, so both modes must
+The checks step reads a committed snapshot and changes nothing, so both modes must
 hand back the same result dict; the spark-submit run streams its output line by line.
 A step past its timeout has its whole process group killed.
 """
@@ -19,7 +19,8 @@ from pyspark.sql import SparkSession
 
 from scorehouse.data.generate import write_generated
 from scorehouse.features.build import build_features
-from scorehouse.orchestration.runner import StepTimeout, run_job
+from scorehouse.orchestration.runner import StepTimeout, submit_step
+from scorehouse.orchestration.steps import run_step
 from scorehouse.settings import Settings, load_settings
 
 DS = date(2026, 3, 10)
@@ -63,25 +64,23 @@ def _logger(name: str) -> tuple[logging.Logger, _Lines]:
 def test_check_step_gives_the_same_result_through_spark_submit(
     spark: SparkSession, tmp_path: Path
 ) -> None:
-    config, local = _config(tmp_path, "in_process")
+    _, local = _config(tmp_path, "in_process")
     write_generated(spark, local, customers=120, start=date(2026, 3, 1), days=10, seed=5)
     build_features(spark, local, DS, DS)
     # force: the second run must check again, not find the first run's entry in step_runs.
-    params = {"date": DS, "force": True, "config": config}
-
-    in_process, _ = _logger("in-process")
-    expected = run_job(local, "check_features", params, in_process)
+    params = {"ds": DS, "force": True}
+    expected = run_step("checks", local, params, spark)
 
     config_submit, submitted = _config(tmp_path, "spark_submit")
     logger, lines = _logger("spark-submit")
-    got = run_job(submitted, "check_features", {**params, "config": config_submit}, logger)
+    got = submit_step(submitted, "checks", params, logger, config_submit)
 
     assert {k: v for k, v in got.items() if k != "seconds"} == {
         k: v for k, v in expected.items() if k != "seconds"
     }
     assert expected["rows"] == expected["entities"] > 0
     # The job's own print, streamed from the subprocess into the step's logger.
-    done = f"[check_features] checks {DS}: {got['rows']} rows for {got['entities']} entities, ok"
+    done = f"[checks] checks {DS}: {got['rows']} rows for {got['entities']} entities, ok"
     assert done in lines.lines
 
 
@@ -89,7 +88,7 @@ def test_a_step_past_its_timeout_has_its_process_group_killed(tmp_path: Path) ->
     config, settings = _config(tmp_path, "spark_submit", timeout_s=2)
     logger, _ = _logger("timeout")
     with pytest.raises(StepTimeout, match="ran past 2 s") as timed_out:
-        run_job(settings, "check_features", {"date": DS, "config": config}, logger)
+        submit_step(settings, "checks", {"ds": DS}, logger, config)
     group = int(re.search(r"process group (\d+)", str(timed_out.value)).group(1))  # type: ignore[union-attr]
     assert _running_in_group(group) == []
 

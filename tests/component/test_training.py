@@ -351,9 +351,12 @@ def test_split_plan_is_logged_as_an_artifact(first: TrainResult, module_settings
 
 
 def test_cli_and_job_train_from_the_table_then_list_rollback_promote(
-    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    spark: SparkSession,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import importlib.util
+    import runpy
 
     import yaml
 
@@ -393,11 +396,10 @@ def test_cli_and_job_train_from_the_table_then_list_rollback_promote(
 
     # The job retrains on the pinned version: the same rows give the same AUC, which is
     # within the tolerance of the champion's, so it is promoted and remembers v1.
-    spec = importlib.util.spec_from_file_location("train_model", REPO_ROOT / "jobs/train_model.py")
-    assert spec and spec.loader
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
-    job.main(["--config", str(config), "--training-version", str(version)])
+    job = str(REPO_ROOT / "jobs/train_model.py")
+    argv = [job, "--config", str(config), "--training-version", str(version)]
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(job, run_name="__main__")
     assert "v2 -> champion" in capsys.readouterr().out
     assert registry.alias_version(settings, "champion") == "2"
 

@@ -126,8 +126,8 @@ def test_a_killed_feature_build_leaves_the_table_whole_and_a_rerun_equals_a_clea
 
     snapshot = wh.read(tables.features, partitions={"ds": [END]})
     assert snapshot.count() in (0, _entities(wh, settings))
-    steps.features(spark, settings, END)
-    steps.features(spark, clean, END)
+    steps.run_step("features", settings, {"start": END}, spark)
+    steps.run_step("features", clean, {"start": END}, spark)
     assertDataFrameEqual(
         wh.read(tables.features, partitions={"ds": [END]}),
         Warehouse.from_settings(spark, clean).read(tables.features, partitions={"ds": [END]}),
@@ -142,7 +142,7 @@ def test_killed_scoring_and_publishing_keep_readers_on_the_last_night_and_reruns
     settings = e2e_settings
     wh = Warehouse.from_settings(spark, settings)
     previous = nightly(ds=END - timedelta(days=1))["publish"]["generation"]
-    steps.features(spark, settings, END)
+    steps.run_step("features", settings, {"start": END}, spark)
     entities = _entities(wh, settings)
 
     job = str(REPO / "jobs" / "score_entities.py")
@@ -151,7 +151,7 @@ def test_killed_scoring_and_publishing_keep_readers_on_the_last_night_and_reruns
     champion = F.col("model_role") == "champion"
     partial = wh.read(settings.tables.predictions, partitions={"ds": [END]}).where(champion)
     assert partial.count() in (0, entities)
-    scored = steps.score(spark, settings, END)
+    scored = steps.run_step("score", settings, {"ds": END}, spark)
     assert scored["rows"] == entities
 
     client = redis.Redis.from_url(settings.redis.url)
@@ -161,7 +161,7 @@ def test_killed_scoring_and_publishing_keep_readers_on_the_last_night_and_reruns
     _kill_when(publishing, lambda: client.zcard(f"{ns}:generations") >= 2)
     assert live(settings)[:2] == (previous, END - timedelta(days=1))
 
-    done = steps.publish(spark, settings, END)
+    done = steps.run_step("publish", settings, {"ds": END}, spark)
     cleanup(client, ns, settings.redis.keep_generations)
     named = (k.decode().split(":") for k in client.scan_iter(match=f"{ns}:*:*"))
     generations = {parts[1] for parts in named}

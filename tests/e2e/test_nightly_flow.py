@@ -272,10 +272,10 @@ def test_backfill_equals_building_day_by_day(
         monkeypatch.setenv(key, value)
     one_by_one = load_settings()
     for d in days:
-        assert steps.features(spark, one_by_one, d)["mode"] == (
+        assert steps.run_step("features", one_by_one, {"start": d}, spark)["mode"] == (
             "range" if d == days[0] else "next-day"
         )
-        steps.score(spark, one_by_one, d)
+        steps.run_step("score", one_by_one, {"ds": d}, spark)
     nightly_wh = Warehouse.from_settings(spark, one_by_one)
 
     prediction_columns = ["ds", "customer_id", "model_role", "model_version", "score", "percentile"]

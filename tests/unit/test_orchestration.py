@@ -1,9 +1,10 @@
-"""Pure parts of orchestration: job arguments, the spark-submit command, results, reports."""
+"""Pure parts of orchestration: step options, the spark-submit command, results, reports."""
 
 from __future__ import annotations
 
 import json
 import threading
+import typing
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -13,19 +14,42 @@ import pytest
 from scorehouse.commands.flows import prefect_server
 from scorehouse.errors import ValidationError
 from scorehouse.orchestration.alerts import alert_payload, safe_url
+from scorehouse.orchestration.entry import _parameters, _plain, parser
 from scorehouse.orchestration.report import mlflow_link, nightly_markdown
 from scorehouse.orchestration.results import job_result, jsonable, read_result
-from scorehouse.orchestration.runner import job_argv, spark_submit_path, submit_command
+from scorehouse.orchestration.runner import spark_submit_path, step_argv, submit_command
+from scorehouse.orchestration.steps import STEPS
 from scorehouse.paths import SPARK_CONF_DIR
 from scorehouse.settings import SettingsError, load_settings
 from scorehouse.stack import flow_api_url
 
 
-def test_job_argv_turns_parameters_into_flags() -> None:
-    argv = job_argv(
-        {"date": date(2026, 10, 31), "fail_on": None, "force": True, "dry_run": False, "every": 7}
+def test_step_argv_turns_parameters_into_the_steps_options() -> None:
+    argv = step_argv(
+        "score", {"ds": date(2026, 10, 31), "fail_on": None, "force": True, "flow_run_id": "r"}
     )
-    assert argv == ["--date", "2026-10-31", "--force", "--every", "7"]
+    assert argv == ["score", "--date", "2026-10-31", "--force", "--flow-run-id", "r"]
+    assert step_argv("ingest", {"source": "t", "mapping": ["a=b", "c=d"], "fmt": "csv"}) == [
+        "ingest", "--source", "t", "--map", "a=b", "--map", "c=d", "--format", "csv",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(STEPS))
+def test_every_steps_options_read_back_what_the_flow_passes(name: str) -> None:
+    """What step_argv writes, the step's job parses back to the same typed parameters."""
+    samples = {date: date(2026, 10, 31), int: 7, str: "x", float: 0.5}
+    step = STEPS[name]
+    hints = typing.get_type_hints(step.work) | (
+        typing.get_type_hints(step.skip) if step.skip else {}
+    )
+    params = {}
+    for pname in _parameters(step):
+        kind, many = _plain(hints.get(pname, bool))
+        value = True if kind is bool else samples[kind]
+        params[pname] = [value, value] if many else value
+    parsed = vars(parser(name).parse_args([*step_argv(name, params)[1:], "--config", "c.yaml"]))
+    assert parsed.pop("config") == "c.yaml" and parsed.pop("result_json") is None
+    assert parsed == params
 
 
 def test_submit_command_uses_the_profile_file_and_the_job_script() -> None:
@@ -36,7 +60,7 @@ def test_submit_command_uses_the_profile_file_and_the_job_script() -> None:
             "SCOREHOUSE_ORCHESTRATION__SUBMIT_ARGS": "[--master, 'local[1]']",
         }
     )
-    command = submit_command(settings, "score_entities", ["--date", "2026-10-31"], "/tmp/r.json")
+    command = submit_command(settings, ["score", "--date", "2026-10-31"], "/tmp/r.json")
     assert command[0] == str(spark_submit_path(settings))
     assert command[0].endswith("pyspark/bin/spark-submit")
     assert command[1] == "--properties-file"
@@ -49,8 +73,8 @@ def test_submit_command_uses_the_profile_file_and_the_job_script() -> None:
         "-Duser.timezone=UTC",
     ]
     assert command[5:7] == ["--master", "local[1]"]
-    assert Path(command[7]).name == "score_entities.py" and Path(command[7]).is_file()
-    assert command[8:] == ["--date", "2026-10-31", "--result-json", "/tmp/r.json"]
+    assert Path(command[7]).name == "run_step.py" and Path(command[7]).is_file()
+    assert command[8:] == ["score", "--date", "2026-10-31", "--result-json", "/tmp/r.json"]
 
 
 def test_submit_command_leaves_a_cluster_mode_drivers_options_to_the_profile() -> None:
@@ -60,7 +84,7 @@ def test_submit_command_leaves_a_cluster_mode_drivers_options_to_the_profile() -
             "SCOREHOUSE_ORCHESTRATION__SUBMIT_ARGS": "[--master, yarn, --deploy-mode, cluster]",
         }
     )
-    command = submit_command(settings, "score_entities", [], "/tmp/r.json")
+    command = submit_command(settings, ["score"], "/tmp/r.json")
     assert "--driver-java-options" not in command
     assert command[3:7] == ["--master", "yarn", "--deploy-mode", "cluster"]
 

@@ -1,15 +1,14 @@
-"""Run one job of jobs/ for a flow step: in this process, or through spark-submit.
+"""Run a flow step through spark-submit: `jobs/run_step.py <step> --option value ...`.
 
-Both modes run the same `main(argv)` with `--result-json`, so a step gets the same dict
-back either way. In spark_submit mode the job's stdout and stderr go line by line into
-the given logger, and a step that runs past its timeout has its whole process group
+The submitted driver runs the same `steps.run_step` a flow runs in-process and hands its
+result dict back with --result-json. The job's stdout and stderr go line by line into the
+given logger, and a step that runs past its timeout has its whole process group
 (spark-submit, the JVM, the Python driver) killed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 import signal
@@ -18,9 +17,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from scorehouse.errors import ScorehouseError
@@ -57,26 +55,29 @@ def jobs_dir(settings: Settings) -> Path:
     return settings.orchestration.jobs_dir or REPO_ROOT / "jobs"
 
 
-def job_argv(params: dict[str, Any]) -> list[str]:
-    """`--name value` per parameter (underscores become dashes); True is a bare flag,
-    None and False are left out."""
-    argv: list[str] = []
+def step_argv(step: str, params: Mapping[str, Any]) -> list[str]:
+    """`<step> --option value ...` for jobs/run_step.py: an option per parameter (its name
+    with dashes, or the step's flag for it); True is a bare flag, None and False are left
+    out, a list repeats the option."""
+    from scorehouse.orchestration.steps import STEPS
+
+    flags = STEPS[step].flags
+    argv = [step]
     for name, value in params.items():
-        flag = "--" + name.replace("_", "-")
+        flag = "--" + flags.get(name, name).replace("_", "-")
         if value is None or value is False:
             continue
         if value is True:
             argv.append(flag)
-        else:
-            argv += [flag, value.isoformat() if hasattr(value, "isoformat") else str(value)]
+            continue
+        for item in value if isinstance(value, list | tuple) else [value]:
+            argv += [flag, item.isoformat() if hasattr(item, "isoformat") else str(item)]
     return argv
 
 
-def submit_command(
-    settings: Settings, job: str, argv: Sequence[str], result_json: str | Path
-) -> list[str]:
+def submit_command(settings: Settings, argv: Sequence[str], result_json: str | Path) -> list[str]:
     """bin/spark-submit --properties-file spark_conf/<profile>.conf --driver-java-options
-    ... [extra] jobs/<job>.py args.
+    ... [extra] jobs/run_step.py <step> args.
 
     The driver's options are the profile's plus the log4j2 profile and level (see
     `scorehouse.spark.driver_java_options`); in cluster deploy mode the driver runs on the
@@ -95,7 +96,7 @@ def submit_command(
         str(profile.resolve()),
         *logging_options,
         *orch.submit_args,
-        str((jobs_dir(settings) / f"{job}.py").resolve()),
+        str((jobs_dir(settings) / "run_step.py").resolve()),
         *argv,
         "--result-json",
         str(result_json),
@@ -124,23 +125,19 @@ def submit_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def run_job(
+def submit_step(
     settings: Settings,
-    job: str,
-    params: dict[str, Any],
+    step: str,
+    params: Mapping[str, Any],
     logger: logging.Logger | logging.LoggerAdapter[Any],
+    config: str | None = None,
 ) -> dict[str, Any]:
-    """Run jobs/<job>.py with `params` the configured way and return its result dict."""
-    argv = job_argv(params)
-    with tempfile.TemporaryDirectory(prefix=f"scorehouse-{job}-") as tmp:
+    """Run `step` with `params` (and the settings file `config`, as the flow has it)
+    through spark-submit; its result dict."""
+    argv = step_argv(step, params) + (["--config", config] if config else [])
+    with tempfile.TemporaryDirectory(prefix=f"scorehouse-{step}-") as tmp:
         result_json = Path(tmp) / "result.json"
-        if settings.orchestration.runner == "spark_submit":
-            _submit(settings, job, argv, result_json, logger)
-        else:
-            with _forward_library_logs(logger):
-                _load_job(jobs_dir(settings) / f"{job}.py").main(
-                    [*argv, "--result-json", str(result_json)]
-                )
+        _submit(settings, step, argv, result_json, logger)
         return read_result(result_json)
 
 
@@ -151,7 +148,7 @@ def _submit(
     result_json: Path,
     logger: logging.Logger | logging.LoggerAdapter[Any],
 ) -> None:
-    command = submit_command(settings, job, argv, result_json)
+    command = submit_command(settings, argv, result_json)
     timeout = settings.orchestration.step_timeout_s
     logger.info("spark-submit %s %s (timeout %.0f s)", job, " ".join(argv), timeout)
     began = time.monotonic()
@@ -213,23 +210,6 @@ def _kill_group(process: subprocess.Popen[str]) -> None:
     process.wait()
 
 
-_JOBS: dict[Path, ModuleType] = {}
-
-
-def _load_job(path: Path) -> ModuleType:
-    """jobs/ is not a package: load the script as a module once (its main() is what runs)."""
-    path = path.resolve()
-    if path not in _JOBS:
-        if not path.is_file():
-            raise FileNotFoundError(f"job script {path} does not exist (orchestration.jobs_dir)")
-        spec = importlib.util.spec_from_file_location(f"scorehouse_job_{path.stem}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _JOBS[path] = module
-    return _JOBS[path]
-
-
 class _Forward(logging.Handler):
     def __init__(self, target: logging.Logger | logging.LoggerAdapter[Any]) -> None:
         super().__init__(logging.INFO)
@@ -240,7 +220,7 @@ class _Forward(logging.Handler):
 
 
 @contextlib.contextmanager
-def _forward_library_logs(
+def forward_library_logs(
     logger: logging.Logger | logging.LoggerAdapter[Any],
 ) -> Iterator[None]:
     """The library's own log lines (row counts, versions) also reach the step's logger."""

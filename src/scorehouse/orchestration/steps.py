@@ -1,15 +1,20 @@
-"""What the jobs in jobs/ call: one library function each, with the step ledger around it.
+"""The steps flows, jobs and tests run: one library call each, with the step ledger around it.
 
-Each function returns a plain dict (the job writes it with --result-json), skips work whose
-output already exists for the same inputs (see `ledger`), and records what it committed.
-The `*_skip` functions make that decision without Spark, so a flow asks them first and
-starts no spark-submit for a step that is already done. `force=True` runs the step anyway.
+A step's work function returns a plain dict and records what it committed (see `ledger`).
+Its skip function decides without Spark whether that output already exists for the same
+inputs; `run_step` is the one place that asks it (under the step's lock) before the work
+runs, and `force=True` runs the work anyway. STEPS names every step; `entry` turns one into
+the spark-submit entry point.
 """
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -28,6 +33,7 @@ FEATURES = "features"
 CHECKS = "checks"
 SCORE = "score"
 PUBLISH = "publish"
+OUTCOMES = "outcomes"
 
 
 def _skipped(step: str, ds: date, outputs: dict[str, Any], why: str) -> dict[str, Any]:
@@ -105,35 +111,33 @@ def features(
     flow_run_id: str | None = None,
 ) -> dict[str, Any]:
     """Build the feature snapshots of start..end, except days already built from the same
-    raw table versions and definitions and not rewritten since."""
+    raw table versions and definitions and not rewritten since (all of them when `force`)."""
     from scorehouse.features.build import build_features
     from scorehouse.features.transforms import day_range
 
-    with work_lock(settings, FEATURES, "a feature build"):
-        if not force and (skipped := features_skip(settings, start, end)) is not None:
-            return skipped
-        table = settings.tables.features
-        days = day_range(start, end or start)
-        inputs = features_inputs(settings)
-        todo = days if force else _features_pending(settings, days, inputs)
-        current = [d for d in days if d not in todo]
-        if current:
-            log.info("features: %d of %d days current, building %s", len(current), len(days), todo)
-        build = build_features(spark, settings, days=todo)
-        result = {
-            **jsonable(build),
-            "start": days[0].isoformat(),
-            "end": days[-1].isoformat(),
-            "days": len(days),
-            "built_days": len(build.built),
-            "rows": sum(ledger.partition_rows(settings, table, d) for d in days),
-            "inputs": inputs,
-            "skipped": False,
-        }
-        ledger.record(
-            Warehouse.from_settings(spark, settings), settings, FEATURES, build.built, inputs,
-            table, result, flow_run_id=flow_run_id, seconds=build.seconds,
-        )  # fmt: skip
+    table = settings.tables.features
+    days = day_range(start, end or start)
+    inputs = features_inputs(settings)
+    todo = days if force else _features_pending(settings, days, inputs)
+    if len(todo) < len(days):
+        log.info(
+            "features: %d of %d days current, building %s", len(days) - len(todo), len(days), todo
+        )
+    build = build_features(spark, settings, days=todo)
+    result = {
+        **jsonable(build),
+        "start": days[0].isoformat(),
+        "end": days[-1].isoformat(),
+        "days": len(days),
+        "built_days": len(build.built),
+        "rows": sum(ledger.partition_rows(settings, table, d) for d in days),
+        "inputs": inputs,
+        "skipped": False,
+    }
+    ledger.record(
+        Warehouse.from_settings(spark, settings), settings, FEATURES, build.built, inputs,
+        table, result, flow_run_id=flow_run_id, seconds=build.seconds,
+    )  # fmt: skip
     return result
 
 
@@ -166,17 +170,13 @@ def checks_skip(settings: Settings, ds: date) -> dict[str, Any] | None:
     return _skipped(CHECKS, ds, outputs, "this snapshot already passed these checks")
 
 
-def check_features(
-    spark: SparkSession, settings: Settings, ds: date, *, force: bool = False
-) -> dict[str, Any]:
+def check_features(spark: SparkSession, settings: Settings, ds: date) -> dict[str, Any]:
     """Check the committed snapshot of `ds` before scoring: one row per entity of the day and
     the registry's null and range rules (the same rules a build checks before committing)."""
     from scorehouse.features import transforms
     from scorehouse.features.checks import feature_profile, feature_violations
     from scorehouse.features.registry import feature_sql
 
-    if not force and (skipped := checks_skip(settings, ds)) is not None:
-        return skipped
     began = time.perf_counter()
     wh = Warehouse.from_settings(spark, settings)
     tables = settings.tables
@@ -247,23 +247,8 @@ def score(
     *,
     flow_run_id: str | None = None,
     fail_on: str | None = None,
-    force: bool = False,
 ) -> dict[str, Any]:
-    """Score every entity of `ds` (with drift monitoring), unless already current."""
-    with work_lock(settings, SCORE, "a scoring run"):
-        if not force and (skipped := score_skip(settings, ds)) is not None:
-            return skipped
-        return _score(spark, settings, ds, flow_run_id=flow_run_id, fail_on=fail_on)
-
-
-def _score(
-    spark: SparkSession,
-    settings: Settings,
-    ds: date,
-    *,
-    flow_run_id: str | None,
-    fail_on: str | None,
-) -> dict[str, Any]:
+    """Score every entity of `ds` with the champion (and challenger), with drift monitoring."""
     from scorehouse.scoring.score import score_date
     from scorehouse.training.tracking import client
 
@@ -312,27 +297,11 @@ def publish(
     settings: Settings,
     ds: date,
     *,
-    force: bool = False,
     allow_older: bool = False,
     flow_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Load the champion predictions of `ds` into a new Redis generation and flip to it,
-    unless the live generation was already loaded from these very predictions. A day
-    older than the live one is refused unless `allow_older`."""
-    with work_lock(settings, PUBLISH, "a publish"):
-        if not force and (skipped := publish_skip(settings, ds)) is not None:
-            return skipped
-        return _publish(spark, settings, ds, allow_older=allow_older, flow_run_id=flow_run_id)
-
-
-def _publish(
-    spark: SparkSession,
-    settings: Settings,
-    ds: date,
-    *,
-    allow_older: bool,
-    flow_run_id: str | None,
-) -> dict[str, Any]:
+    """Load the champion predictions of `ds` into a new Redis generation and flip to it. A
+    day older than the live one is refused unless `allow_older`."""
     from scorehouse.orchestration.publications import publish_recorded
 
     began = time.perf_counter()
@@ -450,3 +419,123 @@ def train(
         "training_version": training_version,
         "seconds": time.perf_counter() - began,
     }
+
+
+# --------------------------------------------------------------------------- data
+
+
+def generate(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    customers: int,
+    days: int,
+    seed: int = 7,
+    start: date | None = None,
+    acquisition: str = "steady",
+) -> dict[str, Any]:
+    """Seeded demo customers and transactions, replacing both raw tables (start: the
+    history ends yesterday)."""
+    from scorehouse.data.generate import default_start, write_generated
+
+    if acquisition not in ("steady", "launch"):
+        raise ValidationError(f"acquisition must be steady or launch, not {acquisition!r}")
+    tables = write_generated(
+        spark, settings, customers=customers, start=start or default_start(days), days=days,
+        seed=seed, acquisition=acquisition,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return {**jsonable(tables), "rows": tables.transaction_rows}
+
+
+def ingest(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    source: str,
+    path: str,
+    fmt: str | None = None,
+    mapping: list[str] | None = None,
+) -> dict[str, Any]:
+    """Validate a CSV/Parquet file against a source's contract and append it to its raw
+    table; `mapping` holds TARGET=SOURCE column renames."""
+    from scorehouse.data.ingest import format_summary, ingest_file
+
+    renames = dict(item.split("=", 1) for item in mapping or [])
+    result = ingest_file(spark, settings, table=source, path=path, fmt=fmt, mapping=renames)
+    return {**jsonable(result), "rows": result.rows_appended, "summary": format_summary(result)}
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step: its work (spark, settings, **params), the skip decision that needs no Spark
+    (settings, **params), the lock held around both, and the line a job prints when done."""
+
+    work: Callable[..., dict[str, Any]]
+    done: str  # str.format over the result
+    skip: Callable[..., dict[str, Any] | None] | None = None
+    lock: str | None = None
+    flags: dict[str, str] = field(default_factory=dict)  # parameter -> job option name
+
+
+STEPS: dict[str, Step] = {
+    "generate": Step(generate, "generated {customer_rows} customers, {transaction_rows} "
+                     "transactions ({start}..{end})"),
+    "ingest": Step(ingest, "{summary}", flags={"fmt": "format", "mapping": "map"}),
+    FEATURES: Step(features, "features {start}..{end}: {rows} rows ({mode})", features_skip,
+                   FEATURES),
+    CHECKS: Step(check_features, "checks {ds}: {rows} rows for {entities} entities, ok",
+                 checks_skip, flags={"ds": "date"}),
+    SCORE: Step(score, "scored {ds}: {rows} entities with v{model_version}", score_skip, SCORE,
+                flags={"ds": "date"}),
+    PUBLISH: Step(publish, "{generation}: {count} scores, {features_count} feature vectors",
+                  publish_skip, PUBLISH, flags={"ds": "date"}),
+    OUTCOMES: Step(outcomes, "outcomes of {scored_ds}: {rows} model rows measured",
+                   outcomes_skip, flags={"ds": "date"}),
+    "training_set": Step(training_set, "training set: {rows} rows, version {table_version}",
+                         flags={"every_days": "every"}),
+    "train": Step(train, "{model_name} v{version} -> {alias}: {reason}",
+                  flags={"table": "training_table"}),
+}  # fmt: skip
+
+
+def accepted(function: Callable[..., Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of `params` that `function` takes by name."""
+    names = inspect.signature(function).parameters
+    return {k: v for k, v in params.items() if k in names}
+
+
+def skip_result(name: str, settings: Settings, params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The step's earlier result when its output is current for these inputs (never with
+    force), else None. Asked without Spark, so a skipped step starts no JVM."""
+    step = STEPS[name]
+    if step.skip is None or params.get("force"):
+        return None
+    return step.skip(settings, **accepted(step.skip, params))
+
+
+def run_step(
+    name: str,
+    settings: Settings,
+    params: Mapping[str, Any],
+    spark: SparkSession | None = None,
+) -> dict[str, Any]:
+    """Run step `name` unless its output is current: under its lock, ask the skip decision,
+    then start Spark (or use `spark`) and do the work."""
+    from scorehouse.spark import get_spark
+
+    step = STEPS[name]
+    with work_lock(settings, step.lock, name) if step.lock else contextlib.nullcontext():
+        if (skipped := skip_result(name, settings, params)) is not None:
+            return skipped
+        spark = spark or get_spark(settings, app_name=name)
+        return step.work(spark, settings, **accepted(step.work, params))
+
+
+def done_line(name: str, result: Mapping[str, Any]) -> str:
+    """What a job prints when it ends: what it built, or why it skipped."""
+    if result.get("skipped"):
+        return f"{name}: skipped ({result.get('skip_reason')})"
+    return STEPS[name].done.format_map(result)
