@@ -90,6 +90,10 @@ _PREDICTION_COLUMNS = [
     StructField("features_version", LongType(), False),  # Delta version of the features read
     StructField("scored_at", TimestampType(), False),
     StructField("flow_run_id", StringType(), True),
+    # Champion vs challenger: the experiment of the night (null: none) and the arm the entity
+    # is in, on both roles' rows; the generation serves the row whose model_role is the arm.
+    StructField("experiment", StringType(), True),
+    StructField("arm", StringType(), True),
 ]
 
 

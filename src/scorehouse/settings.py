@@ -90,6 +90,9 @@ class TableNames(_Model):
     """Per as-of date metrics of each backtest run, model and baseline."""
     outcomes: str = "outcomes"
     """Realized quality of each night's predictions once their labels matured."""
+    experiment_outcomes: str = "experiment_outcomes"
+    """Realized quality of each arm of a champion vs challenger experiment, per night, with
+    the significance tests of their difference."""
     step_runs: str = "step_runs"
     """What each flow step committed, from which inputs."""
     publications: str = "publications"
@@ -232,6 +235,27 @@ class MonitoringSettings(_Model):
     model still has to pass the gate)."""
 
 
+class ExperimentSettings(_Model):
+    """Champion vs challenger on real traffic (docs/training.md "Champion vs challenger")."""
+
+    name: str | None = None
+    """The experiment's name, part of the arm rule (None: no experiment, every entity is
+    served the champion). Plain text without ':'; a new name draws new arms."""
+    challenger_share: float = Field(default=0.1, ge=0, le=0.5)
+    """Share of the entities served the challenger (rounded to 1/10000)."""
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    """Significance level of the promotion rule's AUC test."""
+    min_rows_per_arm: int = Field(default=1000, ge=1)
+    """Matured predictions each arm needs before a verdict other than "not yet"."""
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value or ":" in value or value != value.strip()):
+            raise ValueError("experiment name must be non-empty plain text without ':'")
+        return value
+
+
 class ServingSettings(_Model):
     host: str = "127.0.0.1"
     """Address `scorehouse serve` listens on."""
@@ -309,6 +333,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     serving: ServingSettings = ServingSettings()
+    experiment: ExperimentSettings = ExperimentSettings()
     stack: StackSettings = StackSettings()
     orchestration: OrchestrationSettings = OrchestrationSettings()
 

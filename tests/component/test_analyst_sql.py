@@ -17,7 +17,7 @@ AT = datetime(2025, 6, 2, 3, 0)
 
 
 def prediction(cid, score, pct, role="champion", version="1", ds=DS):
-    return (cid, ds, score, pct, "m", version, role, "run", 5, AT, None)
+    return (cid, ds, score, pct, "m", version, role, "run", 5, AT, None, None, None)
 
 
 @pytest.fixture

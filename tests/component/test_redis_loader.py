@@ -562,7 +562,7 @@ def write_day(
     champion, challenger = rng.random(len(ids)), rng.random(len(ids))
     now = datetime(2026, 1, 16, 2, tzinfo=UTC)
     rows = [
-        (int(i), ds, float(s), 0.5, "propensity", version, role, "run", 3, now, None)
+        (int(i), ds, float(s), 0.5, "propensity", version, role, "run", 3, now, None, None, None)
         for role, version, scores in (("champion", "7", champion), ("challenger", "8", challenger))
         for i, s in zip(ids, scores, strict=True)
     ]

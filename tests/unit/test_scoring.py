@@ -103,6 +103,8 @@ def test_predictions_table_has_the_file_columns_in_contract_order():
         "features_version": [12] * 3,
         "scored_at": [scored_at] * 3,
         "flow_run_id": [None] * 3,
+        "experiment": [None] * 3,
+        "arm": [None] * 3,
     }
 
 

@@ -25,12 +25,15 @@ from pyspark.sql.types import (
 
 from scorehouse.features.registry import entity_key, feature_sql
 from scorehouse.features.training_set import horizon_labels
+from scorehouse.monitoring.experiment import compare_arms
 from scorehouse.settings import Settings
 from scorehouse.storage.warehouse import Warehouse
 from scorehouse.training import metrics as m
 from scorehouse.training.registry import test_auc
 
 log = logging.getLogger(__name__)
+
+ARM_COLUMNS = ("experiment", "arm")  # of the predictions table
 
 OUTCOMES = StructType(
     [
@@ -45,6 +48,43 @@ OUTCOMES = StructType(
         StructField("ece", DoubleType(), False),
         StructField("test_roc_auc", DoubleType(), True),  # the version's, at training
         StructField("alert", BooleanType(), False),
+        StructField("horizon_days", LongType(), False),
+        StructField("computed_at", TimestampType(), False),
+        StructField("flow_run_id", StringType(), True),
+    ]
+)
+
+
+def _arm_fields(arm: str) -> list[StructField]:
+    return [
+        StructField(f"{arm}_version", StringType(), False),
+        StructField(f"{arm}_rows", LongType(), False),
+        StructField(f"{arm}_positives", LongType(), False),
+        StructField(f"{arm}_positive_rate", DoubleType(), False),
+        StructField(f"{arm}_mean_score", DoubleType(), False),
+        StructField(f"{arm}_roc_auc", DoubleType(), True),
+        StructField(f"{arm}_roc_auc_se", DoubleType(), True),  # Hanley-McNeil
+        StructField(f"{arm}_ece", DoubleType(), False),
+    ]
+
+
+def _test_fields(prefix: str) -> list[StructField]:
+    # Challenger minus champion, relative lift, z and two-sided p (null: nothing to test).
+    return [
+        StructField(f"{prefix}_{k}", DoubleType(), True) for k in ("diff", "lift", "z", "p_value")
+    ]
+
+
+# One row per night and experiment: each arm's served rows (model_role = arm) against their
+# realized labels, and the tests of the difference (monitoring/experiment.py).
+EXPERIMENT_OUTCOMES = StructType(
+    [
+        StructField("ds", DateType(), False),
+        StructField("experiment", StringType(), False),
+        *_arm_fields("champion"),
+        *_arm_fields("challenger"),
+        *_test_fields("rate"),
+        *_test_fields("auc"),
         StructField("horizon_days", LongType(), False),
         StructField("computed_at", TimestampType(), False),
         StructField("flow_run_id", StringType(), True),
@@ -99,11 +139,16 @@ def realized(spark: SparkSession, settings: Settings, scored: date) -> pd.DataFr
         return None
     labelled = horizon_labels(spark, settings, [scored], horizon)
     key = entity_key().name
-    predictions = wh.read(table, partitions={"ds": [scored]}).select(
-        key, "model_role", "model_version", F.col("score").cast("double")
+    day = wh.read(table, partitions={"ds": [scored]})
+    # Tables from before experiments have no arm columns: no arms, every row the role's.
+    arms = [
+        F.col(c) if c in day.columns else F.lit(None).cast("string").alias(c) for c in ARM_COLUMNS
+    ]
+    predictions = day.select(
+        key, "model_role", "model_version", F.col("score").cast("double"), *arms
     )
     joined = predictions.join(labelled.select(key, "label"), key, "inner")
-    return joined.select("model_role", "model_version", "score", "label").toPandas()
+    return joined.select("model_role", "model_version", "score", "label", *ARM_COLUMNS).toPandas()
 
 
 def record_outcomes(
@@ -123,13 +168,8 @@ def record_outcomes(
     table["horizon_days"] = settings.model.horizon_days
     table["computed_at"] = datetime.now(tz=UTC).replace(tzinfo=None)
     table["flow_run_id"] = flow_run_id
-    rows = spark.createDataFrame(table[OUTCOMES.fieldNames()], OUTCOMES)
-    wh = Warehouse.from_settings(spark, settings)
-    name = settings.tables.outcomes
-    if wh.exists(name):
-        wh.overwrite(name, rows, partition_by=["ds"], replace_partitions={"ds": [scored]})
-    else:
-        wh.append(name, rows, partition_by=["ds"])
+    _replace_day(spark, settings, settings.tables.outcomes, table, OUTCOMES, scored)
+    record_arms(spark, settings, frame, table.iloc[0].to_dict())
     for r in table.itertuples():
         log.log(
             logging.WARNING if r.alert else logging.INFO,
@@ -137,4 +177,43 @@ def record_outcomes(
             scored, r.model_role, r.model_version, r.roc_auc, r.test_roc_auc,
             r.positive_rate, r.ece, " ALERT" if r.alert else "",
         )  # fmt: skip
+    return table
+
+
+def _replace_day(
+    spark: SparkSession,
+    settings: Settings,
+    name: str,
+    table: pd.DataFrame,
+    schema: StructType,
+    scored: date,
+) -> None:
+    """Replace day `scored` of table `name` with `table`'s rows."""
+    rows = spark.createDataFrame(table[schema.fieldNames()], schema)
+    wh = Warehouse.from_settings(spark, settings)
+    if wh.exists(name):
+        wh.overwrite(name, rows, partition_by=["ds"], replace_partitions={"ds": [scored]})
+    else:
+        wh.append(name, rows, partition_by=["ds"])
+
+
+def record_arms(
+    spark: SparkSession, settings: Settings, frame: pd.DataFrame, run: dict[str, object]
+) -> pd.DataFrame | None:
+    """The night's champion vs challenger comparison into `tables.experiment_outcomes` (`run`:
+    ds, horizon_days, computed_at, flow_run_id); None when the night had no experiment."""
+    row = compare_arms(frame)
+    if row is None:
+        return None
+    keys = ("ds", "horizon_days", "computed_at", "flow_run_id")
+    table = pd.DataFrame([{**row, **{k: run[k] for k in keys}}])
+    name = settings.tables.experiment_outcomes
+    scored = run["ds"]
+    assert isinstance(scored, date)
+    _replace_day(spark, settings, name, table, EXPERIMENT_OUTCOMES, scored)
+    log.info(
+        "experiment %s on %s: AUC champion %s, challenger %s (p %s), positive rate %.4f vs %.4f",
+        row["experiment"], run["ds"], row["champion_roc_auc"], row["challenger_roc_auc"],
+        row["auc_p_value"], row["champion_positive_rate"], row["challenger_positive_rate"],
+    )  # fmt: skip
     return table

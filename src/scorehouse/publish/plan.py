@@ -24,9 +24,10 @@ from pyspark.sql import types as T
 from redis.exceptions import ResponseError
 
 from scorehouse.errors import RedisLoadError
-from scorehouse.publish.writer import ID, ROLE, STATS, STATS_SCHEMA, FileLoad, load_batches
+from scorehouse.publish.writer import ARM, ID, ROLE, STATS, STATS_SCHEMA, FileLoad, load_batches
 from scorehouse.serving import keys
 from scorehouse.serving.connection import AnyRedis, RedisParams, masters
+from scorehouse.serving.generation import Experiment
 
 if TYPE_CHECKING:
     from scorehouse.scoring.reader import Slice, SnapshotPlan
@@ -69,6 +70,7 @@ class FileSource:
     plan: SnapshotPlan
     types: dict[str, pa.DataType]  # table types of the columns read (nulls where a file lacks one)
     role: str | None = None  # keep only rows whose `model_role` is this (the predictions table)
+    arms: bool = False  # with `role`: keep the rows whose `model_role` is their `arm` (or role)
     id_column: str = ID  # the entity key's name in the table (the load calls it ID)
 
 
@@ -82,14 +84,18 @@ def plan_files(
     role: str | None = None,
 ) -> FileSource:
     """Plan the load tasks' reads of partition ds=`ds` of `table` at `version` (driver side:
-    the Delta log and the files' footers, no data read). `columns[0]` is the entity key."""
+    the Delta log and the files' footers, no data read). `columns[0]` is the entity key.
+    With `role`, the rows kept are the served ones: of that role, or of their arm where the
+    table has an `arm` column."""
     from scorehouse.scoring.reader import arrow_types, pinned_schema, plan_snapshot
 
     # Whole row groups: `task_slices` cuts them into the load tasks' shares.
     plan = plan_snapshot(wh.uri(table), table, version, ds, 1)
+    schema = pinned_schema(wh, table, version)
+    arms = role is not None and ARM in schema.names
     read = [*columns, ROLE] if role is not None else list(columns)
-    types = arrow_types(pinned_schema(wh, table, version), read)
-    return FileSource(plan, types, role, id_column=columns[0])
+    types = arrow_types(schema, [*read, ARM] if arms else read)
+    return FileSource(plan, types, role, arms, id_column=columns[0])
 
 
 # --- preflight ---------------------------------------------------------------------------
@@ -160,20 +166,42 @@ def _node_name(node: Any) -> str:
 # --- content ------------------------------------------------------------------------------
 
 
-def _summary(scores: DataFrame, features: DataFrame | None, id_col: str = ID) -> dict[str, int]:
-    """Row count, string-id count and a content fingerprint, in one pass per frame."""
+def arm_column(id_col: str, experiment: Experiment) -> Column:
+    """`keys.experiment_arm` in Spark SQL: crc32 of the utf-8 bytes of "experiment:id"."""
+    text = F.concat(F.lit(f"{experiment.name}:"), F.col(id_col).cast("string"))
+    slot = F.crc32(text.cast("binary")) % F.lit(keys.ARM_SLOTS)
+    return F.when(slot < F.lit(experiment.slots), F.lit("challenger")).otherwise("champion")
+
+
+def _summary(
+    scores: DataFrame,
+    features: DataFrame | None,
+    id_col: str = ID,
+    experiment: Experiment | None = None,
+) -> dict[str, int]:
+    """Row count, string-id count and a content fingerprint, in one pass per frame; with an
+    experiment, the scores whose `arm` is not the rule's (`misassigned`)."""
     text = F.col(id_col).cast("string")
     is_int = (
         text.rlike(r"^(0|[1-9][0-9]{0,18})$")
         & F.expr(f"try_cast(`{id_col}` AS BIGINT)").isNotNull()
     )
+    wrong = F.lit(0)
+    if experiment is not None:
+        wrong = F.when(F.col(ARM).eqNullSafe(arm_column(id_col, experiment)), 0).otherwise(1)
     row = scores.agg(
         F.count(F.lit(1)).alias("n"),
         F.sum(F.when(is_int, 0).otherwise(1)).alias("strings"),
         F.sum(F.crc32(F.concat_ws(":", text, F.col("score").cast("string")))).alias("fp"),
+        F.sum(wrong).alias("misassigned"),
     ).first()
     assert row is not None
-    out = {"count": int(row["n"]), "strings": int(row["strings"] or 0), "fp": int(row["fp"] or 0)}
+    out = {
+        "count": int(row["n"]),
+        "strings": int(row["strings"] or 0),
+        "fp": int(row["fp"] or 0),
+        "misassigned": int(row["misassigned"] or 0),
+    }
     if features is not None:
         frow = features.agg(
             F.count(F.lit(1)).alias("n"),
@@ -198,15 +226,21 @@ class Content:
     string_buckets: int  # 0: every id is an integer id
     checksum: str
     features: tuple[str, ...]  # the feature columns loaded (empty: scores only)
+    misassigned: int = 0  # scores whose arm is not the experiment's rule (must be 0)
 
     def needed_bytes(self) -> int:
         per_vector = len(self.features) * 8 + FEATURE_OVERHEAD_ESTIMATE
         return self.count * SCORE_BYTES_ESTIMATE + self.features_count * per_vector
 
 
-def plan_content(scores: DataFrame, features: DataFrame | None, bucket_size: int) -> Content:
+def plan_content(
+    scores: DataFrame,
+    features: DataFrame | None,
+    bucket_size: int,
+    experiment: Experiment | None = None,
+) -> Content:
     """Counts, string buckets and checksum of the frames (`ID`, values), in one pass each."""
-    summary = _summary(scores, features)
+    summary = _summary(scores, features, experiment=experiment)
     strings = max(summary["strings"], summary.get("features_strings", 0))
     return Content(
         count=summary["count"],
@@ -214,6 +248,7 @@ def plan_content(scores: DataFrame, features: DataFrame | None, bucket_size: int
         string_buckets=keys.string_bucket_count(strings, bucket_size),
         checksum=f"{summary['fp']:x}-{summary.get('features_fp', 0):x}",
         features=tuple(c for c in features.columns if c != ID) if features is not None else (),
+        misassigned=summary["misassigned"],
     )
 
 

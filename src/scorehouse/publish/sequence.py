@@ -54,11 +54,11 @@ from scorehouse.publish.plan import (
     plan_content,
     plan_files,
 )
-from scorehouse.publish.writer import ID, ROLE
+from scorehouse.publish.writer import ARM, ID, ROLE
 from scorehouse.scoring.reader import choose_reader
 from scorehouse.serving import keys
 from scorehouse.serving.connection import AnyRedis, RedisParams, is_cluster
-from scorehouse.serving.generation import GenerationInfo
+from scorehouse.serving.generation import Experiment, GenerationInfo
 from scorehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,9 @@ class PublishRequest:
     scores_files: FileSource | None = None
     features_files: FileSource | None = None
     attempt: str | None = None  # the generation id's last part (None: a hash of the content)
+    # The experiment the scores serve: `scores` then has an `arm` column, which must be the
+    # rule's for every row (checked in the planning pass).
+    experiment: Experiment | None = None
     strict_config: bool = False  # an unreadable hash-max-listpack-entries refuses, not warns
 
 
@@ -134,13 +137,15 @@ def _plan(settings: Settings, request: PublishRequest) -> _Run:
     client = params.connect()
     cluster = is_cluster(client)
     started = time.monotonic()
-    scores, features = _frames(request.scores, request.features)
-    content = plan_content(scores, features, cfg.bucket_size)
+    scores, features = _frames(request.scores, request.features, request.experiment)
+    content = plan_content(scores, features, cfg.bucket_size, request.experiment)
+    if content.misassigned:
+        raise RedisLoadError(_misassigned(request, content.misassigned))
     attempt = request.attempt
     if attempt is None:
         fingerprint = (
             f"{request.ds}|{request.model_name}|{request.model_version}|"
-            f"{content.count}|{content.checksum}"
+            f"{content.count}|{content.checksum}|{request.experiment or ''}"
         )
         attempt = hashlib.sha1(f"{fingerprint}|{cfg.bucket_size}".encode()).hexdigest()[:8]
     generation = keys.generation_id(request.ds, request.model_version, attempt)
@@ -157,6 +162,16 @@ def _plan(settings: Settings, request: PublishRequest) -> _Run:
         content,
         generation,
         live,
+    )
+
+
+def _misassigned(request: PublishRequest, rows: int) -> str:
+    experiment = request.experiment
+    assert experiment is not None
+    return (
+        f"{rows} scores of {request.ds} are not in the arm that experiment {experiment.name!r} "
+        f"with challenger share {experiment.share} gives them: the day was scored with other "
+        "experiment settings; score it again or set experiment.* as it was scored"
     )
 
 
@@ -185,6 +200,8 @@ def _register(run: _Run, settings: Settings) -> None:
         settings.redis.bucket_size,
         run.live,
     )
+    if request.experiment is not None:
+        meta.update(request.experiment.meta())
     run.client.zadd(keys.generations_key(run.ns), {run.generation: time.time()})
     run.client.hset(keys.meta_key(run.ns, run.generation), mapping=meta)  # type: ignore[arg-type]
 
@@ -232,14 +249,19 @@ def _report(
     return GenerationInfo(**{**info.__dict__, "stats": figures})
 
 
-def _frames(scores: DataFrame, features: DataFrame | None) -> tuple[DataFrame, DataFrame | None]:
-    """The columns a publish loads: (key, score as double) and the registry's features, the
-    project's key column renamed to the load's ID."""
+def _frames(
+    scores: DataFrame, features: DataFrame | None, experiment: Experiment | None = None
+) -> tuple[DataFrame, DataFrame | None]:
+    """The columns a publish loads: (key, score as double[, arm]) and the registry's
+    features, the project's key column renamed to the load's ID."""
     key = entity_key().name
-    missing = [n for n in (key, "score") if n not in scores.columns]
+    needed = (key, "score", ARM) if experiment is not None else (key, "score")
+    missing = [n for n in needed if n not in scores.columns]
     if missing:
         raise RedisLoadError(f"scores frame lacks columns {missing}")
-    scores = scores.select(F.col(key).alias(ID), F.col("score").cast("double").alias("score"))
+    scores = scores.select(
+        F.col(key).alias(ID), F.col("score").cast("double").alias("score"), *needed[2:]
+    )
     if features is None:
         return scores, None
     names = feature_names()
@@ -491,15 +513,11 @@ def publish_date(
     # through Spark, which computes their buckets (the file path is for integer ids).
     files = choose_reader("auto") == "arrow" and entity.type == "int64"
     version = warehouse.version(tables.predictions)
-    predictions = warehouse.read(
-        tables.predictions, version=version, partitions={"ds": [ds]}
-    ).where(F.col(ROLE) == "champion")
-    models = predictions.select("model_name", "model_version").distinct().collect()
-    if not models:
-        raise RedisLoadError(f"no champion predictions for ds={ds} in table {tables.predictions}")
-    if len(models) > 1:
-        found = ", ".join(f"{m.model_name} v{m.model_version}" for m in models)
-        raise RedisLoadError(f"champion predictions for ds={ds} come from several models: {found}")
+    day = warehouse.read(tables.predictions, version=version, partitions={"ds": [ds]})
+    model_name, model_version, experiment = _day_models(settings, day, ds)
+    # The rows the generation serves: the champion's, or with an experiment each entity's arm's.
+    served = F.col(ROLE) == F.coalesce(F.col(ARM), F.lit("champion"))
+    predictions = day.where(served if experiment is not None else F.col(ROLE) == "champion")
     features = None
     features_files = None
     if warehouse.exists(tables.features):
@@ -521,10 +539,11 @@ def publish_date(
         settings,
         PublishRequest(
             ds=ds,
-            scores=predictions.select(key, "score"),
+            scores=predictions.select(key, "score", *([ARM] if experiment else [])),
             features=features,
-            model_name=models[0].model_name,
-            model_version=str(models[0].model_version),
+            model_name=model_name,
+            model_version=model_version,
+            experiment=experiment,
             scores_files=plan_files(
                 spark, warehouse, tables.predictions, version, ds, [key, "score"], role="champion"
             )
@@ -533,3 +552,32 @@ def publish_date(
             features_files=features_files,
         ),
     )
+
+
+def _day_models(settings: Settings, day: DataFrame, ds: date) -> tuple[str, str, Experiment | None]:
+    """The champion's model name and version of a predictions day, and the experiment its
+    rows assign arms in (None: none, or no `arm` column in the table)."""
+    table = settings.tables.predictions
+    arms = ARM in day.columns
+    fields = [ROLE, "model_name", "model_version", *(["experiment"] if arms else [])]
+    found = day.select(*fields).distinct().collect()
+    champions = [r for r in found if r[ROLE] == "champion"]
+    if not champions:
+        raise RedisLoadError(f"no champion predictions for ds={ds} in table {table}")
+    if len({(r.model_name, r.model_version) for r in champions}) > 1:
+        models = ", ".join(sorted({f"{r.model_name} v{r.model_version}" for r in champions}))
+        raise RedisLoadError(f"champion predictions for ds={ds} come from several models: {models}")
+    names = {r.experiment for r in found if arms and r.experiment is not None}
+    if not names:
+        return champions[0].model_name, str(champions[0].model_version), None
+    cfg = settings.experiment
+    challengers = {str(r.model_version) for r in found if r[ROLE] == "challenger"}
+    if cfg.name is None or names != {cfg.name} or len(challengers) != 1:
+        raise RedisLoadError(
+            f"predictions of ds={ds} assign arms in experiment(s) {sorted(names)} with "
+            f"challenger(s) {sorted(challengers)}; settings name experiment {cfg.name!r}: set "
+            "experiment.name (and challenger_share) as the day was scored, or score it again"
+        )
+    share = cfg.challenger_share
+    experiment = Experiment(cfg.name, share, keys.challenger_slots(share), challengers.pop())
+    return champions[0].model_name, str(champions[0].model_version), experiment

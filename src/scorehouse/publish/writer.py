@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 # The entity key's name inside a load (the project's key column is renamed to it).
 ID = "customer_id"
 ROLE = "model_role"
+# The predictions' arm column: with an experiment, the row served for an entity is the one
+# whose model_role is its arm.
+ARM = "arm"
 # Rows per Arrow batch a load task decodes from a Parquet row group: big enough that the
 # per-batch Python work vanishes, small enough that the first HSETs leave at once.
 READ_ROWS = 65_536
@@ -453,12 +456,13 @@ def _file_batches(
 
     key = source.id_column
     columns = [key, *values] + ([ROLE] if source.role is not None else [])
+    columns += [ARM] if source.arms else []
     last = -1
     pending: list[pa.RecordBatch] = []
     for piece in pieces:
         for batch in read_slice(piece, columns, source.types, READ_ROWS):
             if source.role is not None:
-                batch = batch.filter(_is_value(batch.column(ROLE), source.role))
+                batch = batch.filter(_served(batch, source.role, source.arms))
             batch = batch.select([key, *values]).rename_columns([ID, *values])
             if batch.num_rows == 0:
                 continue
@@ -474,6 +478,19 @@ def _file_batches(
         rest = pa.Table.from_batches(pending).combine_chunks()
         order = np.argsort(rest.column(0).to_numpy(), kind="stable")
         yield from rest.take(order).to_batches(max_chunksize=READ_ROWS)
+
+
+def _served(batch: pa.RecordBatch, role: str, arms: bool) -> pa.Array:
+    """Mask of the rows to load: of `role`, or with `arms`, whose role is the row's arm (a
+    null arm, no experiment that night: `role`)."""
+    if not arms:
+        return _is_value(batch.column(ROLE), role)
+    roles, arm = (_decoded(batch.column(name)) for name in (ROLE, ARM))
+    return pc.fill_null(pc.equal(roles, pc.coalesce(arm, pa.scalar(role))), False)
+
+
+def _decoded(column: pa.Array) -> pa.Array:
+    return column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
 
 
 def _is_value(column: pa.Array, value: str) -> pa.Array:

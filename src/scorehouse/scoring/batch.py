@@ -23,6 +23,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from scorehouse.features.registry import to_matrix
 from scorehouse.schemas import EntityKey, predictions_schema
+from scorehouse.serving import keys
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,23 @@ class RunRows:
     features_version: int
     scored_at: datetime
     flow_run_id: str | None
+    experiment: Assignment | None = None  # champion vs challenger arms (None: no experiment)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The arms of a night's experiment: an entity is in the challenger arm when its
+    `keys.arm_slot(name, id)` is below `slots` (docs/redis-keys.md)."""
+
+    name: str
+    slots: int
+
+    def arms(self, ids: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
+        """The arm of each id, dictionary-encoded (two values, an int8 index per row)."""
+        challenger = keys.arm_slots(self.name, ids) < self.slots
+        return pa.DictionaryArray.from_arrays(
+            pa.array(challenger.astype(np.int8)), pa.array(list(keys.ARMS), pa.string())
+        )
 
 
 def predictions_file_schema(key: EntityKey) -> pa.Schema:
@@ -140,8 +158,10 @@ def predictions_table(
     role: RoleRows,
     run: RunRows,
     key: EntityKey,
+    arms: pa.Array | None = None,
 ) -> pa.Table:
-    """One role's predictions rows (without ds): score widened to double, percentile.
+    """One role's predictions rows (without ds): score widened to double, percentile, and
+    each entity's arm (`arms`, from `run.experiment`; null without an experiment).
 
     The constant string columns are dictionary-encoded (one value, an int8 index per
     row): building and writing them costs next to nothing, and a Parquet file written
@@ -171,6 +191,8 @@ def predictions_table(
         "features_version": const(run.features_version, "features_version"),
         "scored_at": const(scored_at, "scored_at"),
         "flow_run_id": const(run.flow_run_id, "flow_run_id"),
+        "experiment": const(run.experiment.name if run.experiment else None, "experiment"),
+        "arm": arms if arms is not None else const(None, "arm"),
     }
     arrays = [columns[name] for name in schema.names]
     fields = [f.with_type(a.type) for f, a in zip(schema, arrays, strict=True)]
@@ -280,6 +302,9 @@ class PredictionWriter:
             for spool in batch.column("path").to_pylist():
                 scored = read_spool(spool)
                 ids = scored.column(self.key.name)
+                # One arm per entity, on each role's rows (computed once per file).
+                experiment = self.run.experiment
+                arms = experiment.arms(ids) if experiment is not None else None
                 path = os.path.join(self.folder, f"part-{uuid.uuid4().hex}.zstd.parquet")
                 rows = 0
                 writer: pq.ParquetWriter | None = None
@@ -290,7 +315,7 @@ class PredictionWriter:
                             np.float32, copy=False
                         )
                         table = predictions_table(
-                            ids, scores, sorted_scores[role.role], role, self.run, self.key
+                            ids, scores, sorted_scores[role.role], role, self.run, self.key, arms
                         )
                         if writer is None:
                             # No Arrow schema in the file: readers see the Parquet

@@ -36,6 +36,7 @@ from scorehouse.monitoring.daily import monitor_date
 from scorehouse.schemas import EntityKey, predictions_schema
 from scorehouse.scoring.batch import (
     FILES_SCHEMA,
+    Assignment,
     BatchScorer,
     ModelSpec,
     PredictionWriter,
@@ -55,6 +56,7 @@ from scorehouse.scoring.reader import (
     plan_snapshot,
     slices_frame,
 )
+from scorehouse.serving import keys
 from scorehouse.settings import Settings
 from scorehouse.storage.partitions import format_partition_value
 from scorehouse.storage.warehouse import Warehouse
@@ -96,6 +98,7 @@ class ScoringRun:
     score_psi_training: float | None = None  # vs its scores on the training reference rows
     monitoring_version: int | None = None
     reader: str = "spark"  # how the snapshot was read: arrow | spark
+    experiment: str | None = None  # the champion vs challenger experiment the rows assign
     # Seconds per part: pin_models, plan, score (read + predict + spool), checks (spool
     # to the driver, checks, sorted scores), monitoring, write (percentile + Parquet in
     # the tasks), commit (footers + Delta commit).
@@ -118,6 +121,14 @@ def pin_models(settings: Settings) -> list[PinnedModel]:
         challenger = load_model(settings, CHALLENGER)
         pinned.append(PinnedModel(CHALLENGER, challenger, _input_names(challenger)))
     return pinned
+
+
+def assignment(settings: Settings, models: list[PinnedModel]) -> Assignment | None:
+    """The night's arms: only with an experiment configured and a challenger to serve."""
+    cfg = settings.experiment
+    if cfg.name is None or len(models) < 2:
+        return None
+    return Assignment(cfg.name, keys.challenger_slots(cfg.challenger_share))
 
 
 def _input_names(model: LoadedModel) -> tuple[str, ...]:
@@ -208,10 +219,13 @@ def commit_predictions(
     spark: SparkSession, wh: Warehouse, table: str, stage: Path, ds: date
 ) -> int:
     """Replace `ds` in the predictions table with the staged files; returns the version."""
+    empty = spark.createDataFrame([], predictions_schema(entity_key()))
     if not wh.exists(table):
         # Created from the contract first, so the table keeps its NOT NULLs.
-        empty = spark.createDataFrame([], predictions_schema(entity_key()))
         wh.append(table, empty, partition_by=["ds"])
+    elif set(empty.columns) - set(wh.schema(table).names):
+        # A table from before a column was added (experiment, arm): evolve it first.
+        wh.append(table, empty, partition_by=["ds"], allow_new_columns=True)
     return wh.commit_parquet(table, stage, mode="overwrite", replace_partitions={"ds": [ds]})
 
 
@@ -259,6 +273,7 @@ def score_date(
     with _timed(timings, "pin_models"):
         models = pin_models(settings)
     champion = models[0]
+    arms = assignment(settings, models)
     log.info(
         "scoring %s with %s (%s reader)",
         ds,
@@ -343,7 +358,7 @@ def score_date(
                 ds,
                 sorted_by_role,
                 models,
-                RunRows(features_version, scored_at, flow_run_id),
+                RunRows(features_version, scored_at, flow_run_id, arms),
             )
         with _timed(timings, "commit"):
             predictions_version = commit_predictions(spark, wh, tables.predictions, stage, ds)
@@ -364,6 +379,7 @@ def score_date(
         challenger_run_id=challenger.model.run_id if challenger else None,
         **(drift.summary_fields() if drift is not None else {}),
         reader=reader,
+        experiment=arms.name if arms else None,
         timings={k: round(v, 3) for k, v in timings.items()},
     )
     log.info(

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
@@ -51,6 +51,8 @@ class Score:
     staleness_s: float | None = None
     generation: str | None = None
     reason: str | None = None
+    # The experiment arm whose model gave a cached score (None: no experiment, or not cached).
+    arm: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +65,7 @@ class Score:
             "staleness_s": None if self.staleness_s is None else round(self.staleness_s, 3),
             "generation": self.generation,
             "reason": self.reason,
+            "arm": self.arm,
         }
 
 
@@ -194,9 +197,7 @@ class Client:
         except Exception as exc:  # a fault must never reach the caller
             return self._redis_failed(exc, ids)
         results: list[Score | None] = [
-            None
-            if score is None
-            else self._score(i, score, "cache", live.info, live.info.model_version)
+            None if score is None else self._cached(i, score, live.info)
             for i, score in zip(ids, scores, strict=True)
         ]
         misses = [n for n, r in enumerate(results) if r is None]
@@ -356,6 +357,18 @@ class Client:
     ) -> Score:
         days, seconds = _staleness(info)
         return Score(entity_id, score, source, version, info.ds, days, seconds, info.generation)
+
+    def _cached(self, entity_id: str, score: float, info: GenerationInfo) -> Score:
+        """A score read from the generation; with an experiment, the arm that served it and
+        that arm's model version (the publisher wrote the arm's score, docs/redis-keys.md)."""
+        hit = self._score(entity_id, score, "cache", info, info.model_version)
+        experiment = info.experiment
+        if experiment is None:
+            return hit
+        arm = keys.experiment_arm(experiment.name, entity_id, experiment.slots)
+        if arm == "challenger":
+            return replace(hit, arm=arm, model_version=experiment.challenger_version)
+        return replace(hit, arm=arm)
 
     def _default(self, entity_id: str, reason: str, info: GenerationInfo | None = None) -> Score:
         if info is None:

@@ -8,6 +8,42 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Experiment:
+    """A champion vs challenger experiment a generation serves (docs/redis-keys.md): entities
+    whose `keys.experiment_arm(name, id, slots)` is "challenger" hold the challenger's score."""
+
+    name: str
+    share: float
+    slots: int  # the challenger's slots out of keys.ARM_SLOTS
+    challenger_version: str
+
+    def meta(self) -> dict[str, str]:
+        """The generation metadata fields of the experiment."""
+        return {
+            "experiment": self.name,
+            "experiment_share": repr(self.share),
+            "experiment_slots": str(self.slots),
+            "experiment_rule": RULE,
+            "challenger_version": self.challenger_version,
+        }
+
+    @classmethod
+    def from_meta(cls, m: dict[str, str]) -> Experiment | None:
+        if not m.get("experiment"):
+            return None
+        return cls(
+            m["experiment"],
+            float(m.get("experiment_share", 0)),
+            int(m.get("experiment_slots", 0)),
+            m.get("challenger_version", ""),
+        )
+
+
+# Stored with the experiment, so a reader of the metadata alone knows how to compute an arm.
+RULE = "crc32(utf-8 '<experiment>:<id>') mod 10000 < experiment_slots: challenger"
+
+
+@dataclass(frozen=True)
 class GenerationInfo:
     """What a generation holds, as stored in `{ns}:{G}:meta`."""
 
@@ -24,6 +60,7 @@ class GenerationInfo:
     status: str
     previous: str | None = None
     feature_names: tuple[str, ...] = ()
+    experiment: Experiment | None = None
     stats: dict[str, float] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -43,6 +80,7 @@ class GenerationInfo:
             status=m.get("status", ""),
             previous=m.get("previous") or None,
             feature_names=tuple(n for n in m.get("features", "").split(",") if n),
+            experiment=Experiment.from_meta(m),
         )
 
 

@@ -68,6 +68,11 @@ class ScoreResponse(BaseModel):
     staleness_s: float | None = None
     generation: str | None = None
     reason: str | None = Field(None, description="why a default was returned")
+    arm: Literal["champion", "challenger"] | None = Field(
+        None,
+        description="with a champion vs challenger experiment, the arm whose model gave a "
+        "cached score (model_version is that model's)",
+    )
 
 
 # The 422 body for an id that names no entity is {"detail": "invalid entity id: ..."}; a body
