@@ -25,7 +25,6 @@ COPY sql ./sql
 COPY examples ./examples
 COPY spark_conf ./spark_conf
 COPY jobs ./jobs
-COPY flows ./flows
 COPY prefect.yaml ./
 
 RUN useradd --create-home --uid 10001 scorehouse && mkdir -p /data && chown scorehouse /data

@@ -20,8 +20,8 @@ test-fast: setup ## the tests that need no JVM, server or flow (under a minute)
 	$(PY) -m pytest tests/unit -m "not spark and not redis and not e2e and not faults" -q
 
 lint: setup ## ruff (lint + format check), mypy on src/, hadolint on the Dockerfile
-	$(VENV)/bin/ruff check src tests jobs flows bench
-	$(VENV)/bin/ruff format --check src tests jobs flows bench
+	$(VENV)/bin/ruff check src tests jobs bench
+	$(VENV)/bin/ruff format --check src tests jobs bench
 	$(VENV)/bin/mypy src
 	$(VENV)/bin/hadolint --config .hadolint.yaml Dockerfile
 

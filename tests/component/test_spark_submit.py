@@ -187,7 +187,7 @@ def test_generate_job_runs_on_a_standalone_cluster_through_spark_submit(
     command = [
         str(SPARK_HOME / "bin" / "spark-submit"),
         *("--master", standalone.master_url, "--deploy-mode", "client"),
-        *("--properties-file", str(properties), "--name", "generate_data"),
+        *("--properties-file", str(properties)),
         str(REPO_ROOT / "jobs" / "generate_data.py"),
         *("--customers", "120", "--days", "12", "--seed", "11"),
         *("--start", START.isoformat(), "--config", str(config)),
@@ -199,7 +199,7 @@ def test_generate_job_runs_on_a_standalone_cluster_through_spark_submit(
 
     # The job ran on the cluster: the master lists it as finished with its executors.
     apps = standalone.state()["completedapps"]
-    assert [a["name"] for a in apps] == ["generate_data"]
+    assert [a["name"] for a in apps] == ["generate"]  # the step's name
 
     # Its output: both raw tables at version 0, holding exactly what the generator makes.
     job_settings = settings.model_copy(update={"warehouse": tmp_path / "home" / "warehouse"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -14,14 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from scorehouse.errors import ValidationError
-
-
-def job_parser(description: str) -> argparse.ArgumentParser:
-    """An argument parser with the two options every job takes: --config and --result-json."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", help="settings YAML (default: SCOREHOUSE_CONFIG or built-in)")
-    parser.add_argument("--result-json", help="write the job's result here as JSON")
-    return parser
 
 
 def jsonable(value: Any) -> Any:
