@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from scorehouse.commands.common import Json, iso_date, print_json, settings_of
+
+if TYPE_CHECKING:
+    from scorehouse.monitoring.experiment import Standing
 
 app = typer.Typer(
     name="models", help="List, promote and roll back registered models.", no_args_is_help=True
@@ -197,3 +200,51 @@ def rollback(ctx: typer.Context, as_json: Json = False) -> None:
         print_json({"model_name": settings.model.name, "from": current, "champion": previous})
     else:
         print(f"{settings.model.name}: champion rolled back from v{current} to v{previous}")
+
+
+@app.command()
+def experiment(ctx: typer.Context, as_json: Json = False) -> None:
+    """Whether the challenger has earned promotion in the champion vs challenger experiment.
+
+    Pools the matured nights of `experiment.name` (its latest challenger) from the
+    experiment_outcomes table: rows, positive rate and AUC per arm, the AUC test. Verdict:
+    "earned" with at least experiment.min_rows_per_arm rows in each arm, p < experiment.alpha
+    and a higher challenger AUC; "worse" the same with a lower AUC; "not yet" otherwise.
+    """
+    from scorehouse.monitoring.outcomes import experiment_standing
+
+    settings = settings_of(ctx)
+    cfg = settings.experiment
+    result = experiment_standing(settings)
+    if as_json:
+        rule = {"min_rows_per_arm": cfg.min_rows_per_arm, "alpha": cfg.alpha}
+        print_json({"experiment": cfg.name, "rule": rule, "standing": result})
+        return
+    if cfg.name is None:
+        print("no experiment: set experiment.name (docs/training.md, Champion vs challenger)")
+        return
+    if result is None:
+        print(
+            f"experiment {cfg.name}: no matured night yet ({settings.tables.experiment_outcomes})"
+        )
+        return
+    _print_standing(result, cfg.min_rows_per_arm, cfg.alpha)
+
+
+def _print_standing(s: Standing, min_rows: int, alpha: float) -> None:
+    champions = ",".join(f"v{v}" for v in s.champion_versions)
+    print(f"experiment {s.experiment}: challenger v{s.challenger_version} vs champion {champions}")
+    print(f"  matured nights {s.days} ({s.first_ds} to {s.last_ds})")
+    print(f"  {'arm':<11} {'rows':>9} {'pos rate':>9} {'AUC':>7}")
+    for arm in ("champion", "challenger"):
+        auc = s.roc_auc[arm]
+        auc_text = "-" if auc is None else f"{auc:.4f}"
+        print(f"  {arm:<11} {s.rows[arm]:>9} {s.positive_rate[arm]:>9.4f} {auc_text:>7}")
+    if s.auc is not None and s.auc.p_value is not None:
+        print(f"  AUC difference {s.auc.diff:+.4f}, p {s.auc.p_value:.4g}")
+    if s.rate.p_value is not None:
+        print(f"  positive rate difference {s.rate.diff:+.4f}, p {s.rate.p_value:.4g}")
+    print(
+        f"  verdict: {s.verdict} (earned: >= {min_rows} rows per arm, p < {alpha}, "
+        "challenger AUC higher)"
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -130,7 +131,10 @@ class Standing:
 
     experiment: str
     challenger_version: str
+    champion_versions: tuple[str, ...]  # the champion may change during an experiment
     days: int
+    first_ds: date | None
+    last_ds: date | None
     rows: dict[str, int]  # per arm
     positive_rate: dict[str, float]
     roc_auc: dict[str, float | None]  # inverse-variance pooled over the nights
@@ -153,7 +157,10 @@ def standing(days: pd.DataFrame, min_rows: int, alpha: float) -> Standing:
     return Standing(
         experiment=str(days["experiment"].iloc[0]),
         challenger_version=str(days["challenger_version"].iloc[0]),
+        champion_versions=tuple(sorted({str(v) for v in days.get("champion_version", [])})),
         days=len(days),
+        first_ds=min(days["ds"]) if "ds" in days else None,
+        last_ds=max(days["ds"]) if "ds" in days else None,
         rows=rows,
         positive_rate={arm: positives[arm] / rows[arm] for arm in ARMS},
         roc_auc={arm: None if p is None else p[0] for arm, p in pooled.items()},

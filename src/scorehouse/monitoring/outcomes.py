@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ from pyspark.sql.types import (
 
 from scorehouse.features.registry import entity_key, feature_sql
 from scorehouse.features.training_set import horizon_labels
-from scorehouse.monitoring.experiment import compare_arms
+from scorehouse.monitoring.experiment import Standing, compare_arms, standing
 from scorehouse.settings import Settings
 from scorehouse.storage.warehouse import Warehouse
 from scorehouse.training import metrics as m
@@ -217,3 +218,22 @@ def record_arms(
         row["auc_p_value"], row["champion_positive_rate"], row["challenger_positive_rate"],
     )  # fmt: skip
     return table
+
+
+def experiment_standing(settings: Settings) -> Standing | None:
+    """Where the configured experiment's challenger stands over its matured nights (the
+    rows of its latest challenger in `tables.experiment_outcomes`, read with deltalake: no
+    Spark); None without an experiment or without a matured night yet."""
+    from deltalake import DeltaTable
+
+    cfg = settings.experiment
+    root = Path(str(settings.warehouse).removeprefix("file://")).expanduser()
+    uri = str(root / settings.tables.experiment_outcomes)
+    if cfg.name is None or not DeltaTable.is_deltatable(uri):
+        return None
+    days = DeltaTable(uri).to_pandas(filters=[("experiment", "=", cfg.name)])
+    if days.empty:
+        return None
+    latest = days.sort_values("ds")["challenger_version"].iloc[-1]
+    days = days[days["challenger_version"] == latest].sort_values("ds")
+    return standing(days, cfg.min_rows_per_arm, cfg.alpha)
