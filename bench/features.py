@@ -1,6 +1,6 @@
 """Feature builds: one new day, incremental (next-day) vs recomputed from raw events.
 
-    flock /tmp/scorehouse-bench.lock python bench/features.py \\
+    python bench/features.py \\
         --customers 1000000 --days 365 --work-dir /tmp/scorehouse-bench-features \\
         [--runs 2] [--spark-conf KEY=VALUE ...]
 
@@ -30,7 +30,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -39,31 +38,17 @@ from typing import Any
 import pyarrow as pa
 from deltalake import DeltaTable
 
+import harness
 from scorehouse.data.generate import write_generated
 from scorehouse.features import transforms
 from scorehouse.features.build import EARLIEST, build_features, check_and_commit, refresh_rollups
 from scorehouse.features.registry import feature_sql
-from scorehouse.settings import Settings, load_settings
+from scorehouse.settings import Settings
 from scorehouse.spark import get_spark
 from scorehouse.storage.warehouse import Warehouse
 
-RESULTS = Path(__file__).parent / "results" / "features.json"
 START = date(2025, 1, 1)
 FROM_RAW_TABLE = "features_from_raw"
-
-
-def bench_settings(
-    work_dir: Path, driver_memory: str, extra_conf: dict[str, str] | None = None
-) -> Settings:
-    conf = {"spark.driver.memory": driver_memory, **(extra_conf or {})}
-    return load_settings(
-        environ={
-            "SCOREHOUSE_HOME": str(work_dir),
-            "SCOREHOUSE_WAREHOUSE": str(work_dir / "warehouse"),
-            "SCOREHOUSE_SPARK__PROFILE": "local",
-            "SCOREHOUSE_SPARK__CONF": json.dumps(conf),
-        }
-    )
 
 
 def day_bytes(wh: Warehouse, table: str, ds: date) -> tuple[int, int]:
@@ -179,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     extra_conf = dict(kv.split("=", 1) for kv in args.spark_conf)
-    settings = bench_settings(args.work_dir, args.driver_memory, extra_conf)
+    settings = harness.bench_settings(args.work_dir, args.driver_memory, extra_conf)
     spark = get_spark(settings, app_name="bench-features")
     info = setup(spark, settings, args)
     print(json.dumps(info, indent=2))
@@ -233,12 +218,9 @@ def main(argv: list[str] | None = None) -> None:
         "cpu_ratio_best_vs_best": round(cpu_ratio, 2),
         "storage_added_by_day": storage,
         "spark_conf": extra_conf,
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus",
         "load_average_before": load_before,
-        "load_average": os.getloadavg(),
     }
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
+    harness.write_result("features", result)
 
     print(f"\n{args.customers:,} customers, {args.days} days of history, new day {ds}")
     print(f"{'build of the new day (rounds alternate)':46} {'seconds':>9} {'JVM CPU s':>10}")
@@ -268,4 +250,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    harness.run(main)

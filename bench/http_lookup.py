@@ -18,9 +18,7 @@ The client runs on the same host: its own CPU (httpx, ~0.2 ms per request) is in
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -36,12 +34,13 @@ import numpy as np
 import redis
 import xgboost as xgb
 
+import harness
 from scorehouse.features.registry import feature_names
 from scorehouse.localstack import RedisServer, free_port
 from scorehouse.serving import keys
 from scorehouse.settings import Settings, load_settings
 
-RESULTS = Path(__file__).parent / "results" / "http_lookup.json"
+RESULTS = harness.RESULTS / "http_lookup.json"
 GENERATION = "20260115-1-httpbench"
 BAD_IDS = ["abc", "-5", "017", "+17", "17.0", "1e3", "9223372036854775808", "%20", "x" * 300]
 KINDS = ("hit", "miss", "bad")
@@ -268,13 +267,11 @@ def main() -> int:
         "seconds": args.seconds,
         "workers": args.workers,
         "mix": dict(zip(KINDS, args.mix, strict=True)),
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus",
         "load_average_before": before,
         "load_average_after": load_average(),
         **kinds,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    harness.write_result(args.out, result)
     print(f"{'kind':<6} {'requests':>9} {'p50 ms':>8} {'p99 ms':>8} {'5xx':>5} {'failures':>9}")
     for kind in KINDS:
         k = kinds[kind]
@@ -287,9 +284,9 @@ def main() -> int:
     assert isinstance(before_after, list)
     failed += before_after[0] != before_after[1]
     print(f"redis keys before/after the load: {before_after}")
-    print(f"written to {args.out}; {failed} failures")
+    print(f"{failed} failures")
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.run(main))

@@ -1,6 +1,6 @@
 """Ingest of one CSV file of transactions: wall seconds to validate and commit N rows.
 
-    flock /tmp/scorehouse-bench.lock python bench/ingest.py \\
+    python bench/ingest.py \\
         --rows 1000000 --work-dir /tmp/scorehouse-bench-ingest [--runs 2]
 
 Setup (cached in --work-dir, not timed): the generator's customers and transactions,
@@ -14,30 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import time
 from datetime import date
 from pathlib import Path
 
+import harness
 from scorehouse.data.generate import generate
 from scorehouse.data.ingest import ingest_file
-from scorehouse.settings import Settings, load_settings
 from scorehouse.spark import get_spark
 
-RESULTS = Path(__file__).parent / "results" / "ingest.json"
 START = date(2025, 1, 1)
-
-
-def _settings(home: Path) -> Settings:
-    return load_settings(
-        environ={
-            "SCOREHOUSE_HOME": str(home),
-            "SCOREHOUSE_WAREHOUSE": str(home / "warehouse"),
-            "SCOREHOUSE_SPARK__PROFILE": "local",
-            "SCOREHOUSE_SPARK__CONF": json.dumps({"spark.driver.memory": "6g"}),
-        }
-    )
 
 
 def _csv(frame, folder: Path) -> Path:  # type: ignore[no-untyped-def]
@@ -52,7 +39,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/scorehouse-bench-ingest"))
     args = parser.parse_args()
-    spark = get_spark(_settings(args.work_dir / "setup"), app_name="bench-ingest")
+    spark = get_spark(harness.bench_settings(args.work_dir / "setup"), app_name="bench-ingest")
     # about 12.5 transactions per customer over 120 days
     customers_df, transactions_df = generate(
         spark, customers=max(1, args.rows * 2 // 25), start=START, days=120, seed=3
@@ -65,24 +52,18 @@ def main() -> None:
     for run in range(args.runs):
         home = args.work_dir / f"run-{run}"
         shutil.rmtree(home, ignore_errors=True)
-        settings = _settings(home)
+        settings = harness.bench_settings(home)
         for table, path in (("customers", customers_csv), ("transactions", transactions_csv)):
             began = time.perf_counter()
             result = ingest_file(spark, settings, table=table, path=path)
             timings[table].append(round(time.perf_counter() - began, 2))
             print(f"run {run}: {table} {result.rows_appended} rows in {timings[table][-1]} s")
-    out = {
-        "benchmark": "ingest",
-        "command": f"python bench/ingest.py --rows {args.rows} --runs {args.runs}",
-        "transaction_rows": rows,
-        "best_seconds": {k: min(v) for k, v in timings.items()},
-        "runs": timings,
-        "host": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
-    }
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out["best_seconds"]))
+    best = {k: min(v) for k, v in timings.items()}
+    harness.write_result(
+        "ingest", {"transaction_rows": rows, "best_seconds": best, "runs": timings}
+    )
+    print(json.dumps(best))
 
 
 if __name__ == "__main__":
-    main()
+    harness.run(main)

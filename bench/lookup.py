@@ -26,7 +26,6 @@ client hit's p50/p99 divided by the floor's, each pass's own ratio, median over 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import subprocess
@@ -41,12 +40,13 @@ import numpy as np
 import redis
 import xgboost as xgb
 
+import harness
 from scorehouse.features.registry import feature_names
 from scorehouse.localstack import RedisServer, free_port
 from scorehouse.serving import Client, StaticModel, keys
 from scorehouse.settings import Settings, load_settings
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = harness.RESULTS
 GENERATION = "20260115-1-bench"
 
 
@@ -402,7 +402,6 @@ def main() -> None:
         )
         for q in ("p50", "p99")
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "entities": args.entities,
         "requests": args.requests,
@@ -417,7 +416,7 @@ def main() -> None:
         "load_average_before": load_before,
         "load_average_after": load_average(),
     }
-    args.out.write_text(json.dumps({**meta, **result}, indent=2))
+    harness.write_result(args.out, {**meta, **result})
     print(f"{'path':<30} {'p50 µs':>8} {'p99 µs':>8} {'best p99':>9}  (median of {args.runs} runs)")
     for name, figures in result.items():
         assert isinstance(figures, dict)
@@ -442,4 +441,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    harness.run(main)

@@ -1,6 +1,6 @@
 """Nightly benchmark: the whole `nightly` flow for N customers with a year of history.
 
-    flock /tmp/scorehouse-bench.lock python bench/nightly.py \
+    python bench/nightly.py \
         --customers 100000 300000 1000000 [--work-dir .scorehouse/bench-nightly]
 
 For each size: seeded data for 366 days ending on --ds (the raw events of --ds are the
@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -34,7 +33,8 @@ from typing import Any
 
 import yaml
 
-RESULTS = Path(__file__).parent / "results" / "nightly.json"
+import harness
+
 HISTORY_DAYS = 366  # a year of history before --ds, plus --ds itself
 TRAIN_CUSTOMERS = 10_000
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -331,6 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ds", type=date.fromisoformat, default=date(2026, 11, 1))
     parser.add_argument("--work-dir", type=Path, default=Path(".scorehouse/bench-nightly"))
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--result", default="nightly", help="bench/results/<name>.json")
     parser.add_argument(
         "--setup-only", action="store_true", help="generate and train, time nothing"
     )
@@ -357,26 +358,12 @@ def main(argv: list[str] | None = None) -> None:
         _stop_setup_session()  # its memory and cores belong to the timed process now
         runs.append(time_nightly(n, args.ds, work))
         print(f"nightly {n}: {json.dumps(runs[-1])}", flush=True)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(
-            json.dumps(
-                {
-                    "ds": args.ds.isoformat(),
-                    "history_days": HISTORY_DAYS,
-                    "host": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                    "model": trained,
-                    "setup": setups,
-                    "runs": runs,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        result = {"ds": args.ds.isoformat(), "history_days": HISTORY_DAYS, "model": trained}
+        harness.write_result(args.result, {**result, "setup": setups, "runs": runs})
     if runs:
         print()
         print_table(runs)
-    print(f"\nwritten to {RESULTS}")
 
 
 if __name__ == "__main__":
-    main()
+    harness.run(main)

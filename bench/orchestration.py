@@ -2,7 +2,6 @@
 that finds every output current.
 
     python bench/orchestration.py [--customers 800] [--days 200] [--work-dir DIR]
-    (at >= 1M rows: flock /tmp/scorehouse-bench.lock python bench/orchestration.py ...)
 
 Setup (not timed): seeded data and one model from the weekly_train flow, then one copy of
 that home per runner mode. Timed, per mode: `nightly(ds)` on its copy (first run), then
@@ -13,16 +12,15 @@ Per step: the flow's `timings`. A project-run redis-server, Prefect's test harne
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import time
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).parent / "results" / "orchestration.json"
+import harness
+
 END = date(2026, 10, 31)
 MODES = ("in_process", "spark_submit")
 
@@ -90,22 +88,9 @@ def main() -> None:
         )
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "customers": args.customers,
-                "days": args.days,
-                "ds": END.isoformat(),
-                "runs": runs,
-                "load_average": load,
-                "host": platform.node(),
-                "cpus": os.cpu_count(),
-            },
-            indent=2,
-        )
-    )
+    result = {"customers": args.customers, "days": args.days, "ds": END.isoformat(), "runs": runs}
+    harness.write_result("orchestration", result)
 
 
 if __name__ == "__main__":
-    main()
+    harness.run(main)

@@ -1,6 +1,6 @@
 """Point-in-time join of a training set: the project's join vs Feast's Spark offline store.
 
-    flock /tmp/scorehouse-bench.lock python bench/pit_join.py \\
+    python bench/pit_join.py \\
         --customers 200000 --as-of-dates 5 --work-dir /tmp/scorehouse-bench-pit
 
 Labelled rows: every customer on each of `--as-of-dates` as-of dates `--every` days
@@ -29,7 +29,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -40,27 +39,16 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+import harness
 from scorehouse.features import training_set, transforms
 from scorehouse.features.registry import feature_names, feature_sql
 from scorehouse.schemas import RAW_CUSTOMERS, RAW_TRANSACTIONS
-from scorehouse.settings import Settings, load_settings
+from scorehouse.settings import Settings
 from scorehouse.spark import get_spark
 from scorehouse.storage.warehouse import Warehouse
 
-RESULTS = Path(__file__).parent / "results" / "pit_join.json"
 FIRST_AS_OF = date(2026, 6, 1)
 LABELS_TABLE, SNAPSHOTS_TABLE = "bench_labels", "bench_snapshots"
-
-
-def bench_settings(work_dir: Path, driver_memory: str) -> Settings:
-    return load_settings(
-        environ={
-            "SCOREHOUSE_HOME": str(work_dir),
-            "SCOREHOUSE_WAREHOUSE": str(work_dir / "warehouse"),
-            "SCOREHOUSE_SPARK__PROFILE": "local",
-            "SCOREHOUSE_SPARK__CONF": json.dumps({"spark.driver.memory": driver_memory}),
-        }
-    )
 
 
 def features_schema(spark: SparkSession) -> T.StructType:
@@ -180,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    settings = bench_settings(args.work_dir, args.driver_memory)
+    settings = harness.bench_settings(args.work_dir, args.driver_memory)
     spark = get_spark(settings, app_name="bench-pit-join")
     info = setup(spark, settings, args)
     print(json.dumps(info, indent=2))
@@ -219,11 +207,8 @@ def main(argv: list[str] | None = None) -> None:
         "project_eager_seconds": [round(x, 2) for x in project_eager],
         "feast_seconds": [round(x, 1) for x in feast_runs],
         "speedup_best_vs_best": round(feast_best / best, 2),
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus",
-        "load_average": os.getloadavg(),
     }
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
+    harness.write_result("pit_join", result)
     print(f"\n{rows:,} labelled rows x {info['snapshot_rows']:,} snapshot rows")
     print(
         f"{'join + write (runs alternate)':44}",
@@ -242,4 +227,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    harness.run(main)

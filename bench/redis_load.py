@@ -1,6 +1,6 @@
 """Redis load benchmark: publish N predictions vs `redis-cli --pipe` fed the same HSETs.
 
-    flock /tmp/scorehouse-bench.lock python bench/redis_load.py --rows 5000000
+    python bench/redis_load.py --rows 5000000
 
 Prints tables and writes bench/results/redis_load.json:
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import multiprocessing as mp
 import os
 import subprocess
@@ -52,6 +51,7 @@ import redis
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+import harness
 from scorehouse.localstack import RedisServer, find_binary
 from scorehouse.publish.sequence import PublishRequest, publish, publish_date
 from scorehouse.publish.writer import COMMAND_FIELDS
@@ -61,7 +61,7 @@ from scorehouse.settings import load_settings
 from scorehouse.spark import get_spark
 from scorehouse.storage.warehouse import Warehouse
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = harness.RESULTS
 
 
 def resp_stream(
@@ -613,8 +613,7 @@ def main() -> None:
             "load_average_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         }
         spark.stop()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    harness.write_result(args.out, result)
     print_tables(result)
 
 
@@ -662,4 +661,4 @@ def print_tables(result: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    harness.run(main)

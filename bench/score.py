@@ -1,6 +1,6 @@
 """Scoring stage benchmark: Delta read → score → Delta write against the practical limit.
 
-    flock /tmp/scorehouse-bench.lock python bench/score.py [--customers 5000000]
+    python bench/score.py [--customers 5000000]
         [--rounds 200] [--depth 6] [--no-parts] [--challenger] [--home DIR]
 
 The limit is measured in the same run: the best of three `inplace_predict` calls on the
@@ -18,10 +18,8 @@ workers), sampled every 0.2 s.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import platform
 import tempfile
 import threading
 import time
@@ -38,6 +36,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
 
+import harness
 from scorehouse.features.registry import feature_names, load_registry, to_matrix
 from scorehouse.scoring.reader import SliceMapper, arrow_types, plan_snapshot, slices_frame
 from scorehouse.scoring.score import ScoringRun, score_date
@@ -48,7 +47,6 @@ from scorehouse.storage.warehouse import Warehouse
 DS = date(2026, 6, 30)
 WARM_DS = DS - timedelta(days=1)  # a small day scored first: JVM, Python workers, caches
 WARM_ROWS = 20_000
-RESULTS = Path(__file__).parent / "results" / "score.json"
 COUNT_SCHEMA = StructType([StructField("rows", LongType(), False)])
 
 
@@ -271,7 +269,6 @@ def main() -> None:
         "rounds": args.rounds,
         "max_depth": args.depth,
         "spark_cores": cores,
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus",
         "load_average_start": [round(x, 2) for x in load_start],
         "load_average_end": [round(x, 2) for x in load_end],
         "limit_seconds": round(limit_s, 2),
@@ -291,8 +288,7 @@ def main() -> None:
         "challenger_stage_seconds": None if challenger_s is None else round(challenger_s, 2),
         "predictions_rows_written": run.rows,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    written = harness.write_result("score", result)
     print(f"{'measure':<52} {'seconds':>8} {'rows/s':>11}")
 
     def line(label: str, seconds: float) -> None:
@@ -309,9 +305,9 @@ def main() -> None:
     if challenger_s is not None:
         line("stage with a shadow challenger", challenger_s)
     print(f"peak RSS during the stage (all processes): {stage_peak / 2**30:.2f} GiB")
-    print(f"ratio to limit: {limit_s / stage_s:.2f}  (written to {RESULTS})")
+    print(f"ratio to limit: {limit_s / stage_s:.2f}  (written to {written})")
     print(f"load average: start {load_start[0]:.1f}, end {load_end[0]:.1f}")
 
 
 if __name__ == "__main__":
-    main()
+    harness.run(main)

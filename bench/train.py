@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import harness
 from scorehouse.features.registry import feature_names, load_registry, to_matrix
 from scorehouse.settings import load_settings
 from scorehouse.training.metrics import roc_auc
@@ -560,20 +561,8 @@ def main(argv: list[str] | None = None) -> None:
     print(HEADER)
     for r in results:
         print(_row(r))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    load = os.getloadavg()
-    args.out.write_text(
-        json.dumps(
-            {
-                "machine": {"cores": os.cpu_count(), "loadavg_at_end": load},
-                "rounds": args.rounds,
-                "spark_conf": EXTRA_CONF,
-                "results": results,
-            },
-            indent=2,
-        )
-    )
-    print(f"\nwrote {args.out}")
+    result = {"rounds": args.rounds, "spark_conf": EXTRA_CONF, "results": results}
+    harness.write_result(args.out, result)
 
 
 HEADER = (
@@ -594,4 +583,4 @@ def _row(r: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    harness.run(main)
