@@ -405,7 +405,9 @@ def bench_redis(
         "scores_speedup": feast_scores / best_scores,
         "scores_and_vectors_speedup": feast_best["total_s"] / best["scores_and_vectors_s"],
         "read_ids": len(ids),
-        "score_mismatches": score_mismatches(peer["values"]["score"], values["score"], tolerance),
+        "score_mismatches": score_mismatches(
+            [row[0] for row in peer["values"]["score"]], values["score"], tolerance
+        ),
         "vector_mismatches": vector_mismatches(
             [list(v) for v in peer["values"]["vector"]], values["vector"]
         ),
@@ -442,11 +444,8 @@ def print_report(result: dict[str, Any]) -> None:
             print(f"{label:34}{rd['scorehouse'][key]:>14{fmt}}{rd['feast'][key]:>14{fmt}}")
         for kind in ("score", "vector"):
             ours, theirs = rd["scorehouse"]["reads"][kind], rd["feast"]["reads"][kind]
-            print(
-                f"{'one ' + kind + ': p50 / p99 us':34}"
-                f"{ours['p50_us']:>7.0f}{ours['p99_us']:>7.0f}"
-                f"{theirs['p50_us']:>7.0f}{theirs['p99_us']:>7.0f}"
-            )
+            cells = [f"{r['p50_us']:.0f} / {r['p99_us']:.0f}" for r in (ours, theirs)]
+            print(f"{'one ' + kind + ': p50 / p99 us':34}{cells[0]:>14}{cells[1]:>14}")
         print(
             f"values read back: {rd['score_mismatches']} score and {rd['vector_mismatches']} "
             f"vector mismatches of {rd['read_ids']}"
