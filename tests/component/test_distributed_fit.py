@@ -47,6 +47,39 @@ def test_fit_survives_arrow_batches_without_validation_rows(spark: SparkSession)
     assert ((scores > 0.5) == (pdf["label"] == 1)).mean() > 0.8
 
 
+def test_xgboost_spark_still_fails_on_a_batch_without_validation_rows(
+    spark: SparkSession,
+) -> None:
+    # Pins the xgboost.spark failure that fit_distributed works around by setting the
+    # session's Arrow batch size around its fit: when an upgrade fixes it, this fails, and
+    # the override (training.train._one_arrow_batch_per_partition) can go.
+    import pytest
+    from xgboost.spark import SparkXGBClassifier
+
+    pdf = pd.DataFrame(
+        {
+            "x1": np.arange(40, dtype=float),
+            "x2": np.ones(40),
+            "label": np.arange(40) % 2,
+            # 3 validation rows in 4 batches of 10: one batch at least holds none.
+            "is_valid": np.arange(40) >= 37,
+        }
+    )
+    frame = spark.createDataFrame(pdf).repartition(1)
+    estimator = SparkXGBClassifier(
+        features_col=NAMES, label_col="label", num_workers=1, n_estimators=2,
+        validation_indicator_col="is_valid", early_stopping_rounds=1,
+    )  # fmt: skip
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key)
+    spark.conf.set(key, "10")
+    try:
+        with pytest.raises(Exception, match="values"):
+            estimator.fit(frame)
+    finally:
+        spark.conf.set(key, before)
+
+
 def _split_frame(spark: SparkSession, rows: int) -> tuple[pd.DataFrame, DataFrame]:
     rng = np.random.default_rng(5)
     x1 = rng.normal(size=rows)
