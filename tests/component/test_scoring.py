@@ -249,3 +249,39 @@ def test_staged_file_with_wrong_types_is_refused(spark, settings, first_runs):
         wh.commit_parquet("predictions", stage, mode="overwrite", replace_partitions={"ds": [D1]})
     assert wh.version("predictions") == before
     assert not stage.exists()
+
+
+def test_an_experiment_records_each_entitys_arm_in_a_table_from_before_arms(
+    spark, settings, snapshots, first_runs
+):
+    """A predictions table written before the experiment and arm columns existed gains them
+    at the next commit (old rows read null); with an experiment both roles' rows carry the
+    entity's arm by the key contract's rule."""
+    from pyspark.sql.types import StructType
+
+    from scorehouse.serving import keys
+    from scorehouse.settings import ExperimentSettings
+
+    wh = Warehouse.from_settings(spark, settings)
+    old = predictions(spark, settings, D2).drop(columns=["ds", "experiment", "arm"])
+    old_schema = [f for f in PREDICTIONS if f.name not in ("experiment", "arm")]
+    frame = spark.createDataFrame(
+        old.assign(ds=D2)[[f.name for f in old_schema]], StructType(old_schema)
+    )
+    wh.append("predictions_ab", frame, partition_by=["ds"])
+    cfg = settings.model_copy(
+        update={
+            "tables": settings.tables.model_copy(update={"predictions": "predictions_ab"}),
+            "experiment": ExperimentSettings(name="spring-promo", challenger_share=0.3),
+        }
+    )
+    run = score_date(spark, cfg, D1, monitor=False)
+    assert run.experiment == "spring-promo"
+    assert wh.schema("predictions_ab") == PREDICTIONS
+    rows = wh.read("predictions_ab").toPandas()
+    d1, d2 = rows[rows.ds == D1], rows[rows.ds == D2]
+    assert d2.arm.isna().all() and d2.experiment.isna().all()
+    expected = [keys.experiment_arm("spring-promo", i, 3000) for i in d1.customer_id]
+    assert d1.arm.tolist() == expected
+    assert (d1.experiment == "spring-promo").all()
+    assert set(d1.groupby("customer_id").arm.nunique()) == {1}  # one arm per entity
