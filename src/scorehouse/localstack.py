@@ -22,6 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import psutil
+
 from scorehouse.errors import ScorehouseError
 
 HOST = "127.0.0.1"
@@ -283,7 +285,7 @@ class RedisServer:
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not pid_alive(pid):
                 break
             time.sleep(0.02)
         else:
@@ -291,7 +293,7 @@ class RedisServer:
                 os.kill(pid, signal.SIGKILL)
             # Until it is gone its port is taken: a `scorehouse up` right after would fail.
             deadline = time.monotonic() + 5
-            while _alive(pid) and time.monotonic() < deadline:
+            while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.02)
         self.pid = None
 
@@ -319,19 +321,15 @@ class RedisServer:
         self.stop()
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """The process runs and is not a zombie (a daemonized server is not our child, so a
+    zombie of it is rare, but it must not count as a live server)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    # A zombie child still "exists"; the daemonized server is not our child, so this is rare.
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @dataclass

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+import psutil
 import yaml
 
 from scorehouse import localstack, ports
@@ -81,14 +82,14 @@ class Service:
         """The PID from the PID file when that process is alive and ours, else None."""
         try:
             pid = int(self.pid_path.read_text().strip())
-        except (FileNotFoundError, ValueError):
+            process = psutil.Process(pid)
+            if not _alive(process):
+                return None
+            cmdline = " ".join(process.cmdline())
+        except (FileNotFoundError, ValueError, psutil.NoSuchProcess):
             return None
-        if not localstack._alive(pid):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            return pid  # no /proc (macOS): trust the PID file
+        except psutil.AccessDenied:
+            return None  # another user's process now holds that PID
         return pid if self.marker in cmdline else None
 
     def start(self, timeout_s: float) -> Status:
@@ -136,13 +137,13 @@ class Service:
             return Status(self.name, "not running")
         # Descendants too: a worker starts each flow run in a session of its own, which a
         # signal to the worker's group would miss (and the run's Spark JVM with it).
-        family = [pid, *_descendants(pid)]
+        family = _family(pid)
         # PID and start time: a PID alone may be reused after a reboot.
-        record = "".join(f"{p} {_started(p)}\n" for p in family)
+        record = "".join(f"{p.pid} {p.create_time()}\n" for p in family)
         self.stopping_path.write_text(record)
-        _end(pid, family, timeout_s)
+        alive = _end(pid, family, timeout_s)
         _remove_if(self.pid_path, f"{pid}\n")
-        if not [p for p in family if _reap(p)]:
+        if not alive:
             self._await_port_free(timeout_s)
             _remove_if(self.stopping_path, record)
         return Status(self.name, "stopped", self.url, pid, self.log_path)
@@ -156,7 +157,7 @@ class Service:
         family = [tuple(line.split()) for line in lines if len(line.split()) == 2]
 
         def exited() -> bool:
-            return not [p for p, at in family if _reap(int(p)) and _started(int(p)) == at]
+            return not [p for p, at in family if _same_process_lives(int(p), float(at))]
 
         _wait_until(
             exited,
@@ -191,26 +192,47 @@ class Service:
         return f"{self.name} did not answer at {self.url}; see {self.log_path}:\n{_tail(self.log_path)}"
 
 
-def _end(pid: int, family: list[int], timeout_s: float) -> None:
-    """SIGTERM `pid`'s group and `family`, then SIGKILL what still lives after `timeout_s`."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        _signal_group(pid, sig)
-        for member in family[1:]:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(member, sig)
-        deadline = time.monotonic() + (timeout_s if sig == signal.SIGTERM else 5)
-        while [p for p in family if _reap(p)] and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not [p for p in family if _reap(p)]:
-            break
-
-
-def _started(pid: int) -> str:
-    """The process's start time in clock ticks since boot ("" without /proc)."""
+def _family(pid: int) -> list[psutil.Process]:
+    """The process and every live descendant (children first)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
+        process = psutil.Process(pid)
+        return [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _end(pid: int, family: list[psutil.Process], timeout_s: float) -> list[psutil.Process]:
+    """SIGTERM `pid`'s group and `family`, then SIGKILL what still lives after `timeout_s`;
+    what still lives after that (waited for, so our own children are reaped)."""
+    alive = family
+    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+        # The process leads its own session (start_new_session): its PID is the group id.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        for member in alive:
+            with contextlib.suppress(psutil.Error):
+                member.send_signal(sig)
+        _, alive = psutil.wait_procs(alive, timeout=wait_s)
+        alive = [p for p in alive if _alive(p)]
+        if not alive:
+            break
+    return alive
+
+
+def _alive(process: psutil.Process) -> bool:
+    """Running and not a zombie waiting for a parent that is not us."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _same_process_lives(pid: int, started: float) -> bool:
+    try:
+        process = psutil.Process(pid)
+        return _alive(process) and process.create_time() == started
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _remove_if(path: Path, content: str) -> None:
@@ -218,38 +240,6 @@ def _remove_if(path: Path, content: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         if path.read_text() == content:
             path.unlink()
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    # The process leads its own session (start_new_session), so its PID is the group id.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every live descendant of `pid` (children first), from /proc; empty without /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            # The command name in parentheses may hold spaces: split after the last ')'.
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found: list[int] = []
-    queue = list(children.get(pid, []))
-    while queue:
-        child = queue.pop(0)
-        found.append(child)
-        queue.extend(children.get(child, []))
-    return found
-
-
-def _reap(pid: int) -> bool:
-    """True while the process lives; collects it when it is our own exited child."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-    return localstack._alive(pid)
 
 
 def _wait_until(check: Callable[[], bool], timeout_s: float, why: Callable[[], str]) -> None:
@@ -422,7 +412,7 @@ def down(settings: Settings) -> list[Status]:
     statuses.append(prefect_server(settings).stop())
     redis = localstack.RedisServer(_redis_dir(settings), port=_redis_port(settings))
     pid = redis._read_pid()
-    alive = pid is not None and localstack._alive(pid)
+    alive = pid is not None and localstack.pid_alive(pid)
     localstack.down(_redis_dir(settings), _redis_port(settings))
     statuses.append(Status("redis-server", "stopped" if alive else "not running", redis.url, pid))
     return statuses

@@ -76,8 +76,8 @@ def test_start_is_idempotent_and_stop_ends_the_process_group(tmp_path: Path) -> 
 
     stopped = service.stop()
     assert (stopped.state, stopped.pid) == ("stopped", started.pid)
-    assert not localstack._alive(started.pid)
-    assert not localstack._alive(int(children[0]))
+    assert not localstack.pid_alive(started.pid)
+    assert not localstack.pid_alive(int(children[0]))
     assert not service.pid_path.exists()
     assert not service.health()
     assert service.stop().state == "not running"
@@ -98,8 +98,8 @@ def test_stop_ends_a_descendant_in_a_session_of_its_own(tmp_path: Path) -> None:
     assert os.getsid(int(child)) != os.getsid(started.pid)
 
     assert service.stop().state == "stopped"
-    assert not localstack._alive(started.pid)
-    assert not localstack._alive(int(child))
+    assert not localstack.pid_alive(started.pid)
+    assert not localstack.pid_alive(int(child))
     assert not service.health()
 
 
@@ -182,7 +182,7 @@ def test_stop_returns_once_the_port_is_free(tmp_path: Path) -> None:
     began = time.monotonic()
     assert service.stop().state == "stopped"
     assert time.monotonic() - began >= 1.5  # it waited for the server to finish
-    assert not localstack._alive(started.pid)  # type: ignore[arg-type]
+    assert not localstack.pid_alive(started.pid)  # type: ignore[arg-type]
     assert not ports.port_busy("127.0.0.1", service.port)  # type: ignore[arg-type]
     assert not service.stopping_path.exists() and not service.pid_path.exists()
 
@@ -202,7 +202,7 @@ def test_start_while_a_stop_is_under_way_waits_for_it_then_starts_anew(tmp_path:
     stopping.join()
     try:
         assert (new.state, new.pid != old.pid) == ("started", True)
-        assert not localstack._alive(old.pid)  # type: ignore[arg-type]
+        assert not localstack.pid_alive(old.pid)  # type: ignore[arg-type]
         assert service.pid() == new.pid and service.health()
     finally:
         service.stop()
