@@ -1,6 +1,6 @@
 """scorehouse against the real Feast, on the same generated data, in one run.
 
-    flock /tmp/scorehouse-bench.lock .venv/bin/python bench/feast_peer.py --rows 1000000
+    .venv/bin/python bench/feast_peer.py --rows 1000000
     .venv/bin/python bench/feast_peer.py --quick      # 20k rows, one run each: a check
 
 Feast is installed in a virtualenv of its own outside the repository (`--feast-venv`,
@@ -50,7 +50,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -65,6 +64,7 @@ import redis
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+import harness
 from peers.compare import score_mismatches, vector_mismatches
 from pit_join import LABELS_TABLE, SNAPSHOTS_TABLE, _hash, _value, features_schema, timed_write
 from pit_join import setup as pit_setup
@@ -75,12 +75,12 @@ from scorehouse.localstack import RedisServer, find_binary
 from scorehouse.publish.sequence import publish_date
 from scorehouse.serving import keys
 from scorehouse.serving.client import Client
-from scorehouse.settings import Settings, load_settings
+from scorehouse.settings import Settings
 from scorehouse.spark import get_spark, profile_path, read_profile
 from scorehouse.storage.warehouse import Warehouse
 
 BENCH = Path(__file__).parent
-RESULTS = BENCH / "results" / "feast_peer.json"
+RESULTS = harness.RESULTS / "feast_peer.json"
 PEER = BENCH / "peers" / "feast_side.py"
 DEFAULT_VENV = Path.home() / ".cache" / "scorehouse-bench" / "feast-venv"
 PUBLISH_DAY = date(2026, 6, 1)
@@ -135,18 +135,6 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     conf.update(settings.spark.conf)
     conf["spark.app.name"] = "bench-feast-peer"
     return conf
-
-
-def bench_settings(work_dir: Path, driver_memory: str, redis_url: str | None = None) -> Settings:
-    environ = {
-        "SCOREHOUSE_HOME": str(work_dir),
-        "SCOREHOUSE_WAREHOUSE": str(work_dir / "warehouse"),
-        "SCOREHOUSE_SPARK__PROFILE": "local",
-        "SCOREHOUSE_SPARK__CONF": json.dumps({"spark.driver.memory": driver_memory}),
-    }
-    if redis_url:
-        environ["SCOREHOUSE_REDIS__URL"] = redis_url
-    return load_settings(environ=environ)
 
 
 def cached(marker: Path, key: dict[str, Any]) -> bool:
@@ -350,7 +338,9 @@ def bench_redis(
         ours_server = RedisServer(Path(tmp) / "scorehouse", maxmemory="8gb").start()
         feast_server = RedisServer(Path(tmp) / "feast", maxmemory="8gb").start()
         try:
-            run_settings = bench_settings(args.work_dir, args.driver_memory, ours_server.url)
+            run_settings = harness.bench_settings(
+                args.work_dir, args.driver_memory, SCOREHOUSE_REDIS__URL=ours_server.url
+            )
             client = ours_server.client()
             ours = scorehouse_publishes(spark, run_settings, client, args.runs)
             reads, values = scorehouse_reads(run_settings, client, ids, args.read_warmup)
@@ -488,22 +478,19 @@ def main(argv: list[str] | None = None) -> None:
             "scorehouse_redis_py": redis.__version__,
             "redis_server": next((w[2:] for w in redis_server if w.startswith("v=")), "?"),
         },
-        "load_average_before": os.getloadavg(),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
     }
-    settings = bench_settings(args.work_dir, args.driver_memory)
+    settings = harness.bench_settings(args.work_dir, args.driver_memory)
     spark = get_spark(settings, app_name="bench-feast-peer")
     if "training_set" in parts:
         result["training_set"] = bench_training_set(spark, settings, python, args)
     if "redis" in parts:
         result["redis"] = bench_redis(spark, settings, python, args)
-    result["machine"] = f"{platform.machine()} {os.cpu_count()} cpus"
-    result["load_average_after"] = os.getloadavg()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    harness.write_result(args.out, result)
     print_report(result)
     if not result.get("training_set", {"identical": True})["identical"]:
         raise SystemExit("training sets differ (see mismatches above)")
 
 
 if __name__ == "__main__":
-    main()
+    harness.run(main)
