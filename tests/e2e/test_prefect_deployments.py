@@ -79,7 +79,7 @@ def running_stack(stack_settings: Settings) -> Iterator[Settings]:
     finally:
         stopped = stack.down(stack_settings)
         pids = [s.pid for s in stopped if s.pid]
-        assert not [pid for pid in pids if localstack._alive(pid)], stopped
+        assert not [pid for pid in pids if localstack.pid_alive(pid)], stopped
 
 
 def _api(settings: Settings) -> httpx.Client:
