@@ -13,7 +13,8 @@ start it (Spark session start and Prefect's ephemeral server included in the tot
 with a project-run redis-server, on a fresh copy of the setup state (the flow resumes,
 skipping done steps, on a warehouse where --ds is already done). Per step: the flow's `timings` when it returns them,
 else the seconds each step reports. Peak memory is the summed RSS of that process tree
-(Python driver, the JVM and its Python workers), sampled every 0.2 s.
+(Python driver, the JVM and its Python workers) and, apart, of redis-server, sampled every
+0.2 s; Redis's own used_memory (and its peak) when the flow is done.
 """
 
 from __future__ import annotations
@@ -31,42 +32,30 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
+import redis as redis_client
 import yaml
 
 import harness
 
 HISTORY_DAYS = 366  # a year of history before --ds, plus --ds itself
 TRAIN_CUSTOMERS = 10_000
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 # ------------------------------------------------------------------ memory sampling
 
 
-def _children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # The command name may hold spaces: fields start after the last ')'.
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    return children
-
-
 def tree_rss(root: int) -> int:
     """Resident bytes of a process and all its descendants."""
-    children = _children_map()
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        with contextlib.suppress(OSError):  # the process ended meanwhile
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-        todo.extend(children.get(pid, []))
+    try:
+        process = psutil.Process(root)
+        tree = [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for member in tree:
+        with contextlib.suppress(psutil.Error):  # the process ended meanwhile
+            total += member.memory_info().rss
     return total
 
 
@@ -266,11 +255,13 @@ def time_nightly(customers: int, ds: date, work: Path) -> dict[str, Any]:
             ],
             env=env,
         )
-        sampler = PeakSampler(child.pid)
+        sampler, redis_sampler = PeakSampler(child.pid), PeakSampler(redis.pid or 0)
         sampler.start()
+        redis_sampler.start()
         code = child.wait()
         wall = time.perf_counter() - began
-        peak = sampler.stop()
+        peak, redis_peak = sampler.stop(), redis_sampler.stop()
+        memory = redis_client.Redis.from_url(redis.url).info("memory")
     if code != 0:
         raise SystemExit(f"nightly for {customers} customers failed (exit {code})")
     data = json.loads(out.read_text())
@@ -289,6 +280,9 @@ def time_nightly(customers: int, ds: date, work: Path) -> dict[str, Any]:
         "process_s": round(wall, 1),
         "import_s": round(data["import_s"], 1),
         "peak_rss_gib": round(peak / 2**30, 2),
+        "redis_peak_rss_gib": round(redis_peak / 2**30, 2),
+        "redis_used_memory_gib": round(memory["used_memory"] / 2**30, 2),
+        "redis_used_memory_peak_gib": round(memory["used_memory_peak"] / 2**30, 2),
         "load_avg_after": os.getloadavg(),
     }
 
