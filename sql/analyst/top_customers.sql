@@ -1,7 +1,8 @@
--- top_customers: the 100 customers with the highest champion score on ${ds}, from
--- ${predictions}, with the model version and feature snapshot each score came from.
+-- top_customers: the 100 entities (customers, accounts: whatever the project scores) with
+-- the highest champion score on ${ds}, from ${predictions}, with the model version and
+-- feature snapshot each score came from. ${entity_key} is the project's entity key column.
 SELECT
-  customer_id,
+  ${entity_key},
   score,
   percentile,
   model_name,
@@ -11,5 +12,5 @@ SELECT
 FROM ${predictions}
 WHERE ds = DATE '${ds}'
   AND model_role = 'champion'
-ORDER BY score DESC, customer_id
+ORDER BY score DESC, ${entity_key}
 LIMIT 100

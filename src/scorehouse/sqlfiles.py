@@ -1,4 +1,6 @@
-"""Load `sql/*.sql` files and fill in their only parameters: dates and table (view) names."""
+"""Load `sql/*.sql` files and fill in their only parameters: dates and names (of tables,
+views and columns), each name checked to be a plain identifier so that a value can never
+add SQL of its own."""
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ def parameters(name: str) -> list[str]:
 
 
 def render(name: str, **params: date | str) -> str:
-    """The statement with `${param}` filled: dates as ISO text, table names checked as identifiers."""
+    """The statement with `${param}` filled: dates as ISO text, names checked as identifiers."""
     return fill(_template(sql_path(name)), f"{name}.sql", **params)
 
 
@@ -46,7 +48,7 @@ def fill(template: Template, name: str, **params: date | str) -> str:
             values[key] = value
         else:
             raise ValueError(
-                f"{name}: parameter {key}={value!r} is neither a date nor a table name"
+                f"{name}: parameter {key}={value!r} is neither a date nor a table or column name"
             )
     try:
         return template.substitute(values)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
+from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
 from scorehouse.errors import QueryRefused, ValidationError
+from scorehouse.features.registry import feature_sql
 from scorehouse.paths import SQL_DIR
+from scorehouse.project.load import features_of
 from scorehouse.scoring.readonly import TimeTravel, inspect
 from scorehouse.settings import Settings
 from scorehouse.sqlfiles import parameters, render
@@ -36,8 +39,23 @@ def register_views(spark: SparkSession, settings: Settings) -> list[str]:
 
 
 def analyst_query(spark: SparkSession, name: str, **params: date | str) -> DataFrame:
-    """Run sql/analyst/<name>.sql; tables are named by parameters (views must exist)."""
-    return spark.sql(render(f"analyst/{name}", **params))
+    """Run sql/analyst/<name>.sql; tables are named by parameters (views must exist), and
+    the active project's names (`project_parameters`) fill those `params` leaves out."""
+    needed = parameters(f"analyst/{name}")
+    defaults = {k: v for k, v in project_parameters().items() if k in needed}
+    return spark.sql(render(f"analyst/{name}", **{**defaults, **params}))
+
+
+def project_parameters(project_dir: str | Path | None = None) -> dict[str, str]:
+    """The names a project gives the shipped queries, so that one query serves every
+    project: `entity_key`, its key column, and `segment`, the attribute column that its
+    first categorical feature (an attribute with a vocabulary) encodes, when it has one."""
+    project = feature_sql(project_dir).project
+    values = {"entity_key": project.entity.key}
+    categorical = [f.column for f in features_of(project) if f.kind == "attribute" and f.vocabulary]
+    if categorical and categorical[0]:
+        values["segment"] = categorical[0]
+    return values
 
 
 def analyst_names() -> list[str]:
@@ -55,8 +73,10 @@ def run_analyst_file(
 ) -> DataFrame:
     """Run a shipped query (`top_customers`, `top_customers.sql` or
     `sql/analyst/top_customers.sql`) over the warehouse views, under `run_sql`'s read-only
-    rule. A value in YYYY-MM-DD form fills a date parameter, any other a table name; a table
-    parameter left out is the warehouse table of the same name."""
+    rule. A value in YYYY-MM-DD form fills a date parameter, any other a name (of a table or
+    column). Left out, a table parameter is the warehouse table of that name (as
+    `settings.tables` names it) and a project parameter the active project's
+    (`project_parameters`)."""
     query = _analyst_name(name)
     needed = parameters(f"analyst/{query}")
     unknown = sorted(set(params) - set(needed))
@@ -65,7 +85,10 @@ def run_analyst_file(
             f"{query}.sql has no parameter {', '.join(unknown)}; it takes {', '.join(needed)}"
         )
     views = table_names(Warehouse.from_settings(spark, settings))
-    values: dict[str, date | str] = {p: p for p in needed if p in views}
+    configured = settings.tables.model_dump()
+    tables = {p: configured.get(p, p) for p in needed}
+    values: dict[str, date | str] = {p: t for p, t in tables.items() if t in views}
+    values.update({p: v for p, v in project_parameters().items() if p in needed})
     values.update({key: _date_or_name(value) for key, value in params.items()})
     try:
         text = render(f"analyst/{query}", **values)
