@@ -22,7 +22,12 @@ from scorehouse.features.registry import entity_key
 from scorehouse.monitoring.outcomes import OUTCOMES, per_model, record_arms
 from scorehouse.paths import EXAMPLES_DIR
 from scorehouse.schemas import predictions_schema
-from scorehouse.scoring.analyst import analyst_query, register_views, run_analyst_file
+from scorehouse.scoring.analyst import (
+    analyst_query,
+    project_parameters,
+    register_views,
+    run_analyst_file,
+)
 from scorehouse.settings import Settings, load_settings
 from scorehouse.sqlfiles import sql_path
 from scorehouse.storage.warehouse import Warehouse
@@ -142,6 +147,13 @@ def test_every_analyst_query_is_covered() -> None:
         "experiment_outcomes",
     }
     assert {p.stem for p in sql_path("analyst/x").parent.glob("*.sql")} == tested
+
+
+def test_each_example_names_its_key_and_segment_column() -> None:
+    assert {e.folder: project_parameters(EXAMPLES_DIR / e.folder) for e in EXAMPLES} == {
+        "purchase_propensity": {"entity_key": "customer_id", "segment": "segment"},
+        "churn": {"entity_key": "account_id", "segment": "plan"},
+    }
 
 
 def test_top_customers_are_keyed_by_the_projects_entity_key(

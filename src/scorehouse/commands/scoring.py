@@ -86,8 +86,9 @@ def sql(
             "--param",
             metavar="KEY=VALUE",
             callback=checked_pairs("KEY=VALUE"),
-            help="--file: fill ${KEY} with a date (YYYY-MM-DD) or a table name (repeatable; "
-            "a table parameter defaults to the warehouse table of that name)",
+            help="--file: fill ${KEY} with a date (YYYY-MM-DD) or a table or column name "
+            "(repeatable; a table parameter defaults to the warehouse table of that name, "
+            "entity_key and segment to the project's columns)",
         ),
     ] = None,
     limit: Annotated[int, typer.Option(help="rows to print")] = 50,

@@ -41,9 +41,18 @@ def register_views(spark: SparkSession, settings: Settings) -> list[str]:
 def analyst_query(spark: SparkSession, name: str, **params: date | str) -> DataFrame:
     """Run sql/analyst/<name>.sql; tables are named by parameters (views must exist), and
     the active project's names (`project_parameters`) fill those `params` leaves out."""
-    needed = parameters(f"analyst/{name}")
-    defaults = {k: v for k, v in project_parameters().items() if k in needed}
+    defaults = _project_defaults(parameters(f"analyst/{name}"))
     return spark.sql(render(f"analyst/{name}", **{**defaults, **params}))
+
+
+PROJECT_PARAMETERS = ("entity_key", "segment")
+
+
+def _project_defaults(needed: Sequence[str]) -> dict[str, str]:
+    # A query without project columns runs even where the project cannot be loaded.
+    if not set(needed) & set(PROJECT_PARAMETERS):
+        return {}
+    return {k: v for k, v in project_parameters().items() if k in needed}
 
 
 def project_parameters(project_dir: str | Path | None = None) -> dict[str, str]:
@@ -88,7 +97,7 @@ def run_analyst_file(
     configured = settings.tables.model_dump()
     tables = {p: configured.get(p, p) for p in needed}
     values: dict[str, date | str] = {p: t for p, t in tables.items() if t in views}
-    values.update({p: v for p, v in project_parameters().items() if p in needed})
+    values.update(_project_defaults(needed))
     values.update({key: _date_or_name(value) for key, value in params.items()})
     try:
         text = render(f"analyst/{query}", **values)
