@@ -107,4 +107,11 @@ def training_set(
     if as_json:
         print_json(build)
     else:
-        print(json.dumps({k: str(v) for k, v in build.__dict__.items()}, indent=2))
+        dates = build.as_of_dates
+        span = f"{dates[0]}..{dates[-1]}" if dates else "none"
+        print(
+            f"training set: {build.rows:,} rows ({build.positives:,} positive, "
+            f"{build.stale_rows:,} without a snapshot in the TTL) on {len(dates)} as-of dates "
+            f"{span}; {settings.tables.training_set} version {build.table_version} "
+            f"({build.seconds:.1f} s)"
+        )
