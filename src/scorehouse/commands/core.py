@@ -77,8 +77,13 @@ def features(
     rows_of(build, "rows")
     if as_json:
         print_json(build)
-    else:
-        print(json.dumps({k: str(v) for k, v in build.__dict__.items()}, indent=2))
+        return
+    restated = f", restated from {build.restated_from}" if build.restated_from else ""
+    print(
+        f"features {build.start}..{build.end}: {build.rows:,} rows, {len(build.built)} "
+        f"snapshots written ({build.mode}{restated}); {settings.tables.features} version "
+        f"{build.features_version} ({build.seconds:.1f} s)"
+    )
 
 
 def _list_features(as_json: bool) -> None:
