@@ -482,11 +482,14 @@ def main(argv: list[str] | None = None) -> None:
     }
     settings = harness.bench_settings(args.work_dir, args.driver_memory)
     spark = get_spark(settings, app_name="bench-feast-peer")
+    # Written after each part, so a part that fails (Feast's materialize can be killed for
+    # memory at 1M vectors) keeps what the earlier one measured.
     if "training_set" in parts:
         result["training_set"] = bench_training_set(spark, settings, python, args)
+        harness.write_result(args.out, result)
     if "redis" in parts:
         result["redis"] = bench_redis(spark, settings, python, args)
-    harness.write_result(args.out, result)
+        harness.write_result(args.out, result)
     print_report(result)
     if not result.get("training_set", {"identical": True})["identical"]:
         raise SystemExit("training sets differ (see mismatches above)")
