@@ -14,7 +14,7 @@ import pytest
 from scorehouse.commands.flows import prefect_server
 from scorehouse.errors import ValidationError
 from scorehouse.orchestration.alerts import alert_payload, safe_url
-from scorehouse.orchestration.entry import _parameters, _plain, parser
+from scorehouse.orchestration.entry import parser, plain_type, step_parameters
 from scorehouse.orchestration.report import mlflow_link, nightly_markdown
 from scorehouse.orchestration.results import job_result, jsonable, read_result
 from scorehouse.orchestration.runner import spark_submit_path, step_argv, submit_command
@@ -43,8 +43,8 @@ def test_every_steps_options_read_back_what_the_flow_passes(name: str) -> None:
         typing.get_type_hints(step.skip) if step.skip else {}
     )
     params = {}
-    for pname in _parameters(step):
-        kind, many = _plain(hints.get(pname, bool))
+    for pname in step_parameters(step):
+        kind, many = plain_type(hints.get(pname, bool))
         value = True if kind is bool else samples[kind]
         params[pname] = [value, value] if many else value
     parsed = vars(parser(name).parse_args([*step_argv(name, params)[1:], "--config", "c.yaml"]))

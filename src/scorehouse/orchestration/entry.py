@@ -28,7 +28,7 @@ _READERS: dict[Any, Callable[[str], Any]] = {date: date.fromisoformat, int: int,
                                              str: str}  # fmt: skip
 
 
-def _plain(annotation: Any) -> tuple[Any, bool]:
+def plain_type(annotation: Any) -> tuple[Any, bool]:
     """(the type, whether it is a list) of `T`, `T | None` or `list[T] | None`."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
@@ -37,7 +37,7 @@ def _plain(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
-def _parameters(step: Step) -> dict[str, inspect.Parameter]:
+def step_parameters(step: Step) -> dict[str, inspect.Parameter]:
     """The parameters of the step's work and skip, past (spark, settings) and (settings)."""
     found: dict[str, inspect.Parameter] = {}
     for function, skip in ((step.work, 2), (step.skip, 1)):
@@ -60,9 +60,9 @@ def parser(name: str) -> argparse.ArgumentParser:
     hints = {**typing.get_type_hints(step.work)}
     if step.skip is not None:
         hints.update(typing.get_type_hints(step.skip))
-    for pname, parameter in _parameters(step).items():
+    for pname, parameter in step_parameters(step).items():
         flag = "--" + step.flags.get(pname, pname).replace("_", "-")
-        kind, many = _plain(hints.get(pname, bool))
+        kind, many = plain_type(hints.get(pname, bool))
         required = parameter.default is inspect.Parameter.empty
         if kind is bool:
             described.add_argument(flag, dest=pname, action="store_true")
