@@ -152,7 +152,9 @@ def test_deploy_without_a_server_says_to_run_up(tmp_path: Path) -> None:
 def test_work_pools_come_from_prefect_yaml(tmp_path: Path) -> None:
     assert stack.work_pools() == ["scorehouse-process"]
     bad = tmp_path / "prefect.yaml"
-    bad.write_text("deployments:\n  - name: nightly\n    entrypoint: src/scorehouse/flows.py:nightly\n")
+    bad.write_text(
+        "deployments:\n  - name: nightly\n    entrypoint: src/scorehouse/flows.py:nightly\n"
+    )
     with pytest.raises(
         LocalStackError, match=r"prefect.yaml: deployment 'nightly' has no work_pool"
     ):

@@ -59,8 +59,21 @@ def write_predictions(spark: SparkSession, cfg: Settings, n: int) -> pd.DataFram
         scores = rng.random(n)
         for i in range(n):
             rows.append(
-                (i, DS, float(scores[i]), 0.5, "propensity", version, role, "run", 3, now)
-                + (None, None, None)
+                (
+                    i,
+                    DS,
+                    float(scores[i]),
+                    0.5,
+                    "propensity",
+                    version,
+                    role,
+                    "run",
+                    3,
+                    now,
+                    None,
+                    None,
+                    None,
+                )  # flow_run_id, experiment, arm
             )
     Warehouse.from_settings(spark, cfg).append(
         cfg.tables.predictions, spark.createDataFrame(rows, PREDICTIONS), partition_by=["ds"]
