@@ -28,8 +28,9 @@ lint: setup ## ruff (lint + format check), mypy on src/, hadolint on the Dockerf
 bench: setup ## run the benchmarks in bench/ (minutes; figures go to bench/results/)
 	@for b in $(filter-out bench/harness.py bench/feast_peer.py,$(wildcard bench/*.py)); do echo "== $$b"; $(PY) $$b || exit 1; done
 
-bench-feast: setup ## scorehouse against the real Feast (its own venv outside the repo; bench/results/feast_peer.json)
-	$(PY) bench/feast_peer.py
+bench-feast: setup ## scorehouse against the real Feast (its own venv outside the repo; bench/results/feast_peer_*.json)
+	$(PY) bench/feast_peer.py --rows 1000000 --parts training_set --out bench/results/feast_peer_training_set.json
+	$(PY) bench/feast_peer.py --rows 250000 --parts redis --out bench/results/feast_peer_redis_250k.json
 
 clean: ## remove local state (.scorehouse) and caches
 	rm -rf .scorehouse .pytest_cache .mypy_cache .ruff_cache
