@@ -24,6 +24,7 @@ from typing import IO
 
 from scorehouse.errors import ConflictError
 from scorehouse.settings import Settings
+from scorehouse.storage.location import warehouse_root
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,7 @@ WAIT_S = 3600.0
 
 
 def lock_path(settings: Settings, name: str) -> Path:
-    root = Path(str(settings.warehouse).removeprefix("file://")).expanduser().resolve()
-    return root / "_locks" / f"{name}.lock"
+    return warehouse_root(settings.warehouse) / "_locks" / f"{name}.lock"
 
 
 def _holder(path: Path) -> str:

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from scorehouse.serving.keys import ARMS
 from scorehouse.training import metrics as m
 
-ARMS = ("champion", "challenger")
 Verdict = str  # "earned" | "not yet" | "worse"
 
 

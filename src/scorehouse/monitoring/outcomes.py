@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,6 +27,7 @@ from scorehouse.features.registry import entity_key, feature_sql
 from scorehouse.features.training_set import horizon_labels
 from scorehouse.monitoring.experiment import Standing, compare_arms, standing
 from scorehouse.settings import Settings
+from scorehouse.storage.location import table_uri
 from scorehouse.storage.warehouse import Warehouse
 from scorehouse.training import metrics as m
 from scorehouse.training.registry import test_auc
@@ -227,8 +227,7 @@ def experiment_standing(settings: Settings) -> Standing | None:
     from deltalake import DeltaTable
 
     cfg = settings.experiment
-    root = Path(str(settings.warehouse).removeprefix("file://")).expanduser()
-    uri = str(root / settings.tables.experiment_outcomes)
+    uri = table_uri(settings, settings.tables.experiment_outcomes)
     if cfg.name is None or not DeltaTable.is_deltatable(uri):
         return None
     days = DeltaTable(uri).to_pandas(filters=[("experiment", "=", cfg.name)])

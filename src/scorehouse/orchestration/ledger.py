@@ -16,7 +16,6 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -32,6 +31,7 @@ from pyspark.sql.types import (
 
 from scorehouse.orchestration.results import jsonable
 from scorehouse.settings import Settings
+from scorehouse.storage.location import table_uri
 from scorehouse.storage.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,6 @@ STEP_RUNS = StructType(
 
 def canonical(inputs: Mapping[str, Any]) -> str:
     return json.dumps(jsonable(inputs), sort_keys=True, separators=(",", ":"))
-
-
-def table_uri(settings: Settings, table: str) -> str:
-    """Where Warehouse.from_settings keeps `table` (no SparkSession needed)."""
-    root = str(settings.warehouse).removeprefix("file://")
-    return str(Path(root).expanduser().resolve() / table)
 
 
 def exists(settings: Settings, table: str) -> bool:

@@ -24,6 +24,7 @@ from scorehouse.errors import ValidationError
 from scorehouse.settings import Settings
 from scorehouse.storage import compaction, staging
 from scorehouse.storage.commit import StagedWrite, commit, commit_lock
+from scorehouse.storage.location import warehouse_root
 from scorehouse.storage.partitions import (
     Partitions,
     parse_partition_value,
@@ -40,12 +41,7 @@ class Warehouse:
 
     def __init__(self, spark: SparkSession, root: str | Path) -> None:
         self.spark = spark
-        text = str(root)
-        if text.startswith("file://"):
-            text = text[len("file://") :]
-        if "://" in text:
-            raise ValueError(f"warehouse root {root!r}: only local paths are supported")
-        self.root = Path(text).expanduser().resolve()
+        self.root = warehouse_root(root)
 
     @classmethod
     def from_settings(cls, spark: SparkSession, settings: Settings) -> Warehouse:
