@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import IO
 
+from pyspark import SparkConf, SparkContext
+from pyspark.java_gateway import launch_gateway
 from pyspark.sql import SparkSession
 
 from scorehouse.paths import SPARK_CONF_DIR
@@ -14,6 +20,14 @@ from scorehouse.settings import Settings
 
 LOG4J_FILE = "log4j2.properties"
 DRIVER_OPTIONS = "spark.driver.extraJavaOptions"
+# What every JVM start prints on its own: Spark's launcher always adds the incubating
+# vector module (JavaModuleOptions), and no JVM flag silences the notice.
+JVM_NOTICES = frozenset({"WARNING: Using incubator modules: jdk.incubator.vector"})
+
+
+def is_jvm_notice(line: str) -> bool:
+    """True for a line of JVM_NOTICES (dropped from the console and the job logs)."""
+    return line.strip() in JVM_NOTICES
 
 
 def profile_path(profile: str, conf_dir: Path | None = None) -> Path:
@@ -73,8 +87,10 @@ def get_spark(settings: Settings, app_name: str = "scorehouse") -> SparkSession:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("TZ", "UTC")
-    builder = SparkSession.builder.appName(app_name)
     submitted = _under_spark_submit()
+    if not submitted and not _driver_jvm_running():
+        _start_driver(app_name, conf)
+    builder = SparkSession.builder.appName(app_name)
     for key, value in conf.items():
         if submitted and key == "spark.master":
             continue
@@ -83,6 +99,33 @@ def get_spark(settings: Settings, app_name: str = "scorehouse") -> SparkSession:
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     _quiet_unconfigured(spark, settings)
     return spark
+
+
+def _start_driver(app_name: str, conf: dict[str, str]) -> None:
+    """Start the driver JVM with its stderr relayed to ours, minus JVM_NOTICES, and its
+    SparkContext; the session builder then finds that context."""
+    spark_conf = SparkConf().setAppName(app_name).setAll(list(conf.items()))
+    gateway = launch_gateway(spark_conf, popen_kwargs={"stderr": subprocess.PIPE})
+    relay = threading.Thread(
+        target=_relay, args=(gateway.proc.stderr,), name="spark-jvm-stderr", daemon=True
+    )
+    relay.start()
+    SparkContext(conf=spark_conf, gateway=gateway)
+
+
+def _relay(stream: IO[bytes]) -> None:
+    # Onto fd 2, where the JVM would have written; reading on whatever happens, since a
+    # JVM whose stderr pipe fills up blocks.
+    for line in iter(stream.readline, b""):
+        if not is_jvm_notice(line.decode(errors="replace")):
+            with contextlib.suppress(OSError):
+                os.write(2, line)
+
+
+def _driver_jvm_running() -> bool:
+    # pyspark keeps one JVM per process, reused by every later SparkContext; it has no
+    # public accessor (test_spark_session pins this attribute).
+    return SparkContext._gateway is not None
 
 
 def _quiet_unconfigured(spark: SparkSession, settings: Settings) -> None:

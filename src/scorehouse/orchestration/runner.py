@@ -25,7 +25,13 @@ from scorehouse.errors import ScorehouseError
 from scorehouse.orchestration.results import read_result
 from scorehouse.paths import REPO_ROOT
 from scorehouse.settings import Settings
-from scorehouse.spark import DRIVER_OPTIONS, driver_java_options, profile_path, read_profile
+from scorehouse.spark import (
+    DRIVER_OPTIONS,
+    driver_java_options,
+    is_jvm_notice,
+    profile_path,
+    read_profile,
+)
 
 KILL_GRACE_S = 10.0
 
@@ -168,6 +174,8 @@ def _submit(
         assert process.stdout is not None
         for line in process.stdout:
             line = line.rstrip("\n")
+            if is_jvm_notice(line):
+                continue
             tail.append(line)
             del tail[:-20]
             logger.info("[%s] %s", job, line)
