@@ -232,11 +232,13 @@ def experiment(ctx: typer.Context, as_json: Json = False) -> None:
 
 
 def _print_standing(s: Standing, min_rows: int, alpha: float) -> None:
+    from scorehouse.serving.keys import ARMS
+
     champions = ",".join(f"v{v}" for v in s.champion_versions)
     print(f"experiment {s.experiment}: challenger v{s.challenger_version} vs champion {champions}")
     print(f"  matured nights {s.days} ({s.first_ds} to {s.last_ds})")
     print(f"  {'arm':<11} {'rows':>9} {'pos rate':>9} {'AUC':>7}")
-    for arm in ("champion", "challenger"):
+    for arm in ARMS:
         auc = s.roc_auc[arm]
         auc_text = "-" if auc is None else f"{auc:.4f}"
         print(f"  {arm:<11} {s.rows[arm]:>9} {s.positive_rate[arm]:>9.4f} {auc_text:>7}")

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from scorehouse.serving.keys import ARM_SLOTS
+
 
 @dataclass(frozen=True)
 class Experiment:
@@ -40,7 +42,7 @@ class Experiment:
 
 
 # Stored with the experiment, so a reader of the metadata alone knows how to compute an arm.
-RULE = "crc32(utf-8 '<experiment>:<id>') mod 10000 < experiment_slots: challenger"
+RULE = f"crc32(utf-8 '<experiment>:<id>') mod {ARM_SLOTS} < experiment_slots: challenger"
 
 
 @dataclass(frozen=True)
