@@ -1,34 +1,36 @@
 """The local stack behind `scorehouse up`, `scorehouse deploy` and `scorehouse down`.
 
-`up` starts Redis (scorehouse.localstack), the Prefect server and the MLflow server;
-`deploy` creates the work pool, registers the deployments of prefect.yaml and starts a
-worker. Every process runs in the background in its own session (so `down` can stop
-it and whatever it spawned through one process group), with its PID file and log
-under `<home>/stack/`. Each start waits until the process answers its health check.
-
-`down` waits until its processes have exited and their ports are free; while it runs, a
-`<name>.stopping` file lists the processes it ends, so an `up` meanwhile waits for them
-instead of taking the port of a server that is shutting down for someone else's.
+`up` starts Redis (scorehouse.localstack) and a supervisord for the stack that runs the
+Prefect server and the MLflow server; `deploy` creates the work pools, registers the
+deployments of prefect.yaml and adds one Prefect worker per pool to that supervisord.
+Its configuration, socket and the programs' logs live in `<home>/stack/`, so
+`supervisorctl -c <home>/stack/supervisord.conf status` shows the stack. Each start waits
+until the program answers its health check; supervisord restarts a program that crashes.
+`down` shuts supervisord down (it stops each program's process group) and then ends what
+the programs spawned in sessions of their own, such as a worker's flow runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import signal
+import shlex
 import subprocess
 import sys
 import time
+import xmlrpc.client
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlparse
 
 import httpx
 import psutil
 import yaml
+from supervisor.xmlrpc import Faults, SupervisorTransport
 
 from scorehouse import localstack, ports
 from scorehouse.localstack import LocalStackError
@@ -36,6 +38,12 @@ from scorehouse.paths import REPO_ROOT
 from scorehouse.settings import Settings
 
 PREFECT_FILE = REPO_ROOT / "prefect.yaml"
+STOP_WAIT_S = 30  # SIGTERM to a program's group, then SIGKILL after this many seconds
+# Runs a program with exactly the environment in a JSON file: supervisord merges its own
+# environment into a program's, and its `environment=` option cannot quote every value.
+EXEC_WITH_ENV = (
+    "import json, os, sys; os.execve(sys.argv[2], sys.argv[2:], json.load(open(sys.argv[1])))"
+)
 
 
 @dataclass(frozen=True)
@@ -43,180 +51,230 @@ class Status:
     """What `up`/`deploy`/`down` did to one service."""
 
     name: str
-    state: str  # "started", "already running", "stopped", "not running"
+    state: str  # "started", "already running", "stopped", "not running", "registered"
     url: str = ""
     pid: int | None = None
     log: Path | None = None
 
 
 @dataclass(frozen=True)
-class Service:
-    """One background process: its command, environment, PID file, log and health check."""
+class Program:
+    """One program of the stack's supervisord: its command, environment and health check."""
 
     name: str
     argv: list[str]
-    state_dir: Path
     url: str
-    health: Callable[[], bool]
-    env: Mapping[str, str] | None = None
+    # Whether it answers, given when its process started: a worker counts only on
+    # heartbeats newer than that.
+    health: Callable[[datetime], bool]
+    env: Mapping[str, str] | None = None  # None: supervisord's own environment
     cwd: Path | None = None
-    # A word that must appear in the process's command line before we signal the PID
-    # in the file: after a reboot that PID may belong to someone else.
-    marker: str = ""
     port: int | None = None  # the port it listens on (None: a worker, which listens on none)
     host: str = "127.0.0.1"
+    priority: int = 100  # supervisord stops the highest first: workers before servers
 
-    @property
-    def pid_path(self) -> Path:
-        return self.state_dir / f"{self.name}.pid"
 
-    @property
-    def log_path(self) -> Path:
-        return self.state_dir / f"{self.name}.log"
+class Supervisor:
+    """The stack's supervisord: its configuration, socket and logs in one directory."""
 
-    @property
-    def stopping_path(self) -> Path:
-        return self.state_dir / f"{self.name}.stopping"
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.conf_path = directory / "supervisord.conf"
+        self.socket_path = directory / "supervisor.sock"
 
-    def pid(self) -> int | None:
-        """The PID from the PID file when that process is alive and ours, else None."""
+    def log_path(self, name: str) -> Path:
+        return self.directory / f"{name}.log"
+
+    def env_path(self, name: str) -> Path:
+        return self.directory / f"{name}.env.json"
+
+    def _rpc(self) -> Any:
+        transport = SupervisorTransport(None, None, f"unix://{self.socket_path}")
+        return xmlrpc.client.ServerProxy("http://localhost", transport=transport).supervisor
+
+    def _state(self) -> str | None:
+        """supervisord's state (RUNNING, SHUTDOWN), None when nothing answers on the socket."""
         try:
-            pid = int(self.pid_path.read_text().strip())
-            process = psutil.Process(pid)
-            if not _alive(process):
-                return None
-            cmdline = " ".join(process.cmdline())
-        except (FileNotFoundError, ValueError, psutil.NoSuchProcess):
+            return str(self._rpc().getState()["statename"])
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode == Faults.SHUTDOWN_STATE:
+                return "SHUTDOWN"
+            raise
+        except OSError:
             return None
-        except psutil.AccessDenied:
-            return None  # another user's process now holds that PID
-        return pid if self.marker in cmdline else None
 
-    def start(self, timeout_s: float) -> Status:
-        """Start the process unless it runs already; wait until its health check passes."""
-        self._await_release(timeout_s)
-        pid = self.pid()
-        if pid is not None:
-            _wait_until(self.health, timeout_s, self._not_answering)
-            return Status(self.name, "already running", self.url, pid, self.log_path)
-        self._refuse_foreign()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            process = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=dict(self.env) if self.env is not None else None,
-                cwd=self.cwd,
-                start_new_session=True,
-            )
-        self.pid_path.write_text(f"{process.pid}\n")
+    def running(self, timeout_s: float = 120.0) -> bool:
+        """Whether supervisord runs; a shutdown under way (a `down` elsewhere) is waited out,
+        so its programs are neither reported as running nor their ports as taken."""
+        _wait_until(
+            lambda: self._state() != "SHUTDOWN",
+            timeout_s,
+            lambda: f"supervisord of {self.conf_path} is still shutting down",
+        )
+        return self._state() == "RUNNING"
+
+    def launch(self, programs: list[Program], timeout_s: float) -> None:
+        """Write the configuration and start supervisord (it daemonizes) unless it runs."""
+        if self.running(timeout_s):
+            return
+        self.write(programs)
+        done = subprocess.run(
+            [bin_path("supervisord"), "-c", str(self.conf_path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+        if done.returncode != 0:
+            raise LocalStackError(f"supervisord did not start:\n{done.stdout}{done.stderr}")
+        _wait_until(
+            lambda: self._state() == "RUNNING",
+            timeout_s,
+            lambda: (
+                f"supervisord did not answer on {self.socket_path}; see "
+                f"{self.log_path('supervisord')}:\n{_tail(self.log_path('supervisord'))}"
+            ),
+        )
+
+    def write(self, programs: list[Program]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        sections = [self._header(), *(self._section(p) for p in programs)]
+        self.conf_path.write_text("\n".join(sections))
+
+    def _header(self) -> str:
+        return f"""\
+; Written by `scorehouse up` and `scorehouse deploy` from the settings.
+[supervisord]
+logfile={_conf(self.log_path("supervisord"))}
+pidfile={_conf(self.directory / "supervisord.pid")}
+childlogdir={_conf(self.directory)}
+
+[unix_http_server]
+file={_conf(self.socket_path)}
+chmod=0700
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://{_conf(self.socket_path)}
+"""
+
+    def _section(self, program: Program) -> str:
+        argv = program.argv
+        if program.env is not None:
+            argv = [sys.executable, "-c", EXEC_WITH_ENV, str(self.env_path(program.name)), *argv]
+        options = {
+            "command": shlex.join(argv),
+            "directory": program.cwd or self.directory,
+            "priority": program.priority,
+            "autostart": "false",  # `up` and `deploy` start it, after their checks
+            "autorestart": "true",  # a crashed server comes back
+            "startsecs": 3,  # one that exits sooner failed to start: retried 3 times
+            "stopasgroup": "true",  # the MLflow server's uvicorn worker, a shell's child
+            "killasgroup": "true",
+            "stopwaitsecs": STOP_WAIT_S,
+            "redirect_stderr": "true",
+            "stdout_logfile": self.log_path(program.name),
+            "stdout_logfile_maxbytes": "50MB",
+        }
+        lines = [f"{key}={_conf(value)}" for key, value in options.items()]
+        return "\n".join([f"[program:{program.name}]", *lines, ""])
+
+    def update(self, programs: list[Program]) -> None:
+        """Rewrite the configuration and apply it to the running supervisord, as
+        `supervisorctl update` does: new programs added, changed or dropped ones stopped."""
+        self.write(programs)
+        rpc = self._rpc()
+        [[added, changed, removed]] = rpc.reloadConfig()
+        for name in changed + removed:
+            rpc.stopProcessGroup(name)
+            rpc.removeProcessGroup(name)
+        for name in added + changed:
+            rpc.addProcessGroup(name)
+
+    def info(self, name: str) -> dict[str, Any]:
+        return dict(self._rpc().getProcessInfo(name))
+
+    def start(self, program: Program, timeout_s: float) -> Status:
+        """Start the program unless it runs already; wait until its health check passes."""
+        log = self.log_path(program.name)
+        info = self.info(program.name)
+        if info["statename"] in ("STARTING", "RUNNING"):
+            since = datetime.fromtimestamp(info["start"], UTC)
+            _wait_until(lambda: program.health(since), timeout_s, lambda: _silent(program, log))
+            return Status(program.name, "already running", program.url, info["pid"], log)
+        _refuse_foreign(program)
+        if program.env is not None:
+            _write_private(self.env_path(program.name), json.dumps(dict(program.env)))
+        since = datetime.now(UTC)
+        try:
+            self._rpc().startProcess(program.name, True)
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode not in (Faults.ABNORMAL_TERMINATION, Faults.SPAWN_ERROR):
+                raise
+            self._exited(program)
+        pid = self.info(program.name)["pid"]
 
         def ready() -> bool:
-            if process.poll() is not None:
-                raise LocalStackError(
-                    f"{self.name} exited with code {process.returncode} while starting; "
-                    f"see {self.log_path}:\n{_tail(self.log_path)}"
-                )
-            return self.health()
+            if self.info(program.name)["pid"] != pid:
+                self._exited(program)
+            return program.health(since)
 
         try:
-            _wait_until(ready, timeout_s, self._not_answering)
+            _wait_until(ready, timeout_s, lambda: _silent(program, log))
         except BaseException:
-            self.stop()
+            self.stop(program.name)
             raise
-        return Status(self.name, "started", self.url, process.pid, self.log_path)
+        return Status(program.name, "started", program.url, pid, log)
 
-    def stop(self, timeout_s: float = 30.0) -> Status:
-        """SIGTERM the process, its group and its descendants; SIGKILL what is left after
-        `timeout_s`; return once they have exited and the port is free."""
-        pid = self.pid()
-        if pid is None:
-            self.pid_path.unlink(missing_ok=True)
-            return Status(self.name, "not running")
-        # Descendants too: a worker starts each flow run in a session of its own, which a
-        # signal to the worker's group would miss (and the run's Spark JVM with it).
-        family = _family(pid)
-        # PID and start time: a PID alone may be reused after a reboot.
-        record = "".join(f"{p.pid} {p.create_time()}\n" for p in family)
-        self.stopping_path.write_text(record)
-        alive = _end(pid, family, timeout_s)
-        _remove_if(self.pid_path, f"{pid}\n")
-        if not alive:
-            self._await_port_free(timeout_s)
-            _remove_if(self.stopping_path, record)
-        return Status(self.name, "stopped", self.url, pid, self.log_path)
+    def _exited(self, program: Program) -> NoReturn:
+        self.stop(program.name)  # supervisord would retry it
+        log = self.log_path(program.name)
+        raise LocalStackError(f"{program.name} exited while starting; see {log}:\n{_tail(log)}")
 
-    def _await_release(self, timeout_s: float) -> None:
-        """Wait while the processes of a `stop` under way (its .stopping file) still live."""
+    def stop(self, name: str) -> None:
+        with contextlib.suppress(xmlrpc.client.Fault):
+            self._rpc().stopProcess(name, True)
+
+    def down(self) -> dict[str, int | None]:
+        """Shut supervisord down, then end what its programs spawned in sessions of their
+        own (a signal to a program's group misses them, a flow run's Spark JVM among them).
+        Each program with the PID it had; None: it was not running."""
+        if not self.running():
+            return {}
+        rpc = self._rpc()
+        supervisord = psutil.Process(rpc.getPID())
+        programs = rpc.getAllProcessInfo()
+        family: list[psutil.Process] = []
+        for info in programs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if info["pid"]:
+                    family += psutil.Process(info["pid"]).children(recursive=True)
+        rpc.shutdown()
+        # supervisord stops its programs one group after the other before it exits.
+        wait_s = STOP_WAIT_S * (len(programs) + 1)
         try:
-            lines = self.stopping_path.read_text().splitlines()
-        except FileNotFoundError:
-            return
-        family = [tuple(line.split()) for line in lines if len(line.split()) == 2]
-
-        def exited() -> bool:
-            return not [p for p, at in family if _same_process_lives(int(p), float(at))]
-
-        _wait_until(
-            exited,
-            timeout_s,
-            lambda: f"{self.name}: processes {[p for p, _ in family]} of its last run still live",
-        )
-        self.stopping_path.unlink(missing_ok=True)
-
-    def _await_port_free(self, timeout_s: float) -> None:
-        if self.port is None:
-            return
-        deadline = time.monotonic() + timeout_s
-        while ports.port_busy(self.host, self.port) and time.monotonic() < deadline:
-            time.sleep(0.1)
-
-    def _refuse_foreign(self) -> None:
-        """A port another program holds is an error that names that program."""
-        if self.port is not None and ports.port_busy(self.host, self.port):
-            holders = sorted(ports.listeners(self.port))
-            who = ", ".join(ports.describe(p) for p in holders) or "a process of another user"
+            supervisord.wait(wait_s)
+        except psutil.TimeoutExpired as exc:
             raise LocalStackError(
-                f"{self.name}: port {self.port} on {self.host} is held by another program "
-                f"({who}); stop it or choose another port in the `stack` settings"
-            )
-        if self.health():
-            raise LocalStackError(
-                f"{self.name}: something that scorehouse did not start already answers at "
-                f"{self.url}; stop it or choose another port in the `stack` settings"
-            )
-
-    def _not_answering(self) -> str:
-        return f"{self.name} did not answer at {self.url}; see {self.log_path}:\n{_tail(self.log_path)}"
+                f"supervisord (pid {supervisord.pid}) still runs after {wait_s}s; see "
+                f"{self.log_path('supervisord')}"
+            ) from exc
+        _end(family)
+        return {info["name"]: info["pid"] or None for info in programs}
 
 
-def _family(pid: int) -> list[psutil.Process]:
-    """The process and every live descendant (children first)."""
-    try:
-        process = psutil.Process(pid)
-        return [process, *process.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _end(pid: int, family: list[psutil.Process], timeout_s: float) -> list[psutil.Process]:
-    """SIGTERM `pid`'s group and `family`, then SIGKILL what still lives after `timeout_s`;
-    what still lives after that (waited for, so our own children are reaped)."""
-    alive = family
-    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
-        # The process leads its own session (start_new_session): its PID is the group id.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)
-        for member in alive:
-            with contextlib.suppress(psutil.Error):
-                member.send_signal(sig)
-        _, alive = psutil.wait_procs(alive, timeout=wait_s)
-        alive = [p for p in alive if _alive(p)]
-        if not alive:
-            break
-    return alive
+def _end(processes: list[psutil.Process]) -> None:
+    """SIGTERM the processes that still live, SIGKILL those alive `STOP_WAIT_S` later."""
+    alive = [p for p in processes if _alive(p)]
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, alive = psutil.wait_procs(alive, timeout=STOP_WAIT_S)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
 
 
 def _alive(process: psutil.Process) -> bool:
@@ -227,19 +285,40 @@ def _alive(process: psutil.Process) -> bool:
         return False
 
 
-def _same_process_lives(pid: int, started: float) -> bool:
-    try:
-        process = psutil.Process(pid)
-        return _alive(process) and process.create_time() == started
-    except psutil.NoSuchProcess:
-        return False
+def _refuse_foreign(program: Program) -> None:
+    """A port another program holds is an error that names that program."""
+    if program.port is not None and ports.port_busy(program.host, program.port):
+        holders = sorted(ports.listeners(program.port))
+        who = ", ".join(ports.describe(p) for p in holders) or "a process of another user"
+        raise LocalStackError(
+            f"{program.name}: port {program.port} on {program.host} is held by another program "
+            f"({who}); stop it or choose another port in the `stack` settings"
+        )
+    if program.health(datetime.now(UTC)):
+        raise LocalStackError(
+            f"{program.name}: something that scorehouse did not start already answers at "
+            f"{program.url}; stop it or choose another port in the `stack` settings"
+        )
 
 
-def _remove_if(path: Path, content: str) -> None:
-    """Remove `path` if it still holds `content`: a `start` meanwhile may have rewritten it."""
-    with contextlib.suppress(FileNotFoundError):
-        if path.read_text() == content:
-            path.unlink()
+def _silent(program: Program, log: Path) -> str:
+    return f"{program.name} did not answer at {program.url}; see {log}:\n{_tail(log)}"
+
+
+def _conf(value: object) -> str:
+    """A value for supervisord's configuration, where `%(name)s` would be expanded."""
+    text = str(value)
+    if "\n" in text:
+        raise LocalStackError(f"a line break cannot go into supervisord's configuration: {text!r}")
+    return text.replace("%", "%%")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read: an environment may hold secrets."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(text)
 
 
 def _wait_until(check: Callable[[], bool], timeout_s: float, why: Callable[[], str]) -> None:
@@ -270,6 +349,10 @@ def http_ok(url: str) -> bool:
 
 def state_dir(settings: Settings) -> Path:
     return Path(settings.home).resolve() / "stack"
+
+
+def supervisor(settings: Settings) -> Supervisor:
+    return Supervisor(state_dir(settings))
 
 
 def prefect_url(settings: Settings) -> str:
@@ -307,34 +390,28 @@ def prefect_env(settings: Settings, base: Mapping[str, str] | None = None) -> di
     return env
 
 
-def _bin(name: str) -> str:
-    """A console script of this virtualenv (prefect, mlflow), next to the running Python."""
+def bin_path(name: str) -> str:
+    """A console script of this virtualenv (prefect, mlflow, supervisord), next to the running Python."""
     path = Path(sys.executable).parent / name
     if not path.exists():
         raise LocalStackError(f"{path} is missing: install the project (`make setup`)")
     return str(path)
 
 
-def prefect_server(settings: Settings) -> Service:
-    return Service(
+def prefect_server(settings: Settings) -> Program:
+    health = f"{prefect_api_url(settings)}/health"
+    return Program(
         name="prefect-server",
         argv=[
-            _bin("prefect"),
-            "server",
-            "start",
-            "--host",
-            settings.stack.host,
-            "--port",
-            str(settings.stack.prefect_port),
-            "--analytics-off",
+            *(bin_path("prefect"), "server", "start", "--host", settings.stack.host),
+            *("--port", str(settings.stack.prefect_port), "--analytics-off"),
         ],
         env=prefect_env(settings),
-        state_dir=state_dir(settings),
         url=prefect_url(settings),
-        health=lambda: http_ok(f"{prefect_api_url(settings)}/health"),
-        marker="prefect",
+        health=lambda _: http_ok(health),
         port=settings.stack.prefect_port,
         host=settings.stack.host,
+        priority=100,
     )
 
 
@@ -349,35 +426,30 @@ def mlflow_backend_uri(settings: Settings) -> str:
     return uri
 
 
-def mlflow_server(settings: Settings) -> Service:
+def mlflow_server(settings: Settings) -> Program:
     artifacts = settings.mlflow.artifact_location.resolve()
     env = dict(os.environ)
     # The job runner is unused here and triples the server's memory (about 1.9 GB vs 0.5 GB).
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    return Service(
+    health = f"{mlflow_url(settings)}/health"
+    return Program(
         name="mlflow-server",
         argv=[
-            _bin("mlflow"),
-            "server",
-            "--backend-store-uri",
-            mlflow_backend_uri(settings),
-            "--default-artifact-root",
-            artifacts.as_uri(),
-            "--host",
-            settings.stack.host,
-            "--port",
-            str(settings.stack.mlflow_port),
-            "--workers",
-            "1",
+            *(bin_path("mlflow"), "server", "--backend-store-uri", mlflow_backend_uri(settings)),
+            *("--default-artifact-root", artifacts.as_uri(), "--host", settings.stack.host),
+            *("--port", str(settings.stack.mlflow_port), "--workers", "1"),
         ],
         env=env,
-        state_dir=state_dir(settings),
         url=mlflow_url(settings),
-        health=lambda: http_ok(f"{mlflow_url(settings)}/health"),
-        marker="mlflow",
+        health=lambda _: http_ok(health),
         port=settings.stack.mlflow_port,
         host=settings.stack.host,
+        priority=200,
     )
+
+
+def servers(settings: Settings) -> list[Program]:
+    return [prefect_server(settings), mlflow_server(settings)]
 
 
 def _redis_port(settings: Settings) -> int:
@@ -393,23 +465,31 @@ def _redis_dir(settings: Settings) -> Path:
 
 
 def up(settings: Settings) -> list[Status]:
-    """Start Redis, the Prefect server and the MLflow server, or report them running."""
+    """Start Redis, then supervisord with the Prefect and MLflow servers, or report them running."""
     timeout = settings.stack.startup_timeout_s
     redis = localstack.RedisServer(_redis_dir(settings), port=_redis_port(settings))
     redis_state = "already running" if redis.ping() else "started"
     # localstack.up reuses a server that answers (the demo's, say) and starts one otherwise.
     redis = localstack.up(_redis_dir(settings), _redis_port(settings))
     statuses = [Status("redis-server", redis_state, redis.url, redis.pid, redis.log_path)]
-    statuses.append(prefect_server(settings).start(timeout))
-    statuses.append(mlflow_server(settings).start(timeout))
-    return statuses
+    programs = servers(settings)
+    stack = supervisor(settings)
+    stack.launch(programs, timeout)
+    return statuses + [stack.start(program, timeout) for program in programs]
 
 
 def down(settings: Settings) -> list[Status]:
-    """Stop the worker(s), the servers and Redis that `up`/`deploy` started (by PID file)."""
-    statuses = [worker(settings, pool).stop() for pool in _worker_pools(settings)]
-    statuses.append(mlflow_server(settings).stop())
-    statuses.append(prefect_server(settings).stop())
+    """Stop the worker(s) and servers (supervisord with them) and Redis that `up`/`deploy` started."""
+    stack = supervisor(settings)
+    stopped = stack.down()
+    prefix = "prefect-worker-"
+    pools = sorted(name.removeprefix(prefix) for name in stopped if name.startswith(prefix))
+    statuses = [
+        Status(p.name, "stopped", p.url, pid, stack.log_path(p.name))
+        if (pid := stopped.get(p.name))
+        else Status(p.name, "not running")
+        for p in [*(worker(settings, pool) for pool in pools), *reversed(servers(settings))]
+    ]
     redis = localstack.RedisServer(_redis_dir(settings), port=_redis_port(settings))
     pid = redis._read_pid()
     alive = pid is not None and localstack.pid_alive(pid)
@@ -445,13 +525,6 @@ def work_pools(path: Path = PREFECT_FILE) -> list[str]:
     return pools
 
 
-def _worker_pools(settings: Settings) -> list[str]:
-    """Pools with a worker PID file (what `deploy` started), whatever prefect.yaml says now."""
-    directory = state_dir(settings)
-    prefix, suffix = "prefect-worker-", ".pid"
-    return sorted(p.name[len(prefix) : -len(suffix)] for p in directory.glob(f"{prefix}*{suffix}"))
-
-
 def worker_name(pool: str) -> str:
     return f"scorehouse-{pool}"
 
@@ -471,38 +544,35 @@ def worker_online(workers: list[dict[str, Any]], name: str, since: datetime) -> 
     )
 
 
-def worker(settings: Settings, pool: str, env: Mapping[str, str] | None = None) -> Service:
+def worker(settings: Settings, pool: str, env: Mapping[str, str] | None = None) -> Program:
     api = prefect_api_url(settings)
 
-    def online() -> bool:
-        try:  # the PID file is written as the process starts: its heartbeats come later
-            since = datetime.fromtimestamp(service.pid_path.stat().st_mtime).astimezone()
+    def online(since: datetime) -> bool:
+        try:
             response = httpx.post(f"{api}/work_pools/{pool}/workers/filter", json={}, timeout=2.0)
-        except (FileNotFoundError, httpx.HTTPError):
+        except httpx.HTTPError:
             return False
         return response.status_code == 200 and worker_online(
             response.json(), worker_name(pool), since
         )
 
-    service = Service(
+    return Program(
         name=f"prefect-worker-{pool}",
         argv=[
-            *(_bin("prefect"), "worker", "start", "--pool", pool, "--type", "process"),
+            *(bin_path("prefect"), "worker", "start", "--pool", pool, "--type", "process"),
             *("--name", worker_name(pool)),
         ],
         env=prefect_env(settings, env),
         cwd=REPO_ROOT,
-        state_dir=state_dir(settings),
         url=f"{prefect_url(settings)}/work-pools/work-pool/{pool}",
         health=online,
-        marker="prefect",
+        priority=300,
     )
-    return service
 
 
 def _prefect(settings: Settings, *args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [_bin("prefect"), "--no-prompt", *args],
+        [bin_path("prefect"), "--no-prompt", *args],
         env=prefect_env(settings),
         cwd=REPO_ROOT,
         capture_output=True,
@@ -511,23 +581,9 @@ def _prefect(settings: Settings, *args: str, timeout_s: float) -> subprocess.Com
     )
 
 
-def deploy(
-    settings: Settings,
-    *,
-    prefect_file: Path = PREFECT_FILE,
-    worker_env: Mapping[str, str] | None = None,
-) -> list[Status]:
-    """Create the work pools, register prefect.yaml's deployments, start one worker per pool.
-
-    `worker_env` is the environment the flow runs inherit (default: this process's).
-    """
+def _register(settings: Settings, prefect_file: Path, timeout: float) -> list[Status]:
+    """Create the missing work pools and register prefect.yaml's deployments."""
     api = prefect_api_url(settings)
-    if not http_ok(f"{api}/health"):
-        raise LocalStackError(
-            f"no Prefect server answers at {prefect_url(settings)}: run `scorehouse up` first"
-        )
-    timeout = settings.stack.startup_timeout_s
-    statuses: list[Status] = []
     for pool in work_pools(prefect_file):
         if httpx.get(f"{api}/work_pools/{pool}", timeout=5.0).status_code == 404:
             done = _prefect(
@@ -553,12 +609,35 @@ def deploy(
         d["name"]: d["id"]
         for d in httpx.post(f"{api}/deployments/filter", json={}, timeout=10.0).json()
     }
+    statuses: list[Status] = []
     for deployment in read_prefect_file(prefect_file)["deployments"]:
         name = deployment["name"]
         if name not in registered:
             raise LocalStackError(f"deployment {name} is not on the server after `prefect deploy`")
         url = f"{prefect_url(settings)}/deployments/deployment/{registered[name]}"
         statuses.append(Status(f"deployment {name}", "registered", url))
-    for pool in work_pools(prefect_file):
-        statuses.append(worker(settings, pool, worker_env).start(timeout))
     return statuses
+
+
+def deploy(
+    settings: Settings,
+    *,
+    prefect_file: Path = PREFECT_FILE,
+    worker_env: Mapping[str, str] | None = None,
+) -> list[Status]:
+    """Create the work pools, register prefect.yaml's deployments, run one worker per pool
+    under the supervisord of `up`.
+
+    `worker_env` is the environment the flow runs inherit (default: this process's).
+    """
+    stack = supervisor(settings)
+    if not http_ok(f"{prefect_api_url(settings)}/health") or not stack.running():
+        raise LocalStackError(
+            f"no Prefect server of `scorehouse up` answers at {prefect_url(settings)}: "
+            "run `scorehouse up` first"
+        )
+    timeout = settings.stack.startup_timeout_s
+    statuses = _register(settings, prefect_file, timeout)
+    workers = [worker(settings, pool, worker_env) for pool in work_pools(prefect_file)]
+    stack.update([*servers(settings), *workers])
+    return statuses + [stack.start(w, timeout) for w in workers]

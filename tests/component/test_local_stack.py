@@ -1,4 +1,5 @@
-"""scorehouse.stack's background processes: PID files, health waits, idempotent start, group stop.
+"""scorehouse.stack under a real supervisord: idempotent start, health waits, restart after a
+crash, group stop on `down`, errors that name what is in the way.
 
 Real processes (a Python HTTP server on a free loopback port) stand in for the servers;
 one test restarts a worker against a real Prefect server, and the whole stack (MLflow too)
@@ -7,15 +8,20 @@ runs in tests/e2e/test_prefect_deployments.py.
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
+import subprocess
 import sys
-import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from scorehouse import localstack, ports, stack
@@ -23,19 +29,99 @@ from scorehouse.localstack import LocalStackError
 from scorehouse.settings import load_settings
 
 
-def _http_server(
-    directory: Path, port: int, argv_prefix: tuple[str, ...] = (), *, with_port: bool = False
-) -> stack.Service:
+@pytest.fixture
+def supervisor(tmp_path: Path) -> Iterator[stack.Supervisor]:
+    """The stack's supervisord in a temp directory, shut down afterwards whatever happened."""
+    supervisor = stack.Supervisor(tmp_path / "stack")
+    try:
+        yield supervisor
+    finally:
+        supervisor.down()
+
+
+def _http_server(port: int, *argv_prefix: str, name: str = "web") -> stack.Program:
     url = f"http://127.0.0.1:{port}"
-    return stack.Service(
-        name="web",
+    return stack.Program(
+        name=name,
         argv=[*argv_prefix, sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-        state_dir=directory,
         url=url,
-        health=lambda: stack.http_ok(url),
-        marker="http.server",
-        port=port if with_port else None,
+        health=lambda _: stack.http_ok(url),
+        port=port,
     )
+
+
+def _children(pid: int) -> list[int]:
+    return [p.pid for p in psutil.Process(pid).children()]
+
+
+def _wait_for(check: Callable[[], bool], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def test_start_is_idempotent_and_down_ends_the_process_group(
+    supervisor: stack.Supervisor,
+) -> None:
+    # The shell stays the group leader and the server is its child: down must end both.
+    web = _http_server(localstack.free_port(), "sh", "-c", 'exec "$@" & wait', "sh")
+    supervisor.launch([web], timeout_s=60)
+    started = supervisor.start(web, timeout_s=60)
+    assert (started.name, started.state, started.url) == ("web", "started", web.url)
+    assert started.log == supervisor.log_path("web")
+    (child,) = _children(started.pid)  # type: ignore[arg-type]
+
+    supervisor.launch([web], timeout_s=60)  # `up` again: supervisord runs already
+    again = supervisor.start(web, timeout_s=60)
+    assert (again.state, again.pid) == ("already running", started.pid)
+    status = subprocess.run(
+        [Path(sys.executable).parent / "supervisorctl", "-c", supervisor.conf_path, "status"],
+        capture_output=True,
+        text=True,
+    )
+    assert status.stdout.split()[:4] == ["web", "RUNNING", "pid", f"{started.pid},"]
+
+    assert supervisor.down() == {"web": started.pid}
+    assert not localstack.pid_alive(started.pid)  # type: ignore[arg-type]
+    assert not localstack.pid_alive(child)
+    assert not web.health(datetime.now(UTC))
+    assert not ports.port_busy("127.0.0.1", web.port)  # type: ignore[arg-type]
+    assert supervisor.down() == {}
+
+
+def test_down_ends_a_descendant_in_a_session_of_its_own(supervisor: stack.Supervisor) -> None:
+    # Like a flow run that the Prefect worker starts with start_new_session.
+    new_session = (
+        sys.executable,
+        "-c",
+        "import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])",
+    )
+    web = _http_server(localstack.free_port(), "sh", "-c", '"$@" & wait', "sh", *new_session)
+    supervisor.launch([web], timeout_s=60)
+    started = supervisor.start(web, timeout_s=60)
+    (child,) = _children(started.pid)  # type: ignore[arg-type]
+    assert os.getsid(child) != os.getsid(started.pid)  # type: ignore[arg-type]
+
+    assert supervisor.down() == {"web": started.pid}
+    assert not localstack.pid_alive(started.pid)  # type: ignore[arg-type]
+    assert not localstack.pid_alive(child)
+    assert not web.health(datetime.now(UTC))
+
+
+def test_a_crashed_service_is_restarted_by_the_supervisor(supervisor: stack.Supervisor) -> None:
+    web = _http_server(localstack.free_port())
+    supervisor.launch([web], timeout_s=60)
+    started = supervisor.start(web, timeout_s=60)
+    os.kill(started.pid, signal.SIGKILL)  # type: ignore[arg-type]
+
+    def back() -> bool:
+        info = supervisor.info("web")
+        return info["statename"] == "RUNNING" and info["pid"] not in (0, started.pid)
+
+    _wait_for(back)
+    assert web.health(datetime.now(UTC))
+    assert supervisor.start(web, timeout_s=60).state == "already running"
 
 
 # An HTTP server that keeps serving for 2 s after SIGTERM, as a server finishing its
@@ -49,93 +135,102 @@ server.serve_forever()
 """
 
 
-def _slow_to_stop(directory: Path, port: int) -> stack.Service:
-    url = f"http://127.0.0.1:{port}"
-    return stack.Service(
+def test_down_returns_once_the_port_is_free(supervisor: stack.Supervisor, tmp_path: Path) -> None:
+    port = localstack.free_port()
+    script = tmp_path / "slow_to_stop.py"
+    script.write_text(SLOW_TO_STOP)
+    web = stack.Program(
         name="web",
-        argv=[sys.executable, "-c", SLOW_TO_STOP, str(port)],
-        state_dir=directory,
-        url=url,
-        health=lambda: stack.http_ok(url),
-        marker="http.server",
+        argv=[sys.executable, str(script), str(port)],
+        url=f"http://127.0.0.1:{port}",
+        health=lambda _: stack.http_ok(f"http://127.0.0.1:{port}"),
         port=port,
     )
+    supervisor.launch([web], timeout_s=60)
+    started = supervisor.start(web, timeout_s=60)
+    began = time.monotonic()
+    supervisor.down()
+    assert time.monotonic() - began >= 1.5  # it waited for the server to finish
+    assert not localstack.pid_alive(started.pid)  # type: ignore[arg-type]
+    assert not ports.port_busy("127.0.0.1", port)
 
 
-def test_start_is_idempotent_and_stop_ends_the_process_group(tmp_path: Path) -> None:
-    # The shell stays the group leader and the server is its child: stop must end both.
-    service = _http_server(tmp_path, localstack.free_port(), ("sh", "-c", 'exec "$@" & wait', "sh"))
-    started = service.start(timeout_s=60)
-    assert (started.name, started.state, started.url) == ("web", "started", service.url)
-    assert service.pid_path.read_text().strip() == str(started.pid)
-    children = Path(f"/proc/{started.pid}/task/{started.pid}/children").read_text().split()
-    assert len(children) == 1
-
-    again = service.start(timeout_s=60)
-    assert (again.state, again.pid) == ("already running", started.pid)
-
-    stopped = service.stop()
-    assert (stopped.state, stopped.pid) == ("stopped", started.pid)
-    assert not localstack.pid_alive(started.pid)
-    assert not localstack.pid_alive(int(children[0]))
-    assert not service.pid_path.exists()
-    assert not service.health()
-    assert service.stop().state == "not running"
+def test_a_port_held_by_another_program_is_an_error_that_names_it(
+    supervisor: stack.Supervisor,
+) -> None:
+    with socket.socket() as holder:  # listens but never answers HTTP
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        web = _http_server(port)
+        supervisor.launch([web], timeout_s=60)
+        began = time.monotonic()
+        with pytest.raises(LocalStackError) as err:
+            supervisor.start(web, timeout_s=60)
+    assert time.monotonic() - began < 10
+    message = str(err.value)
+    assert f"web: port {port} on 127.0.0.1 is held by another program (pid {os.getpid()}" in message
+    assert supervisor.info("web")["statename"] == "STOPPED"
 
 
-def test_stop_ends_a_descendant_in_a_session_of_its_own(tmp_path: Path) -> None:
-    # Like a flow run that the Prefect worker starts with start_new_session.
-    new_session = (
-        sys.executable,
-        "-c",
-        "import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])",
-    )
-    service = _http_server(
-        tmp_path, localstack.free_port(), ("sh", "-c", '"$@" & wait', "sh", *new_session)
-    )
-    started = service.start(timeout_s=60)
-    (child,) = Path(f"/proc/{started.pid}/task/{started.pid}/children").read_text().split()
-    assert os.getsid(int(child)) != os.getsid(started.pid)
-
-    assert service.stop().state == "stopped"
-    assert not localstack.pid_alive(started.pid)
-    assert not localstack.pid_alive(int(child))
-    assert not service.health()
-
-
-def test_a_port_answering_without_our_pid_file_is_an_error(tmp_path: Path) -> None:
+def test_something_answering_that_we_did_not_start_is_an_error(
+    supervisor: stack.Supervisor,
+) -> None:
     port = localstack.free_port()
-    ours = _http_server(tmp_path / "ours", port)
-    ours.start(timeout_s=60)
+    theirs = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        other = _http_server(tmp_path / "other", port)
+        # Without its port: the health check alone finds it.
+        ours = replace(_http_server(port), port=None)
+        _wait_for(lambda: ours.health(datetime.now(UTC)))
+        supervisor.launch([ours], timeout_s=60)
         with pytest.raises(LocalStackError, match=r"web: something that scorehouse did not start"):
-            other.start(timeout_s=5)
+            supervisor.start(ours, timeout_s=5)
     finally:
-        ours.stop()
+        theirs.terminate()
+        theirs.wait()
 
 
-def test_a_stale_or_foreign_pid_file_is_not_signalled(tmp_path: Path) -> None:
-    service = _http_server(tmp_path, localstack.free_port())
-    # This test process is alive but is not an http.server: its PID must not count as ours.
-    service.pid_path.write_text(f"{os.getpid()}\n")
-    assert service.pid() is None
-    assert service.stop().state == "not running"
-    assert not service.pid_path.exists()
-
-
-def test_a_process_that_exits_while_starting_reports_its_log(tmp_path: Path) -> None:
-    service = stack.Service(
+def test_a_service_that_exits_while_starting_reports_its_log(
+    supervisor: stack.Supervisor,
+) -> None:
+    broken = stack.Program(
         name="broken",
         argv=[sys.executable, "-c", "import sys; print('bad flag --nope'); sys.exit(3)"],
-        state_dir=tmp_path,
         url="http://127.0.0.1:9",
-        health=lambda: False,
-        marker="python",
+        health=lambda _: False,
+        env={"PATH": os.environ["PATH"]},
     )
-    with pytest.raises(LocalStackError, match=r"(?s)broken exited with code 3.*bad flag --nope"):
-        service.start(timeout_s=30)
-    assert not service.pid_path.exists()
+    supervisor.launch([broken], timeout_s=60)
+    with pytest.raises(
+        LocalStackError,
+        match=r"(?s)broken exited while starting; see .*broken.log:\nbad flag --nope",
+    ):
+        supervisor.start(broken, timeout_s=30)
+    assert supervisor.info("broken")["statename"] == "STOPPED"
+
+
+def test_a_program_runs_with_exactly_its_environment(supervisor: stack.Supervisor) -> None:
+    out = supervisor.directory / "env.json"
+    dump = f"import json, os; json.dump(dict(os.environ), open({str(out)!r}, 'w')); input()"
+    env = {"ODD": "a,b \"c\" 'd' %(here)s ; # x\nnext line", "SECRET": "s"}
+    program = stack.Program(
+        name="env",
+        argv=[sys.executable, "-c", dump],
+        url="",
+        health=lambda _: out.exists(),
+        env=env,
+    )
+    supervisor.launch([program], timeout_s=60)
+    assert supervisor.start(program, timeout_s=60).state == "started"
+    _wait_for(lambda: out.stat().st_size > 0)
+    seen = json.loads(out.read_text())
+    # Python itself may add LC_CTYPE (its C locale coercion); nothing of supervisord's.
+    assert {k: v for k, v in seen.items() if k != "LC_CTYPE"} == env
+    assert supervisor.env_path("env").stat().st_mode & 0o777 == 0o600
 
 
 def test_deploy_without_a_server_says_to_run_up(tmp_path: Path) -> None:
@@ -145,7 +240,7 @@ def test_deploy_without_a_server_says_to_run_up(tmp_path: Path) -> None:
             "SCOREHOUSE_STACK__PREFECT_PORT": str(localstack.free_port()),
         }
     )
-    with pytest.raises(LocalStackError, match=r"no Prefect server answers at .*scorehouse up"):
+    with pytest.raises(LocalStackError, match=r"no Prefect server .*answers at .*scorehouse up"):
         stack.deploy(settings)
 
 
@@ -178,53 +273,6 @@ def test_http_ok_is_false_when_nothing_listens() -> None:
     assert not stack.http_ok(f"http://127.0.0.1:{localstack.free_port()}/")
 
 
-def test_stop_returns_once_the_port_is_free(tmp_path: Path) -> None:
-    service = _slow_to_stop(tmp_path, localstack.free_port())
-    started = service.start(timeout_s=60)
-    began = time.monotonic()
-    assert service.stop().state == "stopped"
-    assert time.monotonic() - began >= 1.5  # it waited for the server to finish
-    assert not localstack.pid_alive(started.pid)  # type: ignore[arg-type]
-    assert not ports.port_busy("127.0.0.1", service.port)  # type: ignore[arg-type]
-    assert not service.stopping_path.exists() and not service.pid_path.exists()
-
-
-def test_start_while_a_stop_is_under_way_waits_for_it_then_starts_anew(tmp_path: Path) -> None:
-    # `scorehouse down` in one terminal, `scorehouse up` in another while it waits: the
-    # server that is shutting down is neither "already running" nor someone else's.
-    service = _slow_to_stop(tmp_path, localstack.free_port())
-    old = service.start(timeout_s=60)
-    stopping = threading.Thread(target=service.stop)
-    stopping.start()
-    deadline = time.monotonic() + 10
-    while not service.stopping_path.exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    new = service.start(timeout_s=60)
-    stopping.join()
-    try:
-        assert (new.state, new.pid != old.pid) == ("started", True)
-        assert not localstack.pid_alive(old.pid)  # type: ignore[arg-type]
-        assert service.pid() == new.pid and service.health()
-    finally:
-        service.stop()
-
-
-def test_a_port_held_by_another_program_is_an_error_that_names_it(tmp_path: Path) -> None:
-    with socket.socket() as holder:  # listens but never answers HTTP
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        port = holder.getsockname()[1]
-        service = _http_server(tmp_path, port, with_port=True)
-        began = time.monotonic()
-        with pytest.raises(LocalStackError) as err:
-            service.start(timeout_s=60)
-    assert time.monotonic() - began < 10
-    message = str(err.value)
-    assert f"web: port {port} on 127.0.0.1 is held by another program (pid {os.getpid()}" in message
-    assert not service.pid_path.exists()
-
-
 def test_a_worker_counts_as_running_only_after_heartbeats_of_its_own() -> None:
     # Prefect lists a worker stopped a minute ago as ONLINE for 90 s more.
     started = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -240,20 +288,6 @@ def test_a_worker_counts_as_running_only_after_heartbeats_of_its_own() -> None:
     assert not stack.worker_online([offline], "scorehouse-pool", started)
 
 
-def test_a_worker_without_its_pid_file_is_not_running_whatever_prefect_lists(
-    tmp_path: Path,
-) -> None:
-    settings = load_settings(
-        environ={
-            "SCOREHOUSE_HOME": str(tmp_path),
-            "SCOREHOUSE_STACK__PREFECT_PORT": str(localstack.free_port()),
-        }
-    )
-    service = stack.worker(settings, "scorehouse-process")
-    assert service.argv[-2:] == ["--name", "scorehouse-scorehouse-process"]
-    assert not service.health()  # no PID file: no Prefect call, no stale worker counted
-
-
 def test_down_then_deploy_at_once_starts_the_worker_although_prefect_lists_the_old_one(
     tmp_path: Path,
 ) -> None:
@@ -264,23 +298,29 @@ def test_down_then_deploy_at_once_starts_the_worker_although_prefect_lists_the_o
             "SCOREHOUSE_STACK__PREFECT_PORT": str(localstack.free_port()),
         }
     )
-    server = stack.prefect_server(settings)
-    server.start(timeout_s=180)
+    supervisor = stack.supervisor(settings)
+    server, worker = stack.prefect_server(settings), stack.worker(settings, "p")
+    assert worker.argv[-2:] == ["--name", "scorehouse-p"]
     try:
+        supervisor.launch([server, worker], timeout_s=60)
+        supervisor.start(server, timeout_s=180)
         made = stack._prefect(
             settings, "work-pool", "create", "p", "--type", "process", timeout_s=120
         )
         assert made.returncode == 0, made.stderr
-        worker = stack.worker(settings, "p")
-        assert worker.start(timeout_s=120).state == "started"
-        assert worker.stop().state == "stopped"
+        first = supervisor.start(worker, timeout_s=120)
+        assert first.state == "started"
+        assert set(supervisor.down()) == {"prefect-server", "prefect-worker-p"}
+
+        supervisor.launch([server, worker], timeout_s=60)
+        supervisor.start(server, timeout_s=180)
         listed = httpx.post(
             f"{stack.prefect_api_url(settings)}/work_pools/p/workers/filter", json={}
         )
         assert [(w["name"], w["status"]) for w in listed.json()] == [("scorehouse-p", "ONLINE")]
-        again = worker.start(timeout_s=120)
-        assert again.state == "started" and worker.pid() == again.pid
-        worker.stop()
+        assert not worker.health(datetime.now(UTC))  # that ONLINE is the old worker's
+        again = supervisor.start(worker, timeout_s=120)
+        assert again.state == "started" and again.pid != first.pid
     finally:
-        server.stop()
+        supervisor.down()
     assert not ports.port_busy("127.0.0.1", settings.stack.prefect_port)

@@ -221,7 +221,7 @@ def test_nightly_deployment_runs_on_a_worker_and_renders_in_the_ui(
         )
         for _ in range(2)
     ]
-    worker_log = stack.worker(settings, "scorehouse-process").log_path
+    worker_log = stack.supervisor(settings).log_path("prefect-worker-scorehouse-process")
     runs = []
     for flow_run in created:
         run = _wait_for_run(api, flow_run["id"])

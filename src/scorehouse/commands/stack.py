@@ -19,9 +19,9 @@ if TYPE_CHECKING:
 def up(ctx: typer.Context, as_json: Json = False) -> None:
     """Start Redis, the Prefect server (UI) and the MLflow server (UI) in the background.
 
-    Start Redis, the Prefect server and the MLflow server on loopback, each in the
-    background with a PID file and a log under <home>/stack/, and wait until each answers.
-    Running it again reports what already runs.
+    Start Redis, then a supervisord that runs the Prefect server and the MLflow server on
+    loopback (configuration, socket and logs under <home>/stack/), and wait until each
+    answers. Running it again reports what already runs.
     """
     from scorehouse import stack
 
@@ -31,6 +31,7 @@ def up(ctx: typer.Context, as_json: Json = False) -> None:
         "prefect_ui": stack.prefect_url(settings),
         "mlflow_ui": stack.mlflow_url(settings),
         "state_dir": stack.state_dir(settings),
+        "supervisorctl": f"{stack.bin_path('supervisorctl')} -c {stack.supervisor(settings).conf_path}",
     }
     if as_json:
         print_json({"services": statuses, **where})
@@ -38,7 +39,8 @@ def up(ctx: typer.Context, as_json: Json = False) -> None:
     _print(statuses)
     print(f"Prefect UI: {where['prefect_ui']}")
     print(f"MLflow UI:  {where['mlflow_ui']}")
-    print(f"Logs and PID files: {where['state_dir']}")
+    print(f"Logs:       {where['state_dir']}")
+    print(f"Processes:  {where['supervisorctl']} status")
     print("Next: `scorehouse deploy` registers the scheduled flows; `scorehouse down` stops all.")
 
 
@@ -47,7 +49,7 @@ def deploy(ctx: typer.Context, as_json: Json = False) -> None:
 
     Create the work pool, register every deployment of prefect.yaml (nightly at 02:00 UTC,
     weekly_train on Sundays, backfill on demand) against the server of `scorehouse up`, and
-    start a process worker in the background.
+    add a process worker per work pool to the supervisord of `scorehouse up`.
     """
     from scorehouse import stack
 
@@ -68,7 +70,7 @@ def deploy(ctx: typer.Context, as_json: Json = False) -> None:
 
 
 def down(ctx: typer.Context, as_json: Json = False) -> None:
-    """Stop the worker, the servers and Redis that up/deploy started."""
+    """Stop the worker, the servers (their supervisord with them) and Redis that up/deploy started."""
     from scorehouse import stack
 
     statuses = stack.down(settings_of(ctx))
