@@ -11,20 +11,31 @@ from scorehouse.training.registry import gate
 
 
 def test_first_model_is_champion_when_it_beats_the_baseline() -> None:
-    decision = gate(0.80, 0.70, None, 0.002)
+    decision = gate(0.80, {"baseline": 0.70}, None, 0.002)
     assert decision.promote
     assert "no champion" in decision.reason and "baseline's 0.7000" in decision.reason
 
 
 def test_model_that_does_not_beat_the_baseline_is_challenger_even_without_champion() -> None:
-    decision = gate(0.70, 0.70, None, 0.002)
+    decision = gate(0.70, {"baseline": 0.70}, None, 0.002)
     assert not decision.promote
-    assert "does not beat the baseline" in decision.reason
+    assert "does not beat the best baseline, baseline's 0.7000" in decision.reason
+
+
+def test_the_model_must_beat_the_best_baseline_not_just_one() -> None:
+    baselines = {"baseline": 0.70, "btyd": 0.76}
+    between = gate(0.74, baselines, None, 0.002)
+    assert not between.promote
+    assert between.reason == "test AUC 0.7400 does not beat the best baseline, btyd's 0.7600"
+    above = gate(0.77, baselines, 0.70, 0.002, champion_version="3")
+    assert above.promote and "beats the best baseline, btyd's 0.7600" in above.reason
+    # the order the baselines come in does not matter
+    assert not gate(0.74, dict(reversed(baselines.items())), None, 0.002).promote
 
 
 def test_without_a_declared_baseline_the_champion_alone_decides() -> None:
-    assert gate(0.55, None, None, 0.002).promote
-    assert not gate(0.55, None, 0.60, 0.002, champion_version="2").promote
+    assert gate(0.55, {}, None, 0.002).promote
+    assert not gate(0.55, {}, 0.60, 0.002, champion_version="2").promote
 
 
 @pytest.mark.parametrize(
@@ -34,7 +45,7 @@ def test_without_a_declared_baseline_the_champion_alone_decides() -> None:
 def test_tolerance_allows_a_slightly_lower_auc_and_no_more(
     candidate: float, champion: float, promote: bool
 ) -> None:
-    decision = gate(candidate, 0.6, champion, 0.002, champion_version="4")
+    decision = gate(candidate, {"baseline": 0.6}, champion, 0.002, champion_version="4")
     assert decision.promote is promote
     if not promote:
         assert "champion v4" in decision.reason

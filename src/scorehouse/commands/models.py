@@ -87,6 +87,7 @@ def train(
         ("model", ""),
         ("single-node", "single_node_"),
         ("baseline", "baseline_"),
+        ("btyd", "btyd_"),
     ):
         if f"{prefix}test_roc_auc" not in m:
             continue

@@ -153,4 +153,9 @@ def check_project(project: Project) -> list[str]:
     model_inputs = {f.name for f in features if not f.internal}
     if baseline is not None and baseline not in model_inputs:
         problems.append(f"model: baseline_feature {baseline!r} is not a model feature")
+    btyd = project.model.btyd
+    if btyd is not None:
+        for field, name in btyd.model_dump().items():
+            if name not in model_inputs:
+                problems.append(f"model: btyd.{field} {name!r} is not a model feature")
     return problems

@@ -108,7 +108,13 @@ def _load(folder: Path) -> Project:
     problems = check_project(project)
     if problems:
         features_file = origin.get("features", folder / PROJECT_FILE)
-        raise ProjectError("\n".join(f"{features_file}: {p}" for p in problems))
+        # a problem of the model section names the file that declares it
+        model_file = origin.get("model", folder / PROJECT_FILE)
+        raise ProjectError(
+            "\n".join(
+                f"{model_file if p.startswith('model:') else features_file}: {p}" for p in problems
+            )
+        )
     return project
 
 

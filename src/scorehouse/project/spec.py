@@ -269,6 +269,18 @@ class Label(_Decl):
         return self
 
 
+class BtydDecl(_Decl):
+    """The model features a buy-till-you-die (BG/NBD) baseline reads, all in days as of the
+    row's as-of date; used when pymc-marketing (the `btyd` extra) is installed."""
+
+    purchase_days: str
+    """Days with at least one purchase, the first included (repeat purchases: this - 1)."""
+    days_since_first: str
+    """Days from the first purchase day to the as-of date (missing: no purchase yet)."""
+    days_since_last: str
+    """Days from the last purchase day to the as-of date."""
+
+
 class ModelDecl(_Decl):
     name: str | None = None
     """The registered model name (default: the project's name)."""
@@ -277,6 +289,8 @@ class ModelDecl(_Decl):
     since the last event of the label's kind); a new model must beat it out of time."""
     baseline_higher_is_likelier: bool = False
     """False: lower values of the baseline feature rank as likelier (recency); True: higher."""
+    btyd: BtydDecl | None = None
+    """A BG/NBD baseline for purchase-like labels; the gate asks a new model to beat it too."""
     params: dict[str, float | int | str] = Field(default_factory=dict)
     """XGBoost parameters over the settings' defaults."""
 

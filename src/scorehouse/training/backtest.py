@@ -1,11 +1,13 @@
 """Backtests: a registered model scored on past as-of dates whose labels have matured,
-date by date, next to the project's baseline. How a user learns whether to trust the
-model on their own history before it serves anything."""
+date by date, next to the project's baselines (the rank baseline, and the BG/NBD one when
+declared and pymc-marketing is installed). How a user learns whether to trust the model
+on their own history before it serves anything."""
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -20,8 +22,9 @@ from scorehouse.features.registry import entity_key, to_matrix
 from scorehouse.features.training_set import apply_stale_policy, labelled_rows, matured_dates
 from scorehouse.settings import Settings
 from scorehouse.storage.warehouse import Warehouse
+from scorehouse.training import btyd
 from scorehouse.training import metrics as m
-from scorehouse.training.baseline import project_baseline
+from scorehouse.training.baseline import project_baseline, project_btyd
 from scorehouse.training.registry import CHAMPION, load_model, load_version, version_tag
 from scorehouse.training.report import auc_by_date_chart
 from scorehouse.training.tracking import configure_mlflow
@@ -59,11 +62,15 @@ def backtest(spark: SparkSession, settings: Settings, request: BacktestRequest) 
     rows = apply_stale_policy(
         labelled_rows(spark, settings, dates, horizon), settings.features.on_stale
     )
+    # the baselines read the current declarations' features, which an older model may lack
+    wanted = [*model.feature_names, *_baseline_columns()]
+    columns = [c for c in dict.fromkeys(wanted) if c in rows.columns]
     frame: pd.DataFrame = rows.select(
-        "as_of", "label", *model.feature_names, F.col(entity_key().name)
+        "as_of", "label", *columns, F.col(entity_key().name)
     ).toPandas()
     fit_until = version_tag(settings, model.version, "fit_until")
-    table = per_date(frame, model.predict(to_matrix(frame, model.feature_names)), fit_until)
+    scores = model.predict(to_matrix(frame, model.feature_names))
+    table = per_date(frame, scores, fit_until, _btyd_scorer(settings, frame))
     table.insert(0, "model_version", model.version)
     table.insert(0, "model_name", model.name)
     run_id = _log_run(settings, request, table)
@@ -77,10 +84,45 @@ def backtest(spark: SparkSession, settings: Settings, request: BacktestRequest) 
     return BacktestResult(run_id, model.version, version, table)
 
 
-def per_date(frame: pd.DataFrame, scores: np.ndarray, fit_until: str | None) -> pd.DataFrame:
-    """Metrics per as-of date for the model (`scores`) and the project's baseline.
-    `in_sample`: the date is one the model was fit on (its `fit_until` or earlier), where
-    its figures flatter it."""
+Scorer = Callable[[pd.DataFrame], np.ndarray]
+
+
+def _baseline_columns() -> list[str]:
+    rank, declared = project_baseline(), project_btyd()
+    return [
+        *([rank.feature] if rank is not None else []),
+        *(declared.model_dump().values() if declared is not None else []),
+    ]
+
+
+def _btyd_scorer(settings: Settings, frame: pd.DataFrame) -> dict[str, Scorer]:
+    """The BG/NBD baseline fit once, on the first date's rows (one per entity): what
+    they hold was known on that date, before every label the backtest reads, so it
+    scores every date out of sample. Empty when not declared or not installed."""
+    declared = project_btyd()
+    if declared is None:
+        return {}
+    if not btyd.available():
+        log.warning(btyd.SKIPPED)
+        return {}
+    first = frame[frame["as_of"] == frame["as_of"].min()]
+    try:
+        fitted = btyd.fit(first, declared, settings.model.horizon_days, settings.model.seed)
+    except btyd.NothingToFit as exc:
+        log.warning("BG/NBD baseline skipped: %s", exc)
+        return {}
+    return {"btyd": fitted.score}
+
+
+def per_date(
+    frame: pd.DataFrame,
+    scores: np.ndarray,
+    fit_until: str | None,
+    extra: Mapping[str, Scorer] | None = None,
+) -> pd.DataFrame:
+    """Metrics per as-of date for the model (`scores`), the project's rank baseline and
+    the `extra` scorers (name → scores of a date's rows). `in_sample`: the date is one
+    the model was fit on (its `fit_until` or earlier), where its figures flatter it."""
     baseline = project_baseline()
     until = date.fromisoformat(fit_until) if fit_until else None
     out = []
@@ -90,6 +132,7 @@ def per_date(frame: pd.DataFrame, scores: np.ndarray, fit_until: str | None) -> 
         scorers = {"model": scores[idx]}
         if baseline is not None:
             scorers["baseline"] = baseline.score(day)
+        scorers.update({name: score(day) for name, score in (extra or {}).items()})
         for scorer, p in scorers.items():
             both = 0 < y.sum() < len(y)
             values = m.evaluate(y, p) if both else dict.fromkeys(m.METRIC_NAMES, float("nan"))

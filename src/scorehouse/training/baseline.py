@@ -5,7 +5,8 @@ kind) ranks the entities; nothing is learned from the training rows, so the base
 cannot collapse on a small or shifted training set the way per-cell rates do. A missing
 value ranks as "longest ago": last when lower values are likelier, first otherwise.
 The scores are ranks in (0, 1]: what the gate compares (AUC, PR AUC) depends on the
-order only. Pure numpy, no I/O.
+order only. Pure numpy, no I/O. For purchase-like labels the project may declare a
+BG/NBD baseline as well (`model.btyd`, `training.btyd`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from scipy.stats import rankdata
+
+from scorehouse.project.spec import BtydDecl
 
 
 @dataclass(frozen=True)
@@ -41,3 +44,10 @@ def project_baseline() -> RankBaseline | None:
     if model.baseline_feature is None:
         return None
     return RankBaseline(model.baseline_feature, model.baseline_higher_is_likelier)
+
+
+def project_btyd() -> BtydDecl | None:
+    """The project's BG/NBD baseline declaration (`model.btyd`; None: it declares none)."""
+    from scorehouse.features.registry import feature_sql
+
+    return feature_sql().project.model.btyd

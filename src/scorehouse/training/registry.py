@@ -10,6 +10,7 @@ that did not pass the gate. Promotion history lives in model-version tags:
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -66,21 +67,25 @@ class VersionInfo:
 
 def gate(
     candidate_auc: float,
-    baseline_auc: float | None,
+    baselines: Mapping[str, float],
     champion_auc: float | None,
     tolerance: float,
     champion_version: str | None = None,
 ) -> GateDecision:
-    """Pure rule: champion only if AUC > the baseline's (when the project declares one)
-    AND >= the champion's on the same test set - tolerance."""
-    beats = "" if baseline_auc is None else f" and beats the baseline's {baseline_auc:.4f}"
-    if baseline_auc is not None and not candidate_auc > baseline_auc:
-        return GateDecision(
-            False,
-            f"test AUC {candidate_auc:.4f} does not beat the baseline's {baseline_auc:.4f}",
-            champion_version,
-            champion_auc,
-        )
+    """Pure rule: champion only if AUC > the best baseline's (of those the project
+    declares: baseline name -> its test AUC) AND >= the champion's on the same test set -
+    tolerance."""
+    beats = ""
+    if baselines:
+        name, best = max(baselines.items(), key=lambda kv: kv[1])
+        if not candidate_auc > best:
+            return GateDecision(
+                False,
+                f"test AUC {candidate_auc:.4f} does not beat the best baseline, {name}'s {best:.4f}",
+                champion_version,
+                champion_auc,
+            )
+        beats = f" and beats the best baseline, {name}'s {best:.4f}"
     if champion_auc is None:
         return GateDecision(True, f"no champion yet; test AUC {candidate_auc:.4f}{beats}")
     if candidate_auc < champion_auc - tolerance:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -22,8 +22,11 @@ def metrics_table(rows: Mapping[tuple[str, str], Mapping[str, float]]) -> list[d
     return [{"scorer": s, "split": split, **values} for (s, split), values in rows.items()]
 
 
-def write_tables(rows: list[dict[str, object]], folder: Path) -> list[Path]:
-    """metrics.csv and metrics.md from `metrics_table` rows."""
+def write_tables(
+    rows: list[dict[str, object]], folder: Path, notes: Sequence[str] = ()
+) -> list[Path]:
+    """metrics.csv and metrics.md from `metrics_table` rows; `notes` (e.g. a baseline that
+    did not run) follow the markdown table."""
     columns = ["scorer", "split", *m.METRIC_NAMES]
     csv_lines = [",".join(columns)]
     md_lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -33,6 +36,7 @@ def write_tables(rows: list[dict[str, object]], folder: Path) -> list[Path]:
         md_lines.append("| " + " | ".join(cells) + " |")
     csv_path, md_path = folder / "metrics.csv", folder / "metrics.md"
     csv_path.write_text("\n".join(csv_lines) + "\n")
+    md_lines += ["", *(f"- {note}" for note in notes)] if notes else []
     md_path.write_text("\n".join(md_lines) + "\n")
     return [csv_path, md_path]
 

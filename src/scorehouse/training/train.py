@@ -17,7 +17,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from importlib import metadata
@@ -37,10 +37,12 @@ from xgboost.spark import SparkXGBClassifier, SparkXGBClassifierModel
 from scorehouse.errors import ValidationError
 from scorehouse.features.registry import entity_key, feature_names, to_matrix
 from scorehouse.monitoring.reference import build_reference, save_reference
+from scorehouse.project.spec import BtydDecl
 from scorehouse.settings import ModelSettings, Settings
 from scorehouse.storage.warehouse import Warehouse
+from scorehouse.training import btyd
 from scorehouse.training import metrics as m
-from scorehouse.training.baseline import project_baseline
+from scorehouse.training.baseline import project_baseline, project_btyd
 from scorehouse.training.registry import (
     CHAMPION,
     GateDecision,
@@ -517,12 +519,14 @@ def _train(spark: SparkSession, job: _Job, data: DataFrame, matured: _Matured) -
         len(trials),
         search_seconds,
     )
-    baseline = project_baseline()
-    scores: dict[str, dict[str, np.ndarray]] = {s: {} for s in sets}
-    for s, pdf in sets.items():
-        scores[s]["model"] = booster.inplace_predict(to_matrix(pdf, names), missing=np.nan)
-        if baseline is not None:
-            scores[s]["baseline"] = baseline.score(pdf)
+    baselines = _baselines(job, data, sets)
+    scores: dict[str, dict[str, np.ndarray]] = {
+        s: {
+            "model": booster.inplace_predict(to_matrix(pdf, names), missing=np.nan),
+            **baselines.scores[s],
+        }
+        for s, pdf in sets.items()
+    }
 
     single_seconds = None
     single_booster = None
@@ -577,7 +581,7 @@ def _train(spark: SparkSession, job: _Job, data: DataFrame, matured: _Matured) -
         )
     decision = gate(
         flat["test_roc_auc"] if candidate_auc is None else candidate_auc,
-        flat.get("baseline_test_roc_auc"),
+        {name: flat[f"{name}_test_roc_auc"] for name in baselines.names},
         champion_auc,
         settings.model.auc_tolerance,
         champion_version,
@@ -586,6 +590,9 @@ def _train(spark: SparkSession, job: _Job, data: DataFrame, matured: _Matured) -
         decision = GateDecision(False, champion_note, champion_version, None)
     elif champion_note:
         decision = dataclasses.replace(decision, reason=f"{decision.reason}; {champion_note}")
+    if baselines.notes:
+        reason = "; ".join((decision.reason, *baselines.notes))
+        decision = dataclasses.replace(decision, reason=reason)
 
     flat.update(
         {
@@ -595,6 +602,7 @@ def _train(spark: SparkSession, job: _Job, data: DataFrame, matured: _Matured) -
             "best_iteration": float(booster.num_boosted_rounds() - 1),
             **{f"{s}_rows": float(n) for s, (n, _) in counts.items()},
             **{f"{s}_positive_rate": p / n for s, (n, p) in counts.items()},
+            **baselines.metrics,
         }
     )
     if single_seconds is not None and single_booster is not None:
@@ -604,7 +612,16 @@ def _train(spark: SparkSession, job: _Job, data: DataFrame, matured: _Matured) -
     refit = _refit(spark, job, matured, params, booster.num_boosted_rounds(), counts["train"][0])
     flat.update({"refit_rows": float(refit.rows), "refit_rounds": float(refit.rounds)})
     evaluation = _Evaluation(
-        params, workers, sets["test"], flat, table_rows, scores["test"], y_test, decision, refit
+        params,
+        workers,
+        sets["test"],
+        flat,
+        table_rows,
+        scores["test"],
+        y_test,
+        decision,
+        refit,
+        baselines.notes,
     )
     result = _log_run(job, evaluation)
     return dataclasses.replace(result, spark_model=refit.spark_model)
@@ -623,6 +640,81 @@ class _Evaluation:
     y_test: np.ndarray
     decision: GateDecision
     refit: _Refit
+    notes: tuple[str, ...] = ()  # baselines the project declares that did not run, and why
+
+
+@dataclass(frozen=True)
+class _Baselines:
+    """Every baseline's scores per evaluation split (scorer name → scores)."""
+
+    scores: dict[str, dict[str, np.ndarray]]
+    names: tuple[str, ...]  # what the gate compares with: every scorer here
+    metrics: dict[str, float]  # what fitting them took and learned
+    notes: tuple[str, ...]  # declared baselines that did not run
+
+
+def _baselines(job: _Job, data: DataFrame, sets: dict[str, pd.DataFrame]) -> _Baselines:
+    """The declared baselines on the validation and test rows: the rank baseline
+    (`model.baseline_feature`), and the BG/NBD one (`model.btyd`) fit on the train rows
+    when pymc-marketing is installed; a new model must beat the best of them."""
+    scorers: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {}
+    rank = project_baseline()
+    if rank is not None:
+        scorers["baseline"] = rank.score
+    metrics: dict[str, float] = {}
+    notes: tuple[str, ...] = ()
+    declared = project_btyd()
+    if declared is not None:
+        fitted, metrics, notes = _fit_btyd(job, data, declared)
+        if fitted is not None:
+            scorers["btyd"] = fitted.score
+    scores = {s: {name: f(pdf) for name, f in scorers.items()} for s, pdf in sets.items()}
+    return _Baselines(scores, tuple(scorers), metrics, notes)
+
+
+def _fit_btyd(
+    job: _Job, data: DataFrame, declared: BtydDecl
+) -> tuple[btyd.BgNbdBaseline | None, dict[str, float], tuple[str, ...]]:
+    """The fitted BG/NBD baseline with its seconds (the library's import included) and
+    parameters, or None and why not."""
+    started = time.perf_counter()
+    if not btyd.available():
+        log.warning(btyd.SKIPPED)
+        return None, {}, (btyd.SKIPPED,)
+    model = job.settings.model
+    try:
+        rows = btyd_fit_rows(data, declared, model.seed)
+        fitted = btyd.fit(rows, declared, model.horizon_days, model.seed)
+    except btyd.NothingToFit as exc:
+        note = f"BG/NBD baseline skipped: {exc}"
+        log.warning(note)
+        return None, {}, (note,)
+    metrics = {"btyd_fit_seconds": time.perf_counter() - started, "btyd_fit_rows": len(rows)}
+    metrics.update({f"btyd_{k}": v for k, v in fitted.params().items()})
+    return fitted, metrics, ()
+
+
+def btyd_fit_rows(data: DataFrame, declared: BtydDecl, seed: int) -> pd.DataFrame:
+    """What the BG/NBD baseline fits on: each train entity's row at its latest as-of date,
+    at most btyd.MAX_FIT_ROWS of them (a seeded sample).
+
+    One row per entity because BG/NBD reads an entity's whole purchase history from one
+    (x, t_x, T) summary: an earlier as-of date's summary is a prefix of the latest one, so
+    stacking them would count the same purchases again and weigh long-known entities by
+    their number of dates. The latest train row knows the most of each history without
+    reaching into the purge gap or the test period."""
+    key = entity_key().name
+    columns = (declared.purchase_days, declared.days_since_first, declared.days_since_last)
+    latest = (
+        data.where(F.col("split") == "train")
+        .groupBy(key)
+        .agg(*[F.max_by(c, "as_of").alias(c) for c in columns])
+    )
+    entities = latest.count()
+    if entities > btyd.MAX_FIT_ROWS:
+        fraction = min(1.0, 1.05 * btyd.MAX_FIT_ROWS / entities)
+        latest = latest.sample(fraction=fraction, seed=seed).limit(btyd.MAX_FIT_ROWS)
+    return latest.select(*columns).toPandas()
 
 
 def _champion_test_rows(
@@ -699,9 +791,11 @@ def _log_run(job: _Job, ev: _Evaluation) -> TrainResult:
         }
     )
     mlflow.log_metrics(flat)
+    if ev.notes:
+        mlflow.set_tag("baseline_notes", "; ".join(ev.notes))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        write_tables(metrics_table(ev.table_rows), folder)
+        write_tables(metrics_table(ev.table_rows), folder, ev.notes)
         gain = {k: float(v) for k, v in booster.get_score(importance_type="gain").items()}  # type: ignore[arg-type]
         write_charts(ev.y_test, ev.test_scores, gain, folder)
         rows_seen = {
