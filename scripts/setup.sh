@@ -40,7 +40,7 @@ stamp=.venv/.scorehouse-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   echo "setup: installing pinned dependencies into .venv (first time: several minutes)"
   .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
-  .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+  .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev,btyd]'
   touch "$stamp"
 fi
 echo "setup: ready (java $(java_major), $(redis-server --version | cut -d' ' -f3), $(.venv/bin/python --version))"
