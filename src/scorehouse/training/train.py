@@ -568,8 +568,11 @@ def _train(spark: SparkSession, job: _Job, data: DataFrame, matured: _Matured) -
     y_test = sets["test"]["label"].to_numpy()
     unseen, champion_version, champion_note, blocks = _champion_test_rows(settings, sets["test"])
     champion_auc = candidate_auc = None
+    baseline_aucs = {name: flat[f"{name}_test_roc_auc"] for name in baselines.names}
     if unseen is not None:
         y_unseen = unseen["label"].to_numpy()
+        # The candidate, the champion and the baselines, all on the same rows.
+        baseline_aucs = {n: m.roc_auc(y_unseen, f(unseen)) for n, f in baselines.scorers.items()}
         champion_scores = _champion_scores(settings, unseen)
         champion_auc = m.roc_auc(y_unseen, champion_scores)
         candidate_auc = m.roc_auc(
@@ -581,7 +584,7 @@ def _train(spark: SparkSession, job: _Job, data: DataFrame, matured: _Matured) -
         )
     decision = gate(
         flat["test_roc_auc"] if candidate_auc is None else candidate_auc,
-        {name: flat[f"{name}_test_roc_auc"] for name in baselines.names},
+        baseline_aucs,
         champion_auc,
         settings.model.auc_tolerance,
         champion_version,
@@ -649,6 +652,7 @@ class _Baselines:
 
     scores: dict[str, dict[str, np.ndarray]]
     names: tuple[str, ...]  # what the gate compares with: every scorer here
+    scorers: dict[str, Callable[[pd.DataFrame], np.ndarray]]
     metrics: dict[str, float]  # what fitting them took and learned
     notes: tuple[str, ...]  # declared baselines that did not run
 
@@ -669,7 +673,7 @@ def _baselines(job: _Job, data: DataFrame, sets: dict[str, pd.DataFrame]) -> _Ba
         if fitted is not None:
             scorers["btyd"] = fitted.score
     scores = {s: {name: f(pdf) for name, f in scorers.items()} for s, pdf in sets.items()}
-    return _Baselines(scores, tuple(scorers), metrics, notes)
+    return _Baselines(scores, tuple(scorers), scorers, metrics, notes)
 
 
 def _fit_btyd(
