@@ -23,6 +23,7 @@ DRIVER_OPTIONS = "spark.driver.extraJavaOptions"
 # What every JVM start prints on its own: Spark's launcher always adds the incubating
 # vector module (JavaModuleOptions), and no JVM flag silences the notice.
 JVM_NOTICES = frozenset({"WARNING: Using incubator modules: jdk.incubator.vector"})
+_STARTING = threading.Lock()
 
 
 def is_jvm_notice(line: str) -> bool:
@@ -88,8 +89,9 @@ def get_spark(settings: Settings, app_name: str = "scorehouse") -> SparkSession:
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("TZ", "UTC")
     submitted = _under_spark_submit()
-    if not submitted and not _driver_jvm_running():
-        _start_driver(app_name, conf)
+    with _STARTING:  # two flow tasks asking at once must not start two JVMs
+        if not submitted and not _driver_jvm_running():
+            _start_driver(app_name, conf)
     builder = SparkSession.builder.appName(app_name)
     for key, value in conf.items():
         if submitted and key == "spark.master":
