@@ -66,13 +66,3 @@ def test_an_undeclared_btyd_feature_is_refused_naming_the_file_and_field(tmp_pat
     assert str(err.value) == (
         f"{path}: model: btyd.days_since_first 'days_since_first_order' is not a model feature"
     )
-
-
-def test_the_purchase_example_declares_btyd_and_the_churn_example_does_not() -> None:
-    purchase = load_project(EXAMPLES_DIR / "purchase_propensity").model.btyd
-    assert purchase == BtydDecl(
-        purchase_days="lifetime_active_days",
-        days_since_first="days_since_first_purchase",
-        days_since_last="days_since_last_purchase",
-    )
-    assert load_project(EXAMPLES_DIR / "churn").model.btyd is None
