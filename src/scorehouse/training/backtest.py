@@ -102,16 +102,10 @@ def _btyd_scorer(settings: Settings, frame: pd.DataFrame) -> dict[str, Scorer]:
     declared = project_btyd()
     if declared is None:
         return {}
-    if not btyd.available():
-        log.warning(btyd.SKIPPED)
-        return {}
     first = frame[frame["as_of"] == frame["as_of"].min()]
-    try:
-        fitted = btyd.fit(first, declared, settings.model.horizon_days, settings.model.seed)
-    except btyd.NothingToFit as exc:
-        log.warning("BG/NBD baseline skipped: %s", exc)
-        return {}
-    return {"btyd": fitted.score}
+    model = settings.model
+    fitted, _ = btyd.fit_or_skip(lambda: first, declared, model.horizon_days, model.seed)
+    return {} if fitted is None else {"btyd": fitted.score}
 
 
 def per_date(

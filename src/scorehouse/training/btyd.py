@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,8 @@ from scorehouse.project.spec import BtydDecl
 
 MAX_FIT_ROWS = 200_000  # the MAP fit is linear in rows; a seeded sample keeps it bounded
 SKIPPED = "BG/NBD baseline skipped: pymc-marketing is not installed (the `btyd` extra)"
+
+log = logging.getLogger(__name__)
 
 
 class NothingToFit(ValueError):
@@ -70,6 +72,7 @@ class BgNbdBaseline:
     decl: BtydDecl
     horizon_days: int
     model: Any  # pymc_marketing.clv.BetaGeoModel
+    fit_rows: int  # the entities with a purchase history it was fit on
 
     def params(self) -> dict[str, float]:
         """r, alpha (purchase rate) and a, b (dropout): what the fit learned."""
@@ -121,7 +124,23 @@ def fit(rows: pd.DataFrame, decl: BtydDecl, horizon_days: int, seed: int) -> BgN
 
         model = BetaGeoModel(data=data)
         model.fit(method="map", progressbar=False)
-    return BgNbdBaseline(decl, horizon_days, model)
+    return BgNbdBaseline(decl, horizon_days, model, len(data))
+
+
+def fit_or_skip(
+    rows: Callable[[], pd.DataFrame], decl: BtydDecl, horizon_days: int, seed: int
+) -> tuple[BgNbdBaseline | None, str | None]:
+    """`fit` on `rows()` (asked for only when pymc-marketing is installed), or None and why
+    the baseline is skipped (logged): the library is missing or nothing has a history."""
+    if not available():
+        note = SKIPPED
+    else:
+        try:
+            return fit(rows(), decl, horizon_days, seed), None
+        except NothingToFit as exc:
+            note = f"BG/NBD baseline skipped: {exc}"
+    log.warning(note)
+    return None, note
 
 
 @contextlib.contextmanager

@@ -568,7 +568,7 @@ def _train(spark: SparkSession, job: _Job, data: DataFrame, matured: _Matured) -
     y_test = sets["test"]["label"].to_numpy()
     unseen, champion_version, champion_note, blocks = _champion_test_rows(settings, sets["test"])
     champion_auc = candidate_auc = None
-    baseline_aucs = {name: flat[f"{name}_test_roc_auc"] for name in baselines.names}
+    baseline_aucs = {name: flat[f"{name}_test_roc_auc"] for name in baselines.scorers}
     if unseen is not None:
         y_unseen = unseen["label"].to_numpy()
         # The candidate, the champion and the baselines, all on the same rows.
@@ -651,8 +651,7 @@ class _Baselines:
     """Every baseline's scores per evaluation split (scorer name → scores)."""
 
     scores: dict[str, dict[str, np.ndarray]]
-    names: tuple[str, ...]  # what the gate compares with: every scorer here
-    scorers: dict[str, Callable[[pd.DataFrame], np.ndarray]]
+    scorers: dict[str, Callable[[pd.DataFrame], np.ndarray]]  # the gate compares with each
     metrics: dict[str, float]  # what fitting them took and learned
     notes: tuple[str, ...]  # declared baselines that did not run
 
@@ -673,7 +672,7 @@ def _baselines(job: _Job, data: DataFrame, sets: dict[str, pd.DataFrame]) -> _Ba
         if fitted is not None:
             scorers["btyd"] = fitted.score
     scores = {s: {name: f(pdf) for name, f in scorers.items()} for s, pdf in sets.items()}
-    return _Baselines(scores, tuple(scorers), scorers, metrics, notes)
+    return _Baselines(scores, scorers, metrics, notes)
 
 
 def _fit_btyd(
@@ -682,18 +681,13 @@ def _fit_btyd(
     """The fitted BG/NBD baseline with its seconds (the library's import included) and
     parameters, or None and why not."""
     started = time.perf_counter()
-    if not btyd.available():
-        log.warning(btyd.SKIPPED)
-        return None, {}, (btyd.SKIPPED,)
     model = job.settings.model
-    try:
-        rows = btyd_fit_rows(data, declared, model.seed)
-        fitted = btyd.fit(rows, declared, model.horizon_days, model.seed)
-    except btyd.NothingToFit as exc:
-        note = f"BG/NBD baseline skipped: {exc}"
-        log.warning(note)
-        return None, {}, (note,)
-    metrics = {"btyd_fit_seconds": time.perf_counter() - started, "btyd_fit_rows": len(rows)}
+    fitted, note = btyd.fit_or_skip(
+        lambda: btyd_fit_rows(data, declared, model.seed), declared, model.horizon_days, model.seed
+    )
+    if fitted is None:
+        return None, {}, (note,) if note else ()
+    metrics = {"btyd_fit_seconds": time.perf_counter() - started, "btyd_fit_rows": fitted.fit_rows}
     metrics.update({f"btyd_{k}": v for k, v in fitted.params().items()})
     return fitted, metrics, ()
 
