@@ -118,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns its exit code. Expected failures print one `error:` line."""
     # Flows start an ephemeral Prefect server; it must not phone home.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Its first start on a new PREFECT_HOME migrates a database: on a host whose page cache
+    # a large backfill had just emptied, that took longer than Prefect's default 20 s.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     command = typer.main.get_command(app)
     assert isinstance(command, TyperGroup)
     _time_each_step(command, ())
