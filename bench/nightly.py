@@ -220,8 +220,8 @@ def run_child(ds: date, config: Path, out: Path) -> None:
     """In the fresh process: run the flow, write what it returned and the flow wall time."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    # A fresh PREFECT_HOME migrates its database on the first start; after a 10M setup has
-    # pushed the server's modules out of the page cache that can pass Prefect's default 20 s.
+    # The flow is called directly here, not through `scorehouse` (cli.main), so the
+    # defaults that cli.main gives a flow run are set here too.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     began = time.perf_counter()
     from scorehouse.flows import nightly
